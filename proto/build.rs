@@ -1,0 +1,15 @@
+//! Compiles the `.proto` files with the pure-Rust `protox` compiler, so building
+//! needs nothing but the Rust toolchain (no system `protoc`).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["raft.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Elections: follower timeouts, pre-candidates, candidates and voting
+//! (Raft paper §5.2 and §5.4.1; PreVote from dissertation §9.6).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::message::{MessageBody, RequestVote, RequestVoteResponse};
+use super::progress::Progress;
+use super::read_index::ReadQueue;
+use super::{LeaderState, RaftCore, Role};
+use crate::types::{Entry, EntryPayload, HardState, NodeId, Term};
+
+impl RaftCore {
+    /// Followers and candidates count down to an election.
+    pub(super) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.randomized_election_timeout {
+            self.start_campaign(false);
+        }
+    }
+
+    /// Starts an election, with a pre-vote round first when PreVote is on
+    /// and the election was not forced by a leadership transfer.
+    pub(super) fn start_campaign(&mut self, leadership_transfer: bool) {
+        if !self.membership.is_voter(self.id()) {
+            // Learners and removed nodes never campaign.
+            self.reset_election_timer();
+            return;
+        }
+        if self.config.pre_vote && !leadership_transfer {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate(leadership_transfer);
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        tracing::debug!(node = %self.id(), term = %self.hard_state.term, "starting pre-vote");
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.reset_election_timer();
+        self.votes = BTreeMap::from([(self.id(), true)]);
+        let prospective_term = self.hard_state.term.next();
+        if self.membership.is_quorum(self.granted_votes()) {
+            self.become_candidate(false);
+            return;
+        }
+        self.request_votes(prospective_term, true, false);
+    }
+
+    fn become_candidate(&mut self, leadership_transfer: bool) {
+        self.hard_state = HardState {
+            term: self.hard_state.term.next(),
+            voted_for: Some(self.id()),
+        };
+        tracing::debug!(node = %self.id(), term = %self.hard_state.term, "starting election");
+        // The self-vote is durable before any request for votes is sent.
+        self.save_hard_state();
+        self.pending_acknowledgements.clear();
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.reset_election_timer();
+        self.votes = BTreeMap::from([(self.id(), true)]);
+        if self.membership.is_quorum(self.granted_votes()) {
+            self.become_leader();
+            return;
+        }
+        let term = self.hard_state.term;
+        self.request_votes(term, false, leadership_transfer);
+    }
+
+    fn granted_votes(&self) -> Vec<&NodeId> {
+        self.votes
+            .iter()
+            .filter_map(|(node, granted)| granted.then_some(node))
+            .collect()
+    }
+
+    fn request_votes(&mut self, term: Term, pre_vote: bool, leadership_transfer: bool) {
+        let request = RequestVote {
+            pre_vote,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            leadership_transfer,
+        };
+        let own_id = self.id();
+        let voters: Vec<NodeId> = self.membership.voters.iter().copied().collect();
+        for voter in voters.into_iter().filter(|voter| *voter != own_id) {
+            self.outputs.push(super::Output::Send(super::Message {
+                from: self.id(),
+                to: voter,
+                term,
+                body: MessageBody::RequestVote(request),
+            }));
+        }
+    }
+
+    /// Raft paper §5.2 and §5.4.1: grant at most one vote per term, and only
+    /// to a candidate whose log is at least as up to date as ours. A
+    /// pre-vote is granted on the same log rule for a later term, without
+    /// recording anything.
+    pub(super) fn handle_request_vote(&mut self, from: NodeId, term: Term, request: RequestVote) {
+        let current = self.hard_state.term;
+        let can_vote = self.hard_state.voted_for == Some(from)
+            || (self.hard_state.voted_for.is_none() && self.leader.is_none())
+            || (request.pre_vote && term > current);
+        let log_ok = self
+            .log
+            .is_up_to_date(request.last_log_index, request.last_log_term);
+        #[cfg(feature = "bug-injection")]
+        let log_ok = log_ok || self.config.bug_injection.vote_without_log_check;
+        let granted = can_vote && log_ok && self.membership.is_voter(self.id());
+        if granted && !request.pre_vote {
+            self.hard_state.voted_for = Some(from);
+            // The vote is durable before the answer is sent.
+            self.save_hard_state();
+            self.election_elapsed = 0;
+        }
+        let response_term = if granted && request.pre_vote {
+            term
+        } else {
+            current
+        };
+        tracing::trace!(node = %self.id(), candidate = %from, pre_vote = request.pre_vote, granted, "vote request");
+        self.outputs.push(super::Output::Send(super::Message {
+            from: self.id(),
+            to: from,
+            term: response_term,
+            body: MessageBody::RequestVoteResponse(RequestVoteResponse {
+                pre_vote: request.pre_vote,
+                granted,
+            }),
+        }));
+    }
+
+    pub(super) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        response: RequestVoteResponse,
+    ) {
+        let expected = match self.role {
+            Role::PreCandidate if response.pre_vote => {
+                // Granted pre-votes carry the prospective term; refusals carry
+                // the voter's (equal) term.
+                if response.granted && term != self.hard_state.term.next() {
+                    return;
+                }
+                true
+            }
+            Role::Candidate if !response.pre_vote => term == self.hard_state.term,
+            _ => false,
+        };
+        if !expected || !self.membership.is_voter(from) {
+            return;
+        }
+        self.votes.entry(from).or_insert(response.granted);
+        let granted = self.granted_votes().len();
+        let refused = self.votes.len() - granted;
+        if self.membership.is_quorum(self.granted_votes()) {
+            if self.role == Role::PreCandidate {
+                self.become_candidate(false);
+            } else {
+                self.become_leader();
+            }
+        } else if refused >= self.membership.quorum_size() {
+            // The election cannot be won; wait for a leader or a timeout.
+            let term = self.hard_state.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    /// Leadership transfer: the current leader asks us to campaign at once.
+    pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
+        if self.role != Role::Leader && self.leader == Some(from) {
+            self.start_campaign(true);
+        }
+    }
+
+    /// Raft paper §5.2 and §8: a new leader initialises every follower's
+    /// progress and appends a no-op so that entries of earlier terms commit.
+    pub(super) fn become_leader(&mut self) {
+        tracing::debug!(node = %self.id(), term = %self.hard_state.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.votes.clear();
+        self.heartbeat_elapsed = 0;
+        let next_index = self.log.last_index().next();
+        let progress = self
+            .membership
+            .members()
+            .filter(|member| *member != self.id())
+            .map(|member| (member, Progress::new(next_index)))
+            .collect();
+        self.leader_state = Some(LeaderState {
+            progress,
+            proposals: VecDeque::new(),
+            round: 0,
+            reads: ReadQueue::default(),
+            check_quorum_elapsed: 0,
+            append_pending: false,
+            heartbeat_pending: false,
+        });
+        self.append_as_leader(Entry {
+            term: self.hard_state.term,
+            index: next_index,
+            payload: EntryPayload::Noop,
+        });
+    }
+}

@@ -1,0 +1,45 @@
+//! What a driver feeds into the core.
+
+use bytes::Bytes;
+
+use crate::core::message::Message;
+use crate::types::{LogIndex, RequestId, Term};
+
+/// One event for [`crate::RaftCore::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One unit of logical time has passed.
+    Tick,
+    /// A message arrived from a peer.
+    Message(Message),
+    /// A client asks to replicate `command`. Answered by
+    /// [`crate::Output::ProposalAccepted`] or [`crate::Output::RequestFailed`].
+    Propose {
+        /// Ties the answer to this proposal.
+        request_id: RequestId,
+        /// The opaque command for the state machine.
+        command: Bytes,
+    },
+    /// A client asks for a linearizable read (ReadIndex, dissertation §6.4).
+    /// Answered by [`crate::Output::ReadReady`] once the state machine has
+    /// applied everything the read must see, or by
+    /// [`crate::Output::RequestFailed`].
+    Read {
+        /// Ties the answer to this read.
+        request_id: RequestId,
+    },
+    /// The log is durable up to `index`, whose entry has `term`. A report for
+    /// an entry that has since been replaced (same index, other term) is
+    /// ignored.
+    LogPersisted {
+        /// The last durable index.
+        index: LogIndex,
+        /// The term of the entry at `index` that was written.
+        term: Term,
+    },
+    /// The state machine has applied every entry up to `index`.
+    Applied {
+        /// The last applied index.
+        index: LogIndex,
+    },
+}

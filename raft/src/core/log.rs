@@ -1,0 +1,349 @@
+//! The core's view of the replicated log: its entries, how far they are
+//! durable, committed and handed to the state machine.
+
+use crate::types::{Entry, LogIndex, Term};
+
+/// The log held by the core. Indexes are contiguous from `first_index()` to
+/// `last_index()`. Three positions move forward through it:
+/// `applied_up_to <= committed` and `persisted <= last_index()`.
+#[derive(Clone, Debug)]
+pub(crate) struct RaftLog {
+    /// Entries after `base_index`, in order.
+    entries: Vec<Entry>,
+    /// The index just before the first held entry (0, or later the last
+    /// index included in a snapshot).
+    base_index: LogIndex,
+    /// The term of the entry at `base_index`.
+    base_term: Term,
+    /// Highest index known to be committed.
+    committed: LogIndex,
+    /// Highest index known durable in local storage.
+    persisted: LogIndex,
+    /// Highest index handed to the driver for applying.
+    applied_up_to: LogIndex,
+}
+
+impl RaftLog {
+    /// A log restored from storage: every restored entry is durable.
+    pub(crate) fn restored(entries: Vec<Entry>, applied: LogIndex) -> RaftLog {
+        let last = entries.last().map_or(LogIndex(0), |entry| entry.index);
+        let base_index = entries
+            .first()
+            .map_or(LogIndex(0), |entry| entry.index.previous());
+        RaftLog {
+            entries,
+            base_index,
+            base_term: Term(0),
+            committed: applied,
+            persisted: last,
+            applied_up_to: applied,
+        }
+    }
+
+    pub(crate) fn last_index(&self) -> LogIndex {
+        LogIndex(self.base_index.0 + self.entries.len() as u64)
+    }
+
+    pub(crate) fn last_term(&self) -> Term {
+        self.entries.last().map_or(self.base_term, |entry| entry.term)
+    }
+
+    pub(crate) fn committed(&self) -> LogIndex {
+        self.committed
+    }
+
+    pub(crate) fn persisted(&self) -> LogIndex {
+        self.persisted
+    }
+
+    pub(crate) fn applied_up_to(&self) -> LogIndex {
+        self.applied_up_to
+    }
+
+    /// The term of the entry at `index`, or `None` when the log does not
+    /// hold it.
+    pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.base_index {
+            return Some(self.base_term);
+        }
+        if index < self.base_index {
+            return None;
+        }
+        self.entry(index).map(|entry| entry.term)
+    }
+
+    fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        if index <= self.base_index {
+            return None;
+        }
+        self.entries.get((index.0 - self.base_index.0 - 1) as usize)
+    }
+
+    /// Whether a log ending at (`last_index`, `last_term`) is at least as up
+    /// to date as this one (Raft paper §5.4.1).
+    pub(crate) fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index())
+    }
+
+    /// Up to `max_count` entries from `from`, stopping before the total
+    /// payload passes `max_bytes` (at least one entry when any is available).
+    pub(crate) fn entries_from(
+        &self,
+        from: LogIndex,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Vec<Entry> {
+        if from <= self.base_index || from > self.last_index() {
+            return Vec::new();
+        }
+        let start = (from.0 - self.base_index.0 - 1) as usize;
+        let mut total_bytes = 0;
+        let mut batch = Vec::new();
+        for entry in self.entries[start..].iter().take(max_count) {
+            total_bytes += entry.size_bytes();
+            if !batch.is_empty() && total_bytes > max_bytes {
+                break;
+            }
+            batch.push(entry.clone());
+        }
+        batch
+    }
+
+    /// The first index of the run of entries of `term` that ends at `index`.
+    pub(crate) fn first_index_of_term_run(&self, index: LogIndex) -> LogIndex {
+        let Some(term) = self.term_at(index) else {
+            return index;
+        };
+        let mut first = index;
+        while first.previous() > self.base_index && self.term_at(first.previous()) == Some(term) {
+            first = first.previous();
+        }
+        first
+    }
+
+    /// The last index holding an entry of `term`, if any. Terms never
+    /// decrease along the log, so a binary search finds it.
+    pub(crate) fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
+        let position = self.entries.partition_point(|entry| entry.term <= term);
+        if position == 0 {
+            return (self.base_term == term && self.base_index > LogIndex(0))
+                .then_some(self.base_index);
+        }
+        let entry = &self.entries[position - 1];
+        (entry.term == term).then_some(entry.index)
+    }
+
+    /// Appends one entry created by this node as leader.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.index, self.last_index().next());
+        self.entries.push(entry);
+    }
+
+    /// Merges entries received from a leader, where the entry before
+    /// `entries[0]` is already known to match. Entries already present with
+    /// the same term are kept; at the first conflict the local suffix is
+    /// dropped. Returns the entries that must be written to storage (a
+    /// suffix of `entries`), or an empty vector when nothing changed.
+    ///
+    /// # Panics
+    /// If a committed entry would be overwritten: the leader's log always
+    /// contains every committed entry (Raft paper §5.4), so this means a
+    /// broken invariant.
+    pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut skip = 0;
+        for entry in &entries {
+            match self.term_at(entry.index) {
+                Some(term) if term == entry.term => skip += 1,
+                Some(_) => {
+                    assert!(
+                        entry.index > self.committed,
+                        "leader sent an entry conflicting with committed index {} (entry {:?})",
+                        self.committed,
+                        entry
+                    );
+                    self.truncate_from(entry.index);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let new_entries: Vec<Entry> = entries.into_iter().skip(skip).collect();
+        if let Some(first) = new_entries.first() {
+            debug_assert_eq!(first.index, self.last_index().next());
+            self.entries.extend(new_entries.iter().cloned());
+        }
+        new_entries
+    }
+
+    /// Drops every entry at or after `index`.
+    fn truncate_from(&mut self, index: LogIndex) {
+        let keep = (index.0 - self.base_index.0 - 1) as usize;
+        self.entries.truncate(keep);
+        self.persisted = self.persisted.min(index.previous());
+    }
+
+    /// Records that storage holds the log up to `index`, if the entry there
+    /// still has `term`. Returns whether the durable index moved.
+    pub(crate) fn persisted_up_to(&mut self, index: LogIndex, term: Term) -> bool {
+        if index <= self.persisted || index > self.last_index() {
+            return false;
+        }
+        if self.term_at(index) != Some(term) {
+            return false;
+        }
+        self.persisted = index;
+        true
+    }
+
+    /// Raises the commit index to `index` (never lowers it). Returns whether
+    /// it moved.
+    pub(crate) fn commit_to(&mut self, index: LogIndex) -> bool {
+        let index = index.min(self.last_index());
+        if index > self.committed {
+            self.committed = index;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Committed and locally durable entries not yet handed out for applying;
+    /// marks them handed out.
+    pub(crate) fn take_entries_to_apply(&mut self) -> Vec<Entry> {
+        let up_to = self.committed.min(self.persisted);
+        if up_to <= self.applied_up_to {
+            return Vec::new();
+        }
+        let start = (self.applied_up_to.0 - self.base_index.0) as usize;
+        let end = (up_to.0 - self.base_index.0) as usize;
+        self.applied_up_to = up_to;
+        self.entries[start..end].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::EntryPayload;
+    use proptest::prelude::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    fn log_of_terms(terms: &[u64]) -> RaftLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(position, term)| entry(position as u64 + 1, *term))
+            .collect();
+        RaftLog::restored(entries, LogIndex(0))
+    }
+
+    #[test]
+    fn up_to_date_compares_last_term_then_length() {
+        // Raft paper §5.4.1: the later term wins; with equal terms the longer log.
+        let log = log_of_terms(&[1, 1, 2]);
+        assert!(log.is_up_to_date(LogIndex(1), Term(3)));
+        assert!(log.is_up_to_date(LogIndex(3), Term(2)));
+        assert!(!log.is_up_to_date(LogIndex(2), Term(2)));
+        assert!(!log.is_up_to_date(LogIndex(9), Term(1)));
+    }
+
+    #[test]
+    fn merge_keeps_matching_entries_and_truncates_at_conflict() {
+        let mut log = log_of_terms(&[1, 1, 2, 2]);
+        let written = log.merge(vec![entry(2, 1), entry(3, 3), entry(4, 3)]);
+        assert_eq!(written, vec![entry(3, 3), entry(4, 3)]);
+        assert_eq!(log.last_index(), LogIndex(4));
+        assert_eq!(log.term_at(LogIndex(3)), Some(Term(3)));
+        // Everything at or after the conflict is no longer durable.
+        assert_eq!(log.persisted(), LogIndex(2));
+    }
+
+    #[test]
+    fn merge_of_present_entries_writes_nothing() {
+        let mut log = log_of_terms(&[1, 1, 2]);
+        assert!(log.merge(vec![entry(1, 1), entry(2, 1)]).is_empty());
+        assert_eq!(log.last_index(), LogIndex(3));
+    }
+
+    #[test]
+    fn stale_persist_report_is_ignored() {
+        let mut log = log_of_terms(&[1]);
+        log.persisted = LogIndex(0);
+        assert!(!log.persisted_up_to(LogIndex(1), Term(2)));
+        assert!(log.persisted_up_to(LogIndex(1), Term(1)));
+    }
+
+    #[test]
+    fn term_searches() {
+        let log = log_of_terms(&[1, 1, 3, 3, 3, 5]);
+        assert_eq!(log.first_index_of_term_run(LogIndex(5)), LogIndex(3));
+        assert_eq!(log.first_index_of_term_run(LogIndex(2)), LogIndex(1));
+        assert_eq!(log.last_index_of_term(Term(3)), Some(LogIndex(5)));
+        assert_eq!(log.last_index_of_term(Term(2)), None);
+        assert_eq!(log.last_index_of_term(Term(5)), Some(LogIndex(6)));
+    }
+
+    #[test]
+    fn apply_stops_at_durable_and_committed() {
+        let mut log = log_of_terms(&[1, 1, 1]);
+        log.persisted = LogIndex(2);
+        log.commit_to(LogIndex(3));
+        assert_eq!(log.take_entries_to_apply(), vec![entry(1, 1), entry(2, 1)]);
+        assert!(log.take_entries_to_apply().is_empty());
+        log.persisted_up_to(LogIndex(3), Term(1));
+        assert_eq!(log.take_entries_to_apply(), vec![entry(3, 1)]);
+    }
+
+    proptest! {
+        /// After merging any batch that follows a matching prefix, the log is
+        /// contiguous, holds the batch at its indexes, and keeps the prefix.
+        #[test]
+        fn merge_preserves_log_invariants(
+            existing in proptest::collection::vec(1u64..4, 0..20),
+            prefix_len in 0usize..20,
+            new_terms in proptest::collection::vec(0u64..3, 0..20),
+        ) {
+            let mut terms = existing.clone();
+            terms.sort_unstable();
+            let mut log = log_of_terms(&terms);
+            let prefix_len = prefix_len.min(terms.len());
+            // The leader's batch: terms never below the prefix's last term.
+            let floor = terms.get(prefix_len.wrapping_sub(1)).copied().unwrap_or(1).max(1);
+            let mut batch_terms: Vec<u64> = new_terms.iter().map(|extra| floor + extra).collect();
+            batch_terms.sort_unstable();
+            let batch: Vec<Entry> = batch_terms
+                .iter()
+                .enumerate()
+                .map(|(offset, term)| entry((prefix_len + offset) as u64 + 1, *term))
+                .collect();
+            let before_last = log.last_index();
+            let written = log.merge(batch.clone());
+            // Contiguous indexes.
+            for (position, held) in log.entries.iter().enumerate() {
+                prop_assert_eq!(held.index, LogIndex(position as u64 + 1));
+            }
+            // The batch is present.
+            for sent in &batch {
+                prop_assert_eq!(log.term_at(sent.index), Some(sent.term));
+            }
+            // The prefix is untouched.
+            for (position, term) in terms.iter().take(prefix_len).enumerate() {
+                prop_assert_eq!(log.term_at(LogIndex(position as u64 + 1)), Some(Term(*term)));
+            }
+            // What must be written is exactly the changed suffix.
+            if let Some(first) = written.first() {
+                prop_assert_eq!(log.last_index(), written.last().unwrap().index);
+                prop_assert!(first.index.0 as usize > prefix_len);
+            } else {
+                prop_assert_eq!(log.last_index(), before_last);
+            }
+        }
+    }
+}

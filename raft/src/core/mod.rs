@@ -1,0 +1,436 @@
+//! The pure Raft state machine: no I/O, no clock, no global randomness.
+//!
+//! A [`RaftCore`] consumes [`Input`]s through [`RaftCore::step`] and produces
+//! an ordered list of [`Output`]s, taken with [`RaftCore::take_outputs`]. The
+//! role-specific rules live in one file each: `election.rs` (followers,
+//! candidates and voting), `follower.rs` (accepting appends), `leader.rs`
+//! (replication, commit, CheckQuorum) and `read_index.rs` (linearizable
+//! reads).
+
+mod election;
+mod follower;
+pub mod input;
+mod leader;
+mod log;
+pub mod message;
+pub mod output;
+pub mod progress;
+pub mod quorum;
+mod read_index;
+mod status;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::config::Config;
+use crate::error::{CoreError, RequestError};
+use crate::types::{Entry, HardState, LogIndex, NodeId, RequestId, Term};
+
+use self::input::Input;
+use self::log::RaftLog;
+use self::message::{Message, MessageBody};
+use self::output::Output;
+use self::progress::Progress;
+use self::quorum::Membership;
+use self::read_index::ReadQueue;
+pub use self::status::{Role, Status};
+
+/// What a node recovered from durable storage when it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoredState {
+    /// The persisted term and vote.
+    pub hard_state: HardState,
+    /// The persisted log, contiguous and starting at index 1.
+    pub entries: Vec<Entry>,
+    /// The cluster membership.
+    pub membership: Membership,
+    /// The index the state machine has already applied (0 when the state
+    /// machine is rebuilt from the log).
+    pub applied: LogIndex,
+}
+
+impl RestoredState {
+    /// The state of a node of a brand-new cluster of `voters`.
+    pub fn new_cluster(voters: impl IntoIterator<Item = NodeId>) -> RestoredState {
+        RestoredState {
+            membership: Membership::with_voters(voters),
+            ..RestoredState::default()
+        }
+    }
+}
+
+/// State only a leader has.
+#[derive(Debug)]
+struct LeaderState {
+    /// Replication progress of every other member.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Accepted proposals not yet handed out for applying, by index, so that
+    /// they can be failed if leadership is lost.
+    proposals: VecDeque<(LogIndex, RequestId)>,
+    /// The current heartbeat round; followers echo it back.
+    round: u64,
+    /// Reads waiting for leadership confirmation or for the state machine.
+    reads: ReadQueue,
+    /// Ticks since the last CheckQuorum round.
+    check_quorum_elapsed: u32,
+    /// Peers that need an append (new entries or commit) at the next flush.
+    append_pending: bool,
+    /// A heartbeat with a new round is needed at the next flush (for reads).
+    heartbeat_pending: bool,
+}
+
+/// One Raft node's algorithm. See the crate documentation for how to drive
+/// it.
+#[derive(Debug)]
+pub struct RaftCore {
+    config: Config,
+    membership: Membership,
+    hard_state: HardState,
+    role: Role,
+    /// The leader of the current term, if known.
+    leader: Option<NodeId>,
+    log: RaftLog,
+    /// The only source of randomness: election timeouts. Seeded, portable.
+    rng: ChaCha8Rng,
+    /// Ticks since the last contact with a leader, or since the last
+    /// election started.
+    election_elapsed: u32,
+    /// This round's election timeout, drawn from the configured range.
+    randomized_election_timeout: u32,
+    /// Ticks since the leader last sent heartbeats.
+    heartbeat_elapsed: u32,
+    /// Votes (or pre-votes) received in the current campaign.
+    votes: BTreeMap<NodeId, bool>,
+    /// Present exactly while this node is the leader.
+    leader_state: Option<LeaderState>,
+    /// Append acknowledgements that wait until the entries they acknowledge
+    /// are durable, oldest first: (index that must be durable, message).
+    pending_acknowledgements: VecDeque<(LogIndex, Message)>,
+    /// The index the state machine has reported applied.
+    applied: LogIndex,
+    /// Produced outputs, in order.
+    outputs: Vec<Output>,
+}
+
+impl RaftCore {
+    /// Builds a node from its configuration, the state it recovered from
+    /// storage and the seed of its random election timeouts.
+    pub fn new(config: Config, restored: RestoredState, seed: u64) -> Result<RaftCore, CoreError> {
+        config.validate()?;
+        if restored.membership.voters.is_empty() {
+            return Err(CoreError::NoVoters);
+        }
+        if restored.membership.contains(NodeId(0)) {
+            return Err(CoreError::ZeroMember);
+        }
+        validate_restored_log(&restored)?;
+        let mut core = RaftCore {
+            membership: restored.membership,
+            hard_state: restored.hard_state,
+            role: Role::Follower,
+            leader: None,
+            log: RaftLog::restored(restored.entries, restored.applied),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            heartbeat_elapsed: 0,
+            votes: BTreeMap::new(),
+            leader_state: None,
+            pending_acknowledgements: VecDeque::new(),
+            applied: restored.applied,
+            outputs: Vec::new(),
+            config,
+        };
+        core.reset_election_timer();
+        Ok(core)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Feeds one input. Outputs accumulate until [`RaftCore::take_outputs`].
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Tick => self.tick(),
+            Input::Message(message) => self.receive(message),
+            Input::Propose {
+                request_id,
+                command,
+            } => self.propose(request_id, command),
+            Input::Read { request_id } => self.read(request_id),
+            Input::LogPersisted { index, term } => {
+                if self.log.persisted_up_to(index, term) {
+                    self.on_log_persisted();
+                }
+            }
+            Input::Applied { index } => {
+                if index > self.applied {
+                    self.applied = index;
+                    self.release_reads_ready_to_serve();
+                }
+            }
+        }
+        self.emit_committed_entries();
+    }
+
+    /// Takes the outputs produced since the last call, in the order the
+    /// driver must carry them out. Appends to followers that several inputs
+    /// made necessary are batched into one message here.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.flush_leader_messages();
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// Like [`RaftCore::take_outputs`], appending to `outputs` so that a
+    /// driver can reuse one allocation.
+    pub fn drain_outputs_into(&mut self, outputs: &mut Vec<Output>) {
+        self.flush_leader_messages();
+        outputs.append(&mut self.outputs);
+    }
+
+    fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Handles a message: first the term rules every role shares (Raft
+    /// paper §5.1: a higher term makes a node a follower; a lower term is
+    /// stale), then the rules of the message's kind.
+    fn receive(&mut self, message: Message) {
+        if message.to != self.id() || !self.membership.contains(message.from) {
+            tracing::debug!(from = %message.from, to = %message.to, "ignoring message for another node or from a non-member");
+            return;
+        }
+        if message.term > self.hard_state.term {
+            if let MessageBody::RequestVote(request) = &message.body {
+                if self.in_leader_lease() && !request.leadership_transfer {
+                    // CheckQuorum: a live leader exists, so this election is
+                    // disruptive. Ignore it without raising our term.
+                    return;
+                }
+            }
+            match &message.body {
+                // A pre-vote never changes the receiver's term.
+                MessageBody::RequestVote(request) if request.pre_vote => {}
+                // A granted pre-vote carries the term the candidate would use.
+                MessageBody::RequestVoteResponse(response)
+                    if response.pre_vote && response.granted => {}
+                MessageBody::AppendEntries(_) | MessageBody::TimeoutNow => {
+                    self.become_follower(message.term, Some(message.from));
+                }
+                _ => self.become_follower(message.term, None),
+            }
+        } else if message.term < self.hard_state.term {
+            self.answer_stale_message(&message);
+            return;
+        }
+        match message.body {
+            MessageBody::RequestVote(request) => {
+                self.handle_request_vote(message.from, message.term, request)
+            }
+            MessageBody::RequestVoteResponse(response) => {
+                self.handle_vote_response(message.from, message.term, response)
+            }
+            MessageBody::AppendEntries(append) => self.handle_append(message.from, append),
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_response(message.from, response)
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(message.from),
+        }
+    }
+
+    /// A message from an earlier term. Answer the kinds whose senders would
+    /// otherwise stay stuck: a deposed leader learns the new term from the
+    /// append answer; a pre-candidate learns it from the pre-vote answer.
+    fn answer_stale_message(&mut self, message: &Message) {
+        match &message.body {
+            MessageBody::AppendEntries(append) => {
+                let response = message::AppendEntriesResponse {
+                    success: false,
+                    match_index: LogIndex(0),
+                    rejected_index: append.prev_log_index,
+                    conflict: None,
+                    last_log_index: self.log.last_index(),
+                    round: append.round,
+                };
+                self.send(message.from, MessageBody::AppendEntriesResponse(response));
+            }
+            MessageBody::RequestVote(request) if request.pre_vote => {
+                let response = message::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: false,
+                };
+                self.send(message.from, MessageBody::RequestVoteResponse(response));
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this node believes a leader is alive, so that vote requests
+    /// would only disrupt it (CheckQuorum's "leader lease", dissertation
+    /// §9.6 / §6.2).
+    fn in_leader_lease(&self) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => self.leader.is_some() && self.election_elapsed < self.config.election_ticks_min,
+        }
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        let message = Message {
+            from: self.id(),
+            to,
+            term: self.hard_state.term,
+            body,
+        };
+        self.outputs.push(Output::Send(message));
+    }
+
+    fn save_hard_state(&mut self) {
+        self.outputs.push(Output::SaveHardState(self.hard_state));
+    }
+
+    /// Becomes a follower in `term`. A higher term clears the vote and is
+    /// saved before anything else is sent.
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.hard_state.term {
+            self.hard_state = HardState {
+                term,
+                voted_for: None,
+            };
+            self.save_hard_state();
+            // Acknowledgements of an earlier term would only confuse.
+            self.pending_acknowledgements.clear();
+        }
+        if self.role == Role::Leader {
+            self.step_down_as_leader(leader);
+        }
+        if self.role != Role::Follower || self.leader != leader {
+            tracing::debug!(node = %self.id(), term = %term, leader = ?leader, "became follower");
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.reset_election_timer();
+    }
+
+    /// Fails every request a leader was holding when it stops leading.
+    fn step_down_as_leader(&mut self, new_leader: Option<NodeId>) {
+        let Some(mut state) = self.leader_state.take() else {
+            return;
+        };
+        for (_, request_id) in state.proposals.drain(..) {
+            self.outputs.push(Output::RequestFailed {
+                request_id,
+                error: RequestError::LeadershipLost {
+                    leader_hint: new_leader,
+                },
+            });
+        }
+        for request_id in state.reads.drain() {
+            self.outputs.push(Output::RequestFailed {
+                request_id,
+                error: RequestError::NotLeader {
+                    leader_hint: new_leader,
+                },
+            });
+        }
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let span = u64::from(self.config.election_ticks_max - self.config.election_ticks_min);
+        self.randomized_election_timeout =
+            self.config.election_ticks_min + (self.rng.next_u64() % span) as u32;
+    }
+
+    fn not_leader_error(&self) -> RequestError {
+        RequestError::NotLeader {
+            leader_hint: self.leader.filter(|leader| *leader != self.id()),
+        }
+    }
+
+    /// New durable entries: a follower may now acknowledge them; a leader
+    /// counts itself toward their commit.
+    fn on_log_persisted(&mut self) {
+        let persisted = self.log.persisted();
+        while let Some((required, _)) = self.pending_acknowledgements.front() {
+            if *required > persisted {
+                break;
+            }
+            let (_, message) = self
+                .pending_acknowledgements
+                .pop_front()
+                .expect("front was just checked");
+            self.outputs.push(Output::Send(message));
+        }
+        if self.role == Role::Leader {
+            self.advance_commit();
+        }
+    }
+
+    /// Hands committed, durable entries to the state machine.
+    fn emit_committed_entries(&mut self) {
+        let entries = self.log.take_entries_to_apply();
+        if entries.is_empty() {
+            return;
+        }
+        if let Some(state) = self.leader_state.as_mut() {
+            let applied_up_to = self.log.applied_up_to();
+            while state
+                .proposals
+                .front()
+                .is_some_and(|(index, _)| *index <= applied_up_to)
+            {
+                state.proposals.pop_front();
+            }
+        }
+        self.outputs.push(Output::Apply { entries });
+    }
+}
+
+fn validate_restored_log(restored: &RestoredState) -> Result<(), CoreError> {
+    let mut expected = LogIndex(1);
+    let mut previous_term = Term(0);
+    for entry in &restored.entries {
+        if entry.index != expected {
+            return Err(CoreError::LogNotContiguous {
+                expected,
+                found: entry.index,
+            });
+        }
+        if entry.term < previous_term {
+            return Err(CoreError::LogTermDecreases {
+                index: entry.index,
+                term: entry.term,
+                previous: previous_term,
+            });
+        }
+        previous_term = entry.term;
+        expected = expected.next();
+    }
+    if previous_term > restored.hard_state.term {
+        return Err(CoreError::LogAheadOfTerm {
+            found: previous_term,
+            term: restored.hard_state.term,
+        });
+    }
+    let last = expected.previous();
+    if restored.applied > last {
+        return Err(CoreError::AppliedPastLog {
+            applied: restored.applied,
+            last,
+        });
+    }
+    Ok(())
+}

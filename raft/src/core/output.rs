@@ -1,0 +1,56 @@
+//! What the core asks its driver to do, in order.
+
+use crate::core::message::Message;
+use crate::error::RequestError;
+use crate::types::{Entry, HardState, LogIndex, RequestId, Term};
+
+/// One action for the driver. See the crate documentation for the order in
+/// which a driver must carry these out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Durably store the hard state before carrying out any later output.
+    SaveHardState(HardState),
+    /// Append `entries` to the log, first removing every entry at or after
+    /// `entries[0].index` (a conflicting suffix) if there is one. Appends may
+    /// be written in the background, in order; report completion with
+    /// [`crate::Input::LogPersisted`].
+    AppendLog {
+        /// Consecutive entries; never empty.
+        entries: Vec<Entry>,
+    },
+    /// Send a message to a peer. Delivery may fail: Raft retries.
+    Send(Message),
+    /// Apply these committed entries to the state machine, in order, then
+    /// report with [`crate::Input::Applied`].
+    Apply {
+        /// Consecutive committed entries, each durable on this node.
+        entries: Vec<Entry>,
+    },
+    /// The proposal was appended to the leader's log at `index` in `term`.
+    /// It completes when the entry at `index` with `term` is applied; an
+    /// entry of another term applied at `index` means it was lost.
+    ProposalAccepted {
+        /// The proposal.
+        request_id: RequestId,
+        /// Where its entry sits in the log.
+        index: LogIndex,
+        /// The entry's term.
+        term: Term,
+    },
+    /// The read may be served now from the local state machine: it has
+    /// applied at least `read_index`, and this node was the leader when the
+    /// read arrived.
+    ReadReady {
+        /// The read.
+        request_id: RequestId,
+        /// The commit index the read had to observe.
+        read_index: LogIndex,
+    },
+    /// The request failed; see [`RequestError`] for whether it had an effect.
+    RequestFailed {
+        /// The request.
+        request_id: RequestId,
+        /// Why.
+        error: RequestError,
+    },
+}

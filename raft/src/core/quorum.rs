@@ -1,0 +1,125 @@
+//! Cluster membership as data, and the quorum arithmetic over it.
+//!
+//! Membership is never a hard-coded peer list: every quorum decision goes
+//! through [`Membership`], so that membership changes (joint consensus or
+//! single-server changes) only have to change this type.
+
+use std::collections::BTreeSet;
+
+use crate::types::{LogIndex, NodeId};
+
+/// Who is in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Members that vote and count toward quorums.
+    pub voters: BTreeSet<NodeId>,
+    /// Members that receive the log but never vote or count toward a quorum.
+    pub learners: BTreeSet<NodeId>,
+}
+
+impl Membership {
+    /// A membership of voters only.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
+        Membership {
+            voters: voters.into_iter().collect(),
+            learners: BTreeSet::new(),
+        }
+    }
+
+    /// Every member, voter or learner.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(self.learners.iter()).copied()
+    }
+
+    /// Whether `node` may vote.
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        self.voters.contains(&node)
+    }
+
+    /// Whether `node` is a voter or learner.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.voters.contains(&node) || self.learners.contains(&node)
+    }
+
+    /// The number of voters that make a majority.
+    pub fn quorum_size(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    /// Whether the voters among `nodes` form a majority.
+    pub fn is_quorum<'a>(&self, nodes: impl IntoIterator<Item = &'a NodeId>) -> bool {
+        let count = nodes
+            .into_iter()
+            .filter(|node| self.voters.contains(node))
+            .count();
+        count >= self.quorum_size()
+    }
+
+    /// The highest index that a majority of voters has reached, given each
+    /// voter's durable match index (Raft paper §5.3). Voters missing from
+    /// `match_index_of` count as zero.
+    pub fn committed_index(&self, match_index_of: impl Fn(NodeId) -> LogIndex) -> LogIndex {
+        if self.voters.is_empty() {
+            return LogIndex(0);
+        }
+        let mut matches: Vec<LogIndex> = self.voters.iter().map(|&v| match_index_of(v)).collect();
+        // Sorted descending, the quorum_size-th value is held by a majority.
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        matches[self.quorum_size() - 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The definition, spelled out: the largest index that at least a
+    /// majority of voters have reached.
+    fn naive_committed_index(voters: &BTreeMap<NodeId, LogIndex>) -> LogIndex {
+        let candidates: BTreeSet<LogIndex> =
+            voters.values().copied().chain([LogIndex(0)]).collect();
+        candidates
+            .into_iter()
+            .filter(|candidate| {
+                let reached = voters.values().filter(|m| *m >= candidate).count();
+                reached * 2 > voters.len()
+            })
+            .max()
+            .unwrap_or(LogIndex(0))
+    }
+
+    proptest! {
+        #[test]
+        fn committed_index_matches_naive_oracle(matches in proptest::collection::vec(0u64..50, 1..9)) {
+            let voters: BTreeMap<NodeId, LogIndex> = matches
+                .iter()
+                .enumerate()
+                .map(|(position, m)| (NodeId(position as u64 + 1), LogIndex(*m)))
+                .collect();
+            let membership = Membership::with_voters(voters.keys().copied());
+            let fast = membership.committed_index(|node| voters[&node]);
+            prop_assert_eq!(fast, naive_committed_index(&voters));
+        }
+
+        #[test]
+        fn quorum_needs_a_strict_majority(size in 1usize..10, present in 0usize..10) {
+            let membership = Membership::with_voters((1..=size as u64).map(NodeId));
+            let nodes: Vec<NodeId> = (1..=present.min(size) as u64).map(NodeId).collect();
+            prop_assert_eq!(membership.is_quorum(&nodes), nodes.len() * 2 > size);
+        }
+    }
+
+    #[test]
+    fn learners_never_count() {
+        let mut membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        membership.learners.insert(NodeId(4));
+        membership.learners.insert(NodeId(5));
+        assert!(!membership.is_quorum(&[NodeId(1), NodeId(4), NodeId(5)]));
+        assert_eq!(
+            membership.committed_index(|node| if node.0 >= 3 { LogIndex(9) } else { LogIndex(1) }),
+            LogIndex(1)
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! RustyRaft: the Raft consensus algorithm as a pure, deterministic state
+//! machine, with everything that touches the outside world left to a driver.
+//!
+//! # The core
+//!
+//! [`RaftCore`] never reads a clock, a socket, a file or a global random
+//! number generator. Time is a count of [`Input::Tick`]s; the only randomness
+//! (election timeouts) comes from a seeded, portable generator given to
+//! [`RaftCore::new`]. The same inputs always produce the same outputs, which
+//! is what lets the simulator in `sim/` replay any run from its seed.
+//!
+//! # The driver contract
+//!
+//! A driver runs this loop:
+//!
+//! 1. Feed inputs with [`RaftCore::step`]: [`Input::Tick`] at a fixed
+//!    interval, [`Input::Message`] for each message from a peer,
+//!    [`Input::Propose`] and [`Input::Read`] for clients, and the
+//!    completions [`Input::LogPersisted`] and [`Input::Applied`].
+//! 2. Take the outputs with [`RaftCore::take_outputs`] (several inputs may
+//!    be stepped first: their appends to followers are then batched).
+//! 3. Carry the outputs out **in order**, with these rules:
+//!    - [`Output::SaveHardState`] must be durable before any later output is
+//!      carried out. (A vote is therefore never sent before it is on disk.)
+//!    - [`Output::AppendLog`] may be written in the background, but appends
+//!      must reach storage in the order given. When they are durable, feed
+//!      [`Input::LogPersisted`]. The core holds back every acknowledgement
+//!      that depends on them until then, so a leader may send its entries to
+//!      followers while it writes them itself.
+//!    - [`Output::Send`] may be dropped, delayed or reordered by the network;
+//!      Raft tolerates that.
+//!    - [`Output::Apply`] entries are committed and durable; apply them in
+//!      order and feed [`Input::Applied`]. A proposal answered by
+//!      [`Output::ProposalAccepted`] completes when its `(index, term)` is
+//!      applied; an entry of another term at that index means it was lost.
+//!    - [`Output::ReadReady`] means the local state machine may serve the
+//!      read now; [`Output::RequestFailed`] ends a request with a reason.
+//!
+//! ```
+//! use raft::{Config, Input, NodeId, Output, RaftCore, RestoredState, RequestId};
+//!
+//! // A one-node cluster elects itself and commits a proposal.
+//! let config = Config::new(NodeId(1));
+//! let mut core = RaftCore::new(config, RestoredState::new_cluster([NodeId(1)]), 7).unwrap();
+//! let mut durable = 0;
+//! let mut applied = Vec::new();
+//! for step in 0..40 {
+//!     if step == 30 {
+//!         core.step(Input::Propose { request_id: RequestId(1), command: "x=1".into() });
+//!     } else {
+//!         core.step(Input::Tick);
+//!     }
+//!     let mut pending = core.take_outputs();
+//!     while !pending.is_empty() {
+//!         for output in pending {
+//!             match output {
+//!                 Output::SaveHardState(_) => { /* fsync term and vote */ }
+//!                 Output::AppendLog { entries } => {
+//!                     // Write and fsync, then report.
+//!                     let last = entries.last().unwrap();
+//!                     durable = last.index.0;
+//!                     core.step(Input::LogPersisted { index: last.index, term: last.term });
+//!                 }
+//!                 Output::Send(_) => { /* no peers in a one-node cluster */ }
+//!                 Output::Apply { entries } => {
+//!                     for entry in &entries { applied.push(entry.index); }
+//!                     core.step(Input::Applied { index: entries.last().unwrap().index });
+//!                 }
+//!                 Output::ProposalAccepted { .. }
+//!                 | Output::ReadReady { .. }
+//!                 | Output::RequestFailed { .. } => {}
+//!             }
+//!         }
+//!         pending = core.take_outputs();
+//!     }
+//! }
+//! assert_eq!(core.status().role, raft::Role::Leader);
+//! assert_eq!(durable, 2); // the leader's no-op, then the proposal
+//! assert_eq!(applied.len(), 2);
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod types;
+
+pub use crate::config::Config;
+#[cfg(feature = "bug-injection")]
+pub use crate::config::BugInjection;
+pub use crate::core::input::Input;
+pub use crate::core::message::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, Message, MessageBody, RequestVote,
+    RequestVoteResponse,
+};
+pub use crate::core::output::Output;
+pub use crate::core::progress::{Progress, ReplicationState};
+pub use crate::core::quorum::Membership;
+pub use crate::core::{RaftCore, RestoredState, Role, Status};
+pub use crate::error::{ConfigError, CoreError, RequestError};
+pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};
