@@ -18,6 +18,8 @@ pub mod progress;
 pub mod quorum;
 mod read_index;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 

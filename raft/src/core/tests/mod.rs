@@ -1,0 +1,2 @@
+//! Unit tests of the core that assert its exact outputs, each tied to the
+//! rule of the Raft paper or dissertation it checks.
