@@ -1,2 +1,11 @@
 //! Unit tests of the core that assert its exact outputs, each tied to the
 //! rule of the Raft paper or dissertation it checks.
+
+mod append_test;
+mod election_test;
+mod fixture;
+mod read_index_test;
+mod replication_test;
+mod restore_test;
+mod term_test;
+mod vote_test;

@@ -1,0 +1,101 @@
+//! `RaftCore::new` refuses restored state that breaks Raft's invariants
+//! rather than running on it.
+
+use super::fixture::entry;
+use crate::{
+    Config, CoreError, HardState, LogIndex, Membership, NodeId, RaftCore, RestoredState, Term,
+};
+
+fn restore(term: u64, entries: Vec<crate::Entry>, applied: u64) -> Result<RaftCore, CoreError> {
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(term),
+            voted_for: None,
+        },
+        entries,
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        applied: LogIndex(applied),
+    };
+    RaftCore::new(Config::new(NodeId(1)), restored, 1)
+}
+
+#[test]
+fn log_with_a_gap_is_rejected() {
+    // Raft paper §5.3: the log is a sequence of entries with consecutive
+    // indexes; the Log Matching check on prevLogIndex depends on it.
+    let result = restore(2, vec![entry(1, 1), entry(3, 1)], 0);
+    assert_eq!(
+        result.unwrap_err(),
+        CoreError::LogNotContiguous {
+            expected: LogIndex(2),
+            found: LogIndex(3),
+        }
+    );
+}
+
+#[test]
+fn log_not_starting_at_index_one_is_rejected() {
+    // Without snapshots the log starts at index 1 (Raft paper Figure 2:
+    // "first index is 1").
+    let result = restore(2, vec![entry(2, 1)], 0);
+    assert_eq!(
+        result.unwrap_err(),
+        CoreError::LogNotContiguous {
+            expected: LogIndex(1),
+            found: LogIndex(2),
+        }
+    );
+}
+
+#[test]
+fn log_with_decreasing_terms_is_rejected() {
+    // Raft paper §5.3: leaders only append, with their own term, and terms
+    // only grow, so terms never decrease along a log.
+    let result = restore(2, vec![entry(1, 2), entry(2, 1)], 0);
+    assert_eq!(
+        result.unwrap_err(),
+        CoreError::LogTermDecreases {
+            index: LogIndex(2),
+            term: Term(1),
+            previous: Term(2),
+        }
+    );
+}
+
+#[test]
+fn log_with_a_term_ahead_of_the_hard_state_is_rejected() {
+    // Raft paper §5.1: a server adopts (and persists) a term before it
+    // accepts entries of that term, so no entry can be newer than
+    // currentTerm.
+    let result = restore(2, vec![entry(1, 1), entry(2, 3)], 0);
+    assert_eq!(
+        result.unwrap_err(),
+        CoreError::LogAheadOfTerm {
+            found: Term(3),
+            term: Term(2),
+        }
+    );
+}
+
+#[test]
+fn applied_index_past_the_log_is_rejected() {
+    // Raft paper Figure 2: lastApplied <= commitIndex <= the log's last
+    // index; a state machine ahead of the log means lost entries.
+    let result = restore(1, vec![entry(1, 1), entry(2, 1)], 3);
+    assert_eq!(
+        result.unwrap_err(),
+        CoreError::AppliedPastLog {
+            applied: LogIndex(3),
+            last: LogIndex(2),
+        }
+    );
+}
+
+#[test]
+fn empty_voter_set_is_rejected() {
+    // Raft paper §5.2: decisions need a majority of the voters; with none,
+    // no election or commit can ever succeed.
+    let restored = RestoredState::new_cluster([]);
+    let result = RaftCore::new(Config::new(NodeId(1)), restored, 1);
+    assert_eq!(result.unwrap_err(), CoreError::NoVoters);
+}
