@@ -1,0 +1,212 @@
+//! `sim`: runs the deterministic simulator over many seeds, or replays one.
+//!
+//! ```text
+//! sim check --seeds N [--start-seed S] [--nodes 3|5|7] [--inject-bug NAME]
+//! sim replay --seed S --nodes K [--inject-bug NAME]
+//! ```
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use sim::{replay_command, run, InjectedBug, RunOptions, RunOutcome};
+
+#[derive(Parser, Debug)]
+#[command(name = "sim", about = "RustyRaft's deterministic simulator")]
+struct Arguments {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs many seeds and reports violations. The last line is
+    /// `seeds=N violations=V`; the exit status is 1 when V > 0.
+    Check {
+        /// How many seeds to run.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        start_seed: u64,
+        /// Cluster size; when absent each seed picks 3, 5 or 7.
+        #[arg(long, value_parser = parse_nodes)]
+        nodes: Option<usize>,
+        /// Run a deliberately unsafe variant (to see the checks catch it).
+        #[arg(long, value_parser = parse_bug)]
+        inject_bug: Option<InjectedBug>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Replays one seed and prints its event trace.
+    Replay {
+        /// The seed to replay.
+        #[arg(long)]
+        seed: u64,
+        /// Cluster size the seed ran with.
+        #[arg(long, value_parser = parse_nodes)]
+        nodes: usize,
+        /// The unsafe variant the seed ran with, if any.
+        #[arg(long, value_parser = parse_bug)]
+        inject_bug: Option<InjectedBug>,
+    },
+}
+
+fn parse_nodes(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(nodes) if (1..=9).contains(&nodes) => Ok(nodes),
+        _ => Err(format!("expected a cluster size from 1 to 9, got {text:?}")),
+    }
+}
+
+fn parse_bug(text: &str) -> Result<InjectedBug, String> {
+    InjectedBug::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = InjectedBug::ALL.iter().map(|bug| bug.name()).collect();
+        format!("unknown bug {text:?}; known: {}", names.join(", "))
+    })
+}
+
+/// The cluster size a seed uses when none is given.
+fn nodes_for_seed(seed: u64) -> usize {
+    [3, 5, 7][(seed % 3) as usize]
+}
+
+fn main() -> Result<ExitCode> {
+    match Arguments::parse().command {
+        Command::Check {
+            seeds,
+            start_seed,
+            nodes,
+            inject_bug,
+            threads,
+        } => check(seeds, start_seed, nodes, inject_bug, threads),
+        Command::Replay {
+            seed,
+            nodes,
+            inject_bug,
+        } => replay(seed, nodes, inject_bug),
+    }
+}
+
+fn check(
+    seeds: u64,
+    start_seed: u64,
+    nodes: Option<usize>,
+    bug: Option<InjectedBug>,
+    threads: Option<usize>,
+) -> Result<ExitCode> {
+    let Some(end_seed) = start_seed.checked_add(seeds) else {
+        bail!("--start-seed plus --seeds overflows u64");
+    };
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let started = Instant::now();
+    let next_seed = AtomicU64::new(start_seed);
+    let mut failures: Vec<RunOutcome> = Vec::new();
+    let mut totals = sim::RunStats::default();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failures = Vec::new();
+                    let mut totals = sim::RunStats::default();
+                    loop {
+                        let seed = next_seed.fetch_add(1, Ordering::Relaxed);
+                        if seed >= end_seed {
+                            break;
+                        }
+                        let outcome = run(RunOptions {
+                            seed,
+                            nodes: nodes.unwrap_or_else(|| nodes_for_seed(seed)),
+                            bug,
+                            trace: false,
+                        });
+                        add_stats(&mut totals, &outcome.stats);
+                        if outcome.violation.is_some() {
+                            failures.push(outcome);
+                        }
+                    }
+                    (failures, totals)
+                })
+            })
+            .collect();
+        for worker in workers {
+            let (worker_failures, worker_totals) = worker.join().expect("worker panicked");
+            failures.extend(worker_failures);
+            add_stats(&mut totals, &worker_totals);
+        }
+    });
+    failures.sort_by_key(|outcome| outcome.options.seed);
+    for outcome in &failures {
+        let violation = outcome
+            .violation
+            .as_ref()
+            .expect("failures have violations");
+        println!("seed {} FAILED: {violation}", outcome.options.seed);
+        println!("  replay: {}", replay_command(&outcome.options));
+    }
+    println!(
+        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} histories undecided",
+        started.elapsed().as_secs_f64(),
+        totals.events,
+        totals.messages_sent,
+        totals.crashes,
+        totals.partitions,
+        totals.leaders_elected,
+        totals.operations_ok,
+        totals.operations_indeterminate,
+        totals.operations_refused,
+        totals.committed,
+        totals.linearizability_undecided
+    );
+    println!("seeds={} violations={}", seeds, failures.len());
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
+    totals.events += stats.events;
+    totals.messages_sent += stats.messages_sent;
+    totals.crashes += stats.crashes;
+    totals.partitions += stats.partitions;
+    totals.leaders_elected += stats.leaders_elected;
+    totals.operations_ok += stats.operations_ok;
+    totals.operations_indeterminate += stats.operations_indeterminate;
+    totals.operations_refused += stats.operations_refused;
+    totals.committed += stats.committed;
+    totals.linearizability_undecided += stats.linearizability_undecided;
+}
+
+fn replay(seed: u64, nodes: usize, bug: Option<InjectedBug>) -> Result<ExitCode> {
+    let options = RunOptions {
+        seed,
+        nodes,
+        bug,
+        trace: true,
+    };
+    let scenario = sim::Cluster::new(options.clone()).scenario().clone();
+    println!("seed {seed}, {nodes} nodes: {scenario:?}");
+    let outcome = run(options);
+    for line in &outcome.trace {
+        println!("{line}");
+    }
+    println!("{:?}", outcome.stats);
+    match &outcome.violation {
+        Some(violation) => {
+            println!("VIOLATION {violation}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!("no violation");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! A simulated cluster: N Raft cores in one process, driven by one seeded
+//! event queue over a simulated clock, network and disks. After every event
+//! the safety checks run; at the end the client history is checked for
+//! linearizability and the cluster for liveness.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use raft::{
+    Config, Entry, Input, LogIndex, Message, MessageBody, NodeId, Output, RaftCore, RequestId,
+    RestoredState, Role, Term,
+};
+
+use crate::disk::Disk;
+use crate::invariants::{NodeView, SafetyChecker, Violation};
+use crate::kv::KvStore;
+use crate::log_view::LogView;
+use crate::network::Network;
+use crate::random::uniform;
+use crate::scenario::{InjectedBug, Scenario, TICK_US};
+use crate::workload::{History, SimClient};
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Every choice of the run derives from this.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// A deliberately unsafe variant to run instead of the real algorithm.
+    pub bug: Option<InjectedBug>,
+    /// Record a readable trace of every event.
+    pub trace: bool,
+}
+
+/// Counts of what happened in a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Events processed.
+    pub events: u64,
+    /// Messages handed to the network.
+    pub messages_sent: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Network changes by the nemesis.
+    pub partitions: u64,
+    /// Distinct terms that had a leader.
+    pub leaders_elected: u64,
+    /// Client operations that completed.
+    pub operations_ok: u64,
+    /// Client operations whose outcome is unknown.
+    pub operations_indeterminate: u64,
+    /// Client operations refused with no effect.
+    pub operations_refused: u64,
+    /// Highest committed index.
+    pub committed: u64,
+    /// Keys whose history was too large to decide within the search budget.
+    pub linearizability_undecided: u64,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The options it ran with.
+    pub options: RunOptions,
+    /// The first violated property, if any.
+    pub violation: Option<Violation>,
+    /// What happened.
+    pub stats: RunStats,
+    /// The readable event trace (empty unless requested).
+    pub trace: Vec<String>,
+}
+
+/// Things that happen at a simulated time.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    Tick(NodeId),
+    Deliver(Message),
+    Flush { node: NodeId, sequence: u64 },
+    ClientWake { client: usize, token: u64 },
+    Nemesis,
+    Restart(NodeId),
+    Heal,
+    StopClients,
+}
+
+/// Crashes aimed at the most delicate moments of a leader's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArmedCrash {
+    /// The next new leader crashes right after its first commit, before it
+    /// can tell the others.
+    AtFirstCommit,
+}
+
+/// One simulated node: its core (absent while crashed), its disk, the log
+/// its core holds, its state machine and the client requests it holds.
+pub(crate) struct SimNode {
+    pub(crate) id: NodeId,
+    pub(crate) core: Option<RaftCore>,
+    pub(crate) disk: Disk,
+    pub(crate) log: LogView,
+    pub(crate) kv: KvStore,
+    /// Requests handed to the core and not yet answered: the client waiting.
+    pub(crate) requests: BTreeMap<RequestId, usize>,
+    /// Proposals the core accepted: where their entries sit.
+    pub(crate) accepted: BTreeMap<LogIndex, (RequestId, Term)>,
+    pub(crate) restarts: u64,
+}
+
+/// The whole simulated world.
+pub struct Cluster {
+    pub(crate) options: RunOptions,
+    pub(crate) scenario: Scenario,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) now_us: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    next_event_sequence: u64,
+    pub(crate) nodes: Vec<SimNode>,
+    pub(crate) network: Network,
+    pub(crate) clients: Vec<SimClient>,
+    pub(crate) history: History,
+    pub(crate) checker: SafetyChecker,
+    pub(crate) stats: RunStats,
+    leader_terms: BTreeSet<Term>,
+    pub(crate) next_request_id: u64,
+    pub(crate) faults_active: bool,
+    /// A crash the nemesis armed to strike at a precise moment.
+    pub(crate) armed_crash: Option<ArmedCrash>,
+    pub(crate) clients_active: bool,
+    pub(crate) trace: Vec<String>,
+    pub(crate) violation: Option<Violation>,
+    /// Append rejections each node sent, for backtracking bounds in tests.
+    pub(crate) append_rejections: BTreeMap<NodeId, u64>,
+}
+
+impl Cluster {
+    /// Builds the cluster of a run; nothing happens until [`Cluster::run`].
+    pub fn new(options: RunOptions) -> Cluster {
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let scenario = Scenario::generate(&mut rng, options.nodes);
+        let mut cluster = Cluster::with_scenario(options, scenario, rng);
+        for client in 0..cluster.scenario.clients {
+            cluster.clients.push(SimClient::new());
+            let delay = uniform(&mut cluster.rng, 0, 5 * TICK_US);
+            cluster.schedule_client_wake(client, delay);
+        }
+        let first_nemesis = cluster.nemesis_delay();
+        cluster.schedule(first_nemesis, Event::Nemesis);
+        let fault_end = cluster.scenario.fault_ticks * TICK_US;
+        cluster.schedule(fault_end, Event::Heal);
+        // Clients stop well before the end so that their requests settle
+        // and lagging followers catch up.
+        let stop = fault_end + cluster.scenario.heal_ticks * TICK_US / 5;
+        cluster.schedule(stop, Event::StopClients);
+        cluster
+    }
+
+    /// A cluster of fresh nodes that tick; no clients, no nemesis.
+    pub(crate) fn with_scenario(
+        options: RunOptions,
+        scenario: Scenario,
+        rng: ChaCha8Rng,
+    ) -> Cluster {
+        let network = Network::new(scenario.network.clone());
+        let mut cluster = Cluster {
+            options,
+            scenario,
+            rng,
+            now_us: 0,
+            queue: BTreeMap::new(),
+            next_event_sequence: 0,
+            nodes: Vec::new(),
+            network,
+            clients: Vec::new(),
+            history: History::default(),
+            checker: SafetyChecker::default(),
+            stats: RunStats::default(),
+            leader_terms: BTreeSet::new(),
+            next_request_id: 0,
+            faults_active: true,
+            armed_crash: None,
+            clients_active: true,
+            trace: Vec::new(),
+            violation: None,
+            append_rejections: BTreeMap::new(),
+        };
+        for position in 0..cluster.options.nodes {
+            let id = NodeId(position as u64 + 1);
+            cluster.nodes.push(SimNode {
+                id,
+                core: None,
+                disk: Disk::default(),
+                log: LogView::default(),
+                kv: KvStore::default(),
+                requests: BTreeMap::new(),
+                accepted: BTreeMap::new(),
+                restarts: 0,
+            });
+            cluster.start_node(id);
+            // Nodes tick at different phases, like real clocks.
+            let phase = uniform(&mut cluster.rng, 0, TICK_US);
+            cluster.schedule(phase, Event::Tick(id));
+        }
+        cluster
+    }
+
+    /// Processes events up to `end_us` or the first violation.
+    pub(crate) fn run_until(&mut self, end_us: u64) {
+        while let Some((&(time, sequence), _)) = self.queue.first_key_value() {
+            if time > end_us || self.violation.is_some() {
+                break;
+            }
+            let event = self.queue.remove(&(time, sequence)).expect("key exists");
+            self.now_us = time;
+            self.stats.events += 1;
+            self.handle_event(event);
+            if self.violation.is_none() {
+                if let Err(violation) = self.check_safety() {
+                    self.violation = Some(violation);
+                }
+            }
+        }
+        self.now_us = self.now_us.max(end_us);
+    }
+
+    /// Runs to the end (or the first violation) and reports.
+    pub fn run(mut self) -> RunOutcome {
+        let end_us = (self.scenario.fault_ticks + self.scenario.heal_ticks) * TICK_US;
+        self.run_until(end_us);
+        if self.violation.is_none() {
+            self.violation = self.check_liveness().err();
+        }
+        if self.violation.is_none() {
+            self.violation = self.check_history().err();
+        }
+        self.stats.committed = self.checker.committed().len().0;
+        self.stats.leaders_elected = self.leader_terms.len() as u64;
+        if let Some(violation) = &self.violation {
+            self.trace_line(format!("VIOLATION {violation}"));
+        }
+        RunOutcome {
+            options: self.options,
+            violation: self.violation,
+            stats: self.stats,
+            trace: self.trace,
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, delay_us: u64, event: Event) {
+        self.next_event_sequence += 1;
+        self.queue
+            .insert((self.now_us + delay_us, self.next_event_sequence), event);
+    }
+
+    pub(crate) fn trace_line(&mut self, line: String) {
+        if self.options.trace {
+            let millis = self.now_us / 1_000;
+            let micros = self.now_us % 1_000;
+            self.trace.push(format!("{millis:>6}.{micros:03}ms {line}"));
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Tick(node) => {
+                self.schedule(TICK_US, Event::Tick(node));
+                self.step_node(node, Input::Tick);
+            }
+            Event::Deliver(message) => {
+                let to = message.to;
+                if !self.network.is_connected(message.from, to) || !self.is_alive(to) {
+                    return;
+                }
+                self.trace_line(format!("{} <- {}: {:?}", to, message.from, message.body));
+                self.step_node(to, Input::Message(message));
+            }
+            Event::Flush { node, sequence } => {
+                let position = position_of(node);
+                if let Some((index, term)) = self.nodes[position].disk.flush(sequence) {
+                    if self.is_alive(node) {
+                        self.step_node(node, Input::LogPersisted { index, term });
+                    }
+                }
+            }
+            Event::ClientWake { client, token } => self.wake_client(client, token),
+            Event::Nemesis => self.nemesis(),
+            Event::Restart(node) => self.restart_node(node),
+            Event::Heal => self.heal(),
+            Event::StopClients => self.clients_active = false,
+        }
+    }
+
+    pub(crate) fn is_alive(&self, node: NodeId) -> bool {
+        self.nodes[position_of(node)].core.is_some()
+    }
+
+    /// Builds a core from what the node's disk holds.
+    pub(crate) fn start_node(&mut self, id: NodeId) {
+        let seed = self.rng.next_u64();
+        let scenario = &self.scenario;
+        let mut config = Config::new(id);
+        config.pre_vote = scenario.pre_vote;
+        config.check_quorum = scenario.check_quorum;
+        config.max_inflight_messages = scenario.max_inflight_messages;
+        config.max_entries_per_message = scenario.max_entries_per_message;
+        match self.options.bug {
+            Some(InjectedBug::VoteWithoutLogCheck) => {
+                config.bug_injection.vote_without_log_check = true
+            }
+            Some(InjectedBug::CommitPreviousTermByCounting) => {
+                config.bug_injection.commit_previous_term_by_counting = true
+            }
+            Some(InjectedBug::ReadWithoutLeadershipCheck) => {
+                config.bug_injection.read_without_leadership_check = true
+            }
+            None => {}
+        }
+        let voters = (1..=self.options.nodes as u64).map(NodeId);
+        let node = &mut self.nodes[position_of(id)];
+        let restored = RestoredState {
+            hard_state: node.disk.hard_state,
+            entries: node.disk.log.entries().to_vec(),
+            ..RestoredState::new_cluster(voters)
+        };
+        let core = RaftCore::new(config, restored, seed).expect("simulated state is valid");
+        node.core = Some(core);
+        node.log = node.disk.log.clone();
+        node.kv = KvStore::default();
+        node.requests.clear();
+        node.accepted.clear();
+    }
+
+    /// Feeds one input to a live node and carries out its outputs; then
+    /// lets an armed crash strike.
+    pub(crate) fn step_node(&mut self, node: NodeId, input: Input) {
+        let position = position_of(node);
+        let sim_node = &mut self.nodes[position];
+        let Some(core) = sim_node.core.as_mut() else {
+            return;
+        };
+        // A new leader that has not yet committed an entry of its own term:
+        // its first commit is where commit-rule bugs show.
+        let watched_commit = (self.armed_crash == Some(ArmedCrash::AtFirstCommit)
+            && core.role() == Role::Leader
+            && sim_node.log.term_at(core.commit_index()) != Some(core.term()))
+        .then(|| core.commit_index());
+        core.step(input);
+        self.carry_out_outputs(node);
+        if let Some(before) = watched_commit {
+            let after = self.nodes[position]
+                .core
+                .as_ref()
+                .map(RaftCore::commit_index);
+            if after.is_some_and(|after| after > before) {
+                self.armed_crash = None;
+                self.crash(node, "right after its first commit as leader");
+            }
+        }
+    }
+
+    fn carry_out_outputs(&mut self, node: NodeId) {
+        let position = position_of(node);
+        loop {
+            let Some(core) = self.nodes[position].core.as_mut() else {
+                return;
+            };
+            let outputs = core.take_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            for output in outputs {
+                if self.violation.is_some() {
+                    return;
+                }
+                self.carry_out(node, output);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, node: NodeId, output: Output) {
+        let position = position_of(node);
+        match output {
+            Output::SaveHardState(hard_state) => {
+                self.nodes[position].disk.hard_state = hard_state;
+            }
+            Output::AppendLog { entries } => self.append_log(node, entries),
+            Output::Send(message) => {
+                self.stats.messages_sent += 1;
+                if let MessageBody::AppendEntriesResponse(response) = &message.body {
+                    if !response.success {
+                        *self.append_rejections.entry(node).or_default() += 1;
+                    }
+                }
+                let delays = if self.faults_active {
+                    self.network.delivery_delays(&mut self.rng)
+                } else {
+                    vec![uniform(&mut self.rng, 100, 600)]
+                };
+                for delay in delays {
+                    self.schedule(delay, Event::Deliver(message.clone()));
+                }
+            }
+            Output::Apply { entries } => self.apply(node, entries),
+            Output::ProposalAccepted {
+                request_id,
+                index,
+                term,
+            } => {
+                self.nodes[position]
+                    .accepted
+                    .insert(index, (request_id, term));
+            }
+            Output::ReadReady {
+                request_id,
+                read_index,
+            } => self.answer_read(node, request_id, read_index),
+            Output::RequestFailed { request_id, error } => {
+                self.answer_failure(node, request_id, error)
+            }
+        }
+    }
+
+    fn append_log(&mut self, node: NodeId, entries: Vec<Entry>) {
+        let position = position_of(node);
+        let role = self.nodes[position]
+            .core
+            .as_ref()
+            .map_or(Role::Follower, RaftCore::role);
+        let sim_node = &mut self.nodes[position];
+        let result = self
+            .checker
+            .check_append(node, role, &sim_node.log, &entries)
+            .and_then(|()| {
+                sim_node.log.append(&entries);
+                self.checker.check_appended(node, &sim_node.log, &entries)
+            });
+        if let Err(violation) = result {
+            self.violation = Some(violation);
+            return;
+        }
+        self.trace_line(format!(
+            "{node} append {}..={} (terms {}..={})",
+            entries[0].index,
+            entries[entries.len() - 1].index,
+            entries[0].term,
+            entries[entries.len() - 1].term
+        ));
+        let sequence = self.nodes[position].disk.write(entries);
+        let (low, high) = self.scenario.disk_latency_us;
+        let latency = uniform(&mut self.rng, low, high);
+        self.schedule(latency, Event::Flush { node, sequence });
+    }
+
+    fn apply(&mut self, node: NodeId, entries: Vec<Entry>) {
+        let position = position_of(node);
+        if let Err(violation) = self
+            .checker
+            .check_apply(node, &self.nodes[position].log, &entries)
+        {
+            self.violation = Some(violation);
+            return;
+        }
+        let last = entries.last().expect("apply is never empty").index;
+        for entry in entries {
+            self.apply_entry(node, entry);
+        }
+        self.step_node(node, Input::Applied { index: last });
+    }
+
+    fn check_safety(&mut self) -> Result<(), Violation> {
+        let views: Vec<NodeView<'_>> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let (role, term, commit_index) = match &node.core {
+                    Some(core) => (core.role(), core.term(), core.commit_index()),
+                    None => (Role::Follower, node.disk.hard_state.term, LogIndex(0)),
+                };
+                NodeView {
+                    id: node.id,
+                    alive: node.core.is_some(),
+                    role,
+                    term,
+                    commit_index,
+                    log: &node.log,
+                    durable: &node.disk.log,
+                }
+            })
+            .collect();
+        let new_leaders: Vec<(NodeId, Term)> = views
+            .iter()
+            .filter(|view| view.alive && view.role == Role::Leader)
+            .filter(|view| !self.leader_terms.contains(&view.term))
+            .map(|view| (view.id, view.term))
+            .collect();
+        let result = self.checker.check_step(&views);
+        for (leader, term) in new_leaders {
+            self.leader_terms.insert(term);
+            self.trace_line(format!("{leader} became leader of {term}"));
+        }
+        result
+    }
+
+    /// After the calm phase: one leader that everyone follows, every live
+    /// node caught up, and no request left unanswered.
+    fn check_liveness(&self) -> Result<(), Violation> {
+        let failure = |detail: String| Violation {
+            property: "Liveness",
+            detail,
+        };
+        let leaders: Vec<&SimNode> = self
+            .nodes
+            .iter()
+            .filter(|node| {
+                node.core
+                    .as_ref()
+                    .is_some_and(|core| core.role() == Role::Leader)
+            })
+            .collect();
+        let [leader] = leaders.as_slice() else {
+            return Err(failure(format!(
+                "{} leaders after {} calm ticks",
+                leaders.len(),
+                self.scenario.heal_ticks
+            )));
+        };
+        let leader_core = leader.core.as_ref().expect("leader is alive");
+        let status = leader_core.status();
+        if status.commit_index < status.last_index {
+            return Err(failure(format!(
+                "leader {} has committed only {} of {} after the calm phase",
+                leader.id, status.commit_index, status.last_index
+            )));
+        }
+        for node in &self.nodes {
+            let Some(core) = &node.core else {
+                return Err(failure(format!("{} is still down", node.id)));
+            };
+            let node_status = core.status();
+            if node_status.leader != Some(leader.id)
+                || node_status.applied_index != status.commit_index
+            {
+                return Err(failure(format!(
+                    "{} follows {:?} and applied {} but leader {} committed {}",
+                    node.id,
+                    node_status.leader,
+                    node_status.applied_index,
+                    leader.id,
+                    status.commit_index
+                )));
+            }
+            if let Some((request_id, client)) = node.requests.first_key_value() {
+                return Err(failure(format!(
+                    "{request_id} of client {client} is still unanswered at {}",
+                    node.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Node ids are 1..=N; their position in the node list is id - 1.
+pub(crate) fn position_of(node: NodeId) -> usize {
+    node.0 as usize - 1
+}
+
+impl Cluster {
+    /// The scenario the seed produced.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+}

@@ -1,0 +1,161 @@
+//! The nemesis: crashes and restarts nodes and cuts the network, on a
+//! schedule drawn from the run's seed, until the calm phase heals everything.
+
+use raft::{NodeId, Role};
+
+use crate::cluster::{position_of, ArmedCrash, Cluster, Event};
+use crate::network::NetworkFaults;
+use crate::random::{chance, pick, uniform};
+use crate::scenario::TICK_US;
+
+impl Cluster {
+    pub(crate) fn nemesis_delay(&mut self) -> u64 {
+        let interval = self.scenario.nemesis_interval_ticks;
+        uniform(&mut self.rng, interval / 2, interval * 3 / 2 + 1) * TICK_US
+    }
+
+    pub(crate) fn nemesis(&mut self) {
+        if !self.faults_active {
+            return;
+        }
+        let delay = self.nemesis_delay();
+        self.schedule(delay, Event::Nemesis);
+        if chance(&mut self.rng, self.scenario.crash_weight) {
+            self.crash_someone();
+        } else {
+            self.disturb_network();
+        }
+    }
+
+    fn current_leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|node| {
+                node.core
+                    .as_ref()
+                    .is_some_and(|core| core.role() == Role::Leader)
+            })
+            .map(|node| node.id)
+            .max_by_key(|id| {
+                self.nodes[position_of(*id)]
+                    .core
+                    .as_ref()
+                    .map(|core| core.term())
+            })
+    }
+
+    fn all_nodes(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|node| node.id).collect()
+    }
+
+    /// A victim, the leader half of the time: losing the leader is the
+    /// interesting case.
+    fn pick_victim(&mut self) -> NodeId {
+        match self.current_leader() {
+            Some(leader) if chance(&mut self.rng, self.scenario.leader_bias) => leader,
+            _ => {
+                let nodes = self.all_nodes();
+                pick(&mut self.rng, &nodes)
+            }
+        }
+    }
+
+    fn crash_someone(&mut self) {
+        if chance(&mut self.rng, 0.5) {
+            let armed = ArmedCrash::AtFirstCommit;
+            self.armed_crash = Some(armed);
+            self.trace_line(format!("NEMESIS armed: crash {armed:?}"));
+            return;
+        }
+        let victim = self.pick_victim();
+        self.crash(victim, "");
+    }
+
+    /// Crashes `victim` (if up) and schedules its restart.
+    pub(crate) fn crash(&mut self, victim: NodeId, reason: &str) {
+        if !self.take_down(victim, reason) {
+            return;
+        }
+        let (shortest, longest) = self.scenario.downtime_ticks;
+        let downtime = uniform(&mut self.rng, shortest, longest + 1) * TICK_US;
+        self.schedule(downtime, Event::Restart(victim));
+    }
+
+    /// Crashes `victim` if it is up, without scheduling a restart (scripted
+    /// tests restart nodes themselves). Returns whether it was up.
+    pub(crate) fn take_down(&mut self, victim: NodeId, reason: &str) -> bool {
+        let node = &mut self.nodes[position_of(victim)];
+        if node.core.is_none() {
+            return false;
+        }
+        node.core = None;
+        node.disk.crash();
+        self.stats.crashes += 1;
+        self.trace_line(format!("NEMESIS crash {victim} {reason}"));
+        true
+    }
+
+    pub(crate) fn restart_node(&mut self, node: NodeId) {
+        if self.is_alive(node) {
+            return;
+        }
+        self.nodes[position_of(node)].restarts += 1;
+        self.trace_line(format!("NEMESIS restart {node}"));
+        self.start_node(node);
+    }
+
+    fn disturb_network(&mut self) {
+        self.stats.partitions += 1;
+        let mut nodes = self.all_nodes();
+        match uniform(&mut self.rng, 0, 5) {
+            0 => {
+                // A random split into two sides.
+                for position in (1..nodes.len()).rev() {
+                    let other = uniform(&mut self.rng, 0, position as u64 + 1) as usize;
+                    nodes.swap(position, other);
+                }
+                let split = uniform(&mut self.rng, 1, nodes.len() as u64) as usize;
+                let (side_a, side_b) = nodes.split_at(split);
+                self.network.heal();
+                self.network.partition(side_a, side_b);
+            }
+            1 => {
+                let victim = self.pick_victim();
+                let others: Vec<NodeId> = nodes.into_iter().filter(|n| *n != victim).collect();
+                self.network.heal();
+                self.network.partition(&[victim], &others);
+            }
+            2 => {
+                // Asymmetric: some links work one way only.
+                for _ in 0..uniform(&mut self.rng, 1, 4) {
+                    let from = pick(&mut self.rng, &nodes);
+                    let to = pick(&mut self.rng, &nodes);
+                    if from != to {
+                        self.network.cut_one_way(from, to);
+                    }
+                }
+            }
+            _ => self.network.heal(),
+        }
+        let cut: Vec<String> = self
+            .network
+            .blocked_links()
+            .iter()
+            .map(|(from, to)| format!("{from}->{to}"))
+            .collect();
+        self.trace_line(format!("NEMESIS network cut: [{}]", cut.join(" ")));
+    }
+
+    /// The calm phase: every link restored, the network reliable, every
+    /// crashed node back.
+    pub(crate) fn heal(&mut self) {
+        self.faults_active = false;
+        self.armed_crash = None;
+        self.network.heal();
+        self.network.faults = NetworkFaults::reliable();
+        self.trace_line("NEMESIS heal: calm phase begins".to_string());
+        for node in self.all_nodes() {
+            self.restart_node(node);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Everything a run does, derived from its seed: the cluster's settings, how
+//! the network misbehaves, how often the nemesis strikes, and the workload.
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::network::NetworkFaults;
+use crate::random::{chance, pick, uniform};
+
+/// Simulated microseconds per tick.
+pub const TICK_US: u64 = 1_000;
+
+/// A deliberately unsafe variant of the algorithm, for proving that the
+/// checks catch bugs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InjectedBug {
+    /// Votes are granted without the log up-to-date check.
+    VoteWithoutLogCheck,
+    /// Entries of earlier terms commit by counting replicas (Figure 8).
+    CommitPreviousTermByCounting,
+    /// ReadIndex answers without confirming leadership.
+    ReadWithoutLeadershipCheck,
+}
+
+impl InjectedBug {
+    /// Every injectable bug.
+    pub const ALL: [InjectedBug; 3] = [
+        InjectedBug::VoteWithoutLogCheck,
+        InjectedBug::CommitPreviousTermByCounting,
+        InjectedBug::ReadWithoutLeadershipCheck,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            InjectedBug::VoteWithoutLogCheck => "vote-without-log-check",
+            InjectedBug::CommitPreviousTermByCounting => "commit-previous-term-by-counting",
+            InjectedBug::ReadWithoutLeadershipCheck => "read-without-leadership-check",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<InjectedBug> {
+        InjectedBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+}
+
+/// The shape of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Network behaviour during the fault phase.
+    pub network: NetworkFaults,
+    /// Core settings.
+    pub pre_vote: bool,
+    /// Core settings.
+    pub check_quorum: bool,
+    /// Core settings: small windows and batches exercise pipelining and
+    /// make entries of different terms travel separately.
+    pub max_inflight_messages: usize,
+    /// Core settings.
+    pub max_entries_per_message: usize,
+    /// Disk write latency range, simulated microseconds.
+    pub disk_latency_us: (u64, u64),
+    /// Ticks of faults, then ticks of calm during which the cluster must
+    /// recover.
+    pub fault_ticks: u64,
+    /// See `fault_ticks`.
+    pub heal_ticks: u64,
+    /// Mean ticks between nemesis actions.
+    pub nemesis_interval_ticks: u64,
+    /// Probability that a nemesis action crashes a node (else it changes
+    /// the network).
+    pub crash_weight: f64,
+    /// Probability that the nemesis aims at the current leader.
+    pub leader_bias: f64,
+    /// How long a crashed node stays down, in ticks (range).
+    pub downtime_ticks: (u64, u64),
+    /// Number of concurrent clients.
+    pub clients: usize,
+    /// Number of registers they use.
+    pub keys: u64,
+    /// Ticks a client waits for an answer before giving up.
+    pub client_timeout_ticks: u64,
+}
+
+impl Scenario {
+    /// Draws a scenario for a cluster of `nodes` from the run's generator.
+    pub fn generate(rng: &mut ChaCha8Rng, nodes: usize) -> Scenario {
+        let delay_min_us = uniform(rng, 50, 600);
+        let network = NetworkFaults {
+            drop_probability: pick(rng, &[0.0, 0.01, 0.05, 0.1, 0.2]),
+            duplicate_probability: pick(rng, &[0.0, 0.01, 0.05]),
+            delay_min_us,
+            delay_max_us: delay_min_us + uniform(rng, 100, 4_000),
+            long_delay_probability: pick(rng, &[0.0, 0.01, 0.05]),
+        };
+        // Small batches make entries of different terms travel separately
+        // (exposing Figure 8 races); a window of one as well would make a
+        // lagging follower catch up one entry per round trip, too slow for
+        // the calm phase, so that pair is not drawn.
+        let max_entries_per_message = pick(rng, &[1, 1, 2, 64]);
+        let max_inflight_messages = if max_entries_per_message == 1 {
+            pick(rng, &[2, 4, 256])
+        } else {
+            pick(rng, &[1, 2, 4, 256])
+        };
+        Scenario {
+            nodes,
+            max_inflight_messages,
+            max_entries_per_message,
+            network,
+            pre_vote: !chance(rng, 0.15),
+            check_quorum: !chance(rng, 0.15),
+            disk_latency_us: (uniform(rng, 10, 200), uniform(rng, 200, 3_000)),
+            fault_ticks: uniform(rng, 300, 700),
+            heal_ticks: 500,
+            // A third of the runs hunt leaders: frequent faults aimed at the
+            // leader with quick restarts, which is what exposes races between
+            // replication, commit and elections (e.g. Figure 8).
+            nemesis_interval_ticks: if chance(rng, 0.5) {
+                uniform(rng, 2, 12)
+            } else {
+                uniform(rng, 10, 80)
+            },
+            crash_weight: pick(rng, &[0.2, 0.4, 0.6]),
+            leader_bias: pick(rng, &[0.5, 0.9]),
+            downtime_ticks: pick(rng, &[(1, 20), (5, 150)]),
+            clients: uniform(rng, 2, 6) as usize,
+            keys: uniform(rng, 1, 5),
+            client_timeout_ticks: 40,
+        }
+    }
+}
