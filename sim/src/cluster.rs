@@ -18,8 +18,9 @@ use crate::invariants::{NodeView, SafetyChecker, Violation};
 use crate::kv::KvStore;
 use crate::log_view::LogView;
 use crate::network::Network;
-use crate::random::uniform;
+use crate::random::{chance, uniform};
 use crate::scenario::{InjectedBug, Scenario, TICK_US};
+use crate::trace::describe;
 use crate::workload::{History, SimClient};
 
 /// What to run.
@@ -82,16 +83,9 @@ pub(crate) enum Event {
     ClientWake { client: usize, token: u64 },
     Nemesis,
     Restart(NodeId),
+    Reconnect(NodeId),
     Heal,
     StopClients,
-}
-
-/// Crashes aimed at the most delicate moments of a leader's life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ArmedCrash {
-    /// The next new leader crashes right after its first commit, before it
-    /// can tell the others.
-    AtFirstCommit,
 }
 
 /// One simulated node: its core (absent while crashed), its disk, the log
@@ -126,8 +120,6 @@ pub struct Cluster {
     leader_terms: BTreeSet<Term>,
     pub(crate) next_request_id: u64,
     pub(crate) faults_active: bool,
-    /// A crash the nemesis armed to strike at a precise moment.
-    pub(crate) armed_crash: Option<ArmedCrash>,
     pub(crate) clients_active: bool,
     pub(crate) trace: Vec<String>,
     pub(crate) violation: Option<Violation>,
@@ -180,7 +172,6 @@ impl Cluster {
             leader_terms: BTreeSet::new(),
             next_request_id: 0,
             faults_active: true,
-            armed_crash: None,
             clients_active: true,
             trace: Vec::new(),
             violation: None,
@@ -273,7 +264,10 @@ impl Cluster {
                 if !self.network.is_connected(message.from, to) || !self.is_alive(to) {
                     return;
                 }
-                self.trace_line(format!("{} <- {}: {:?}", to, message.from, message.body));
+                if self.options.trace {
+                    let line = format!("{} <- {}: {}", to, message.from, describe(&message));
+                    self.trace_line(line);
+                }
                 self.step_node(to, Input::Message(message));
             }
             Event::Flush { node, sequence } => {
@@ -287,6 +281,7 @@ impl Cluster {
             Event::ClientWake { client, token } => self.wake_client(client, token),
             Event::Nemesis => self.nemesis(),
             Event::Restart(node) => self.restart_node(node),
+            Event::Reconnect(node) => self.network.reconnect(node),
             Event::Heal => self.heal(),
             Event::StopClients => self.clients_active = false,
         }
@@ -332,8 +327,9 @@ impl Cluster {
         node.accepted.clear();
     }
 
-    /// Feeds one input to a live node and carries out its outputs; then
-    /// lets an armed crash strike.
+    /// Feeds one input to a live node and carries out its outputs. A new
+    /// leader may be cut off the moment it is elected, or crash right after
+    /// its first commit: the delicate moments of a leader's life.
     pub(crate) fn step_node(&mut self, node: NodeId, input: Input) {
         let position = position_of(node);
         let sim_node = &mut self.nodes[position];
@@ -341,20 +337,38 @@ impl Cluster {
             return;
         };
         // A new leader that has not yet committed an entry of its own term:
-        // its first commit is where commit-rule bugs show.
-        let watched_commit = (self.armed_crash == Some(ArmedCrash::AtFirstCommit)
+        // its first commit, before it can tell the others, is where
+        // commit-rule bugs show.
+        let watched_commit = (self.faults_active
+            && self.scenario.first_commit_crash_probability > 0.0
             && core.role() == Role::Leader
             && sim_node.log.term_at(core.commit_index()) != Some(core.term()))
         .then(|| core.commit_index());
+        let was_leader = core.role() == Role::Leader;
         core.step(input);
+        if self.faults_active
+            && !was_leader
+            && core.role() == Role::Leader
+            && chance(&mut self.rng, self.scenario.election_isolation_probability)
+        {
+            // Cut the new leader off before anything it sends leaves: it
+            // writes its no-op but cannot replicate it, so logs diverge.
+            self.network.disconnect(node);
+            let ticks = uniform(&mut self.rng, 5, 60);
+            self.schedule(ticks * TICK_US, Event::Reconnect(node));
+            self.trace_line(format!(
+                "NEMESIS isolate {node} the moment it became leader"
+            ));
+        }
         self.carry_out_outputs(node);
         if let Some(before) = watched_commit {
             let after = self.nodes[position]
                 .core
                 .as_ref()
                 .map(RaftCore::commit_index);
-            if after.is_some_and(|after| after > before) {
-                self.armed_crash = None;
+            if after.is_some_and(|after| after > before)
+                && chance(&mut self.rng, self.scenario.first_commit_crash_probability)
+            {
                 self.crash(node, "right after its first commit as leader");
             }
         }

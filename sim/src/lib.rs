@@ -19,6 +19,7 @@ pub mod network;
 pub mod random;
 pub mod scenario;
 mod scripted;
+pub mod trace;
 mod workload;
 
 pub use cluster::{Cluster, RunOptions, RunOutcome, RunStats};

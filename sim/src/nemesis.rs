@@ -3,7 +3,7 @@
 
 use raft::{NodeId, Role};
 
-use crate::cluster::{position_of, ArmedCrash, Cluster, Event};
+use crate::cluster::{position_of, Cluster, Event};
 use crate::network::NetworkFaults;
 use crate::random::{chance, pick, uniform};
 use crate::scenario::TICK_US;
@@ -61,12 +61,6 @@ impl Cluster {
     }
 
     fn crash_someone(&mut self) {
-        if chance(&mut self.rng, 0.5) {
-            let armed = ArmedCrash::AtFirstCommit;
-            self.armed_crash = Some(armed);
-            self.trace_line(format!("NEMESIS armed: crash {armed:?}"));
-            return;
-        }
         let victim = self.pick_victim();
         self.crash(victim, "");
     }
@@ -150,7 +144,6 @@ impl Cluster {
     /// crashed node back.
     pub(crate) fn heal(&mut self) {
         self.faults_active = false;
-        self.armed_crash = None;
         self.network.heal();
         self.network.faults = NetworkFaults::reliable();
         self.trace_line("NEMESIS heal: calm phase begins".to_string());

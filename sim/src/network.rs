@@ -29,8 +29,10 @@ impl NetworkFaults {
         NetworkFaults {
             drop_probability: 0.0,
             duplicate_probability: 0.0,
-            delay_min_us: 100,
-            delay_max_us: 500,
+            // One fixed delay keeps each link first-in first-out: with a
+            // range, two messages sent together would swap half the time.
+            delay_min_us: 300,
+            delay_max_us: 300,
             long_delay_probability: 0.0,
         }
     }

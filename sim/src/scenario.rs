@@ -76,6 +76,12 @@ pub struct Scenario {
     pub leader_bias: f64,
     /// How long a crashed node stays down, in ticks (range).
     pub downtime_ticks: (u64, u64),
+    /// Probability that a new leader crashes right after its first commit,
+    /// before it can tell anyone: where commit-rule bugs show (Figure 8).
+    pub first_commit_crash_probability: f64,
+    /// Probability that a node is cut off the moment it wins an election,
+    /// so that its no-op never leaves it and logs diverge.
+    pub election_isolation_probability: f64,
     /// Number of concurrent clients.
     pub clients: usize,
     /// Number of registers they use.
@@ -95,11 +101,21 @@ impl Scenario {
             delay_max_us: delay_min_us + uniform(rng, 100, 4_000),
             long_delay_probability: pick(rng, &[0.0, 0.01, 0.05]),
         };
-        // Small batches make entries of different terms travel separately
-        // (exposing Figure 8 races); a window of one as well would make a
-        // lagging follower catch up one entry per round trip, too slow for
-        // the calm phase, so that pair is not drawn.
-        let max_entries_per_message = pick(rng, &[1, 1, 2, 64]);
+        // Half of the runs hunt leaders: frequent faults aimed at the leader,
+        // quick restarts, new leaders cut off the moment they are elected or
+        // crashed right after their first commit, and entries sent one per
+        // message so that entries of different terms travel separately.
+        // Together these build the divergent logs and the races between
+        // replication, commit and elections of Raft's Figure 8.
+        let hunting = chance(rng, 0.5);
+        let max_entries_per_message = if hunting {
+            pick(rng, &[1, 1, 1, 64])
+        } else {
+            pick(rng, &[1, 2, 64])
+        };
+        // A window of one with one entry per message would make a lagging
+        // follower catch up one entry per round trip, too slow for the calm
+        // phase, so that pair is not drawn.
         let max_inflight_messages = if max_entries_per_message == 1 {
             pick(rng, &[2, 4, 256])
         } else {
@@ -115,17 +131,16 @@ impl Scenario {
             disk_latency_us: (uniform(rng, 10, 200), uniform(rng, 200, 3_000)),
             fault_ticks: uniform(rng, 300, 700),
             heal_ticks: 500,
-            // A third of the runs hunt leaders: frequent faults aimed at the
-            // leader with quick restarts, which is what exposes races between
-            // replication, commit and elections (e.g. Figure 8).
-            nemesis_interval_ticks: if chance(rng, 0.5) {
+            nemesis_interval_ticks: if hunting {
                 uniform(rng, 2, 12)
             } else {
                 uniform(rng, 10, 80)
             },
             crash_weight: pick(rng, &[0.2, 0.4, 0.6]),
-            leader_bias: pick(rng, &[0.5, 0.9]),
-            downtime_ticks: pick(rng, &[(1, 20), (5, 150)]),
+            leader_bias: if hunting { 0.9 } else { 0.5 },
+            downtime_ticks: if hunting { (1, 20) } else { (5, 150) },
+            first_commit_crash_probability: if hunting { 0.6 } else { 0.0 },
+            election_isolation_probability: if hunting { 0.4 } else { 0.0 },
             clients: uniform(rng, 2, 6) as usize,
             keys: uniform(rng, 1, 5),
             client_timeout_ticks: 40,

@@ -37,6 +37,8 @@ impl Scenario {
             crash_weight: 0.0,
             leader_bias: 0.0,
             downtime_ticks: (0, 0),
+            first_commit_crash_probability: 0.0,
+            election_isolation_probability: 0.0,
             clients: 0,
             keys: 1,
             client_timeout_ticks: 0,

@@ -211,7 +211,11 @@ impl Cluster {
         let state = &mut self.clients[client];
         state.waiting = None;
         state.leader_guess = node;
-        let think = uniform(&mut self.rng, 0, 2 * TICK_US);
+        // With no leader to try, back off like a real client would.
+        let think = match node {
+            Some(_) => uniform(&mut self.rng, 0, 2 * TICK_US),
+            None => uniform(&mut self.rng, 2 * TICK_US, 6 * TICK_US),
+        };
         self.schedule_client_wake(client, think);
     }
 
