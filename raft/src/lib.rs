@@ -86,9 +86,9 @@ pub mod core;
 pub mod error;
 pub mod types;
 
-pub use crate::config::Config;
 #[cfg(feature = "bug-injection")]
 pub use crate::config::BugInjection;
+pub use crate::config::Config;
 pub use crate::core::input::Input;
 pub use crate::core::message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Message, MessageBody, RequestVote,

@@ -50,8 +50,7 @@ impl RaftCore {
                 self.rejection(&append, ConflictHint::TermMismatch { term, first_index })
             }
             Some(_) => {
-                let last_new =
-                    LogIndex(append.prev_log_index.0 + append.entries.len() as u64);
+                let last_new = LogIndex(append.prev_log_index.0 + append.entries.len() as u64);
                 let written = self.log.merge(append.entries);
                 if let Some(first) = written.first() {
                     // Acknowledgements of entries that were just replaced

@@ -48,7 +48,7 @@ impl RaftCore {
         }
         let index = self.log.last_index().next();
         let term = self.hard_state.term;
-        self.append_as_leader(Entry {
+        let append_position = self.append_as_leader(Entry {
             term,
             index,
             payload: EntryPayload::Command(command),
@@ -58,6 +58,7 @@ impl RaftCore {
             index,
             term,
         });
+        self.proposal_append = Some((append_position, self.outputs.len()));
         self.leader_state_mut()
             .proposals
             .push_back((index, request_id));
@@ -65,21 +66,31 @@ impl RaftCore {
 
     /// Appends an entry this leader created; followers receive it at the
     /// next flush, so that proposals arriving together share messages.
-    pub(super) fn append_as_leader(&mut self, entry: Entry) {
+    /// Returns the position in `outputs` of the `AppendLog` holding it.
+    pub(super) fn append_as_leader(&mut self, entry: Entry) -> usize {
         self.log.push(entry.clone());
-        // Merge with a directly preceding append of this step's outputs, so
-        // storage sees one write per batch.
-        match self.outputs.last_mut() {
-            Some(Output::AppendLog { entries })
-                if entries.last().is_some_and(|last| last.index.next() == entry.index) =>
-            {
-                entries.push(entry)
-            }
-            _ => self.outputs.push(Output::AppendLog {
-                entries: vec![entry],
-            }),
-        }
         self.leader_state_mut().append_pending = true;
+        // Merge with this step's latest append when only acceptances of
+        // proposals came after it, so storage sees one write per batch.
+        let candidate = match self.proposal_append {
+            Some((position, outputs_len)) if outputs_len == self.outputs.len() => Some(position),
+            _ => self.outputs.len().checked_sub(1),
+        };
+        if let Some(position) = candidate {
+            if let Output::AppendLog { entries } = &mut self.outputs[position] {
+                if entries
+                    .last()
+                    .is_some_and(|last| last.index.next() == entry.index)
+                {
+                    entries.push(entry);
+                    return position;
+                }
+            }
+        }
+        self.outputs.push(Output::AppendLog {
+            entries: vec![entry],
+        });
+        self.outputs.len() - 1
     }
 
     fn leader_state_mut(&mut self) -> &mut LeaderState {
@@ -103,9 +114,15 @@ impl RaftCore {
             state.append_pending = false;
             let peers: Vec<NodeId> = state.progress.keys().copied().collect();
             for peer in peers {
-                self.send_append(peer, false);
+                self.send_entries(peer);
             }
         }
+    }
+
+    /// Sends `peer` every batch it needs next, as far as the in-flight
+    /// window allows (one in probe state).
+    fn send_entries(&mut self, peer: NodeId) {
+        while self.send_append(peer, false) {}
     }
 
     /// Starts a new round and sends every peer an append (empty unless the
@@ -120,9 +137,10 @@ impl RaftCore {
         }
     }
 
-    /// Sends `peer` the entries it needs next, if the replication window
-    /// allows; with `heartbeat`, sends an empty append even when not.
-    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+    /// Sends `peer` the next batch of entries it needs, if the replication
+    /// window allows; with `heartbeat`, sends an empty append even when not.
+    /// Returns whether entries were sent.
+    fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
         let max_in_flight = self.config.max_inflight_messages;
         let max_count = self.config.max_entries_per_message;
         let max_bytes = self.config.max_message_bytes;
@@ -137,8 +155,9 @@ impl RaftCore {
             Vec::new()
         };
         if entries.is_empty() && !heartbeat {
-            return;
+            return false;
         }
+        let sent_entries = !entries.is_empty();
         let prev_log_index = progress.next_index.previous();
         if let Some(last) = entries.last() {
             progress.record_sent(last.index);
@@ -157,6 +176,7 @@ impl RaftCore {
                 round,
             }),
         );
+        sent_entries
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendEntriesResponse) {
@@ -173,7 +193,7 @@ impl RaftCore {
             if progress.record_match(response.match_index) {
                 self.advance_commit();
             }
-            self.send_append(from, false);
+            self.send_entries(from);
         } else if response.rejected_index > progress.match_index {
             let next_index = match response.conflict {
                 Some(ConflictHint::LogTooShort { last_index }) => last_index.next(),
@@ -191,7 +211,7 @@ impl RaftCore {
             let next_index = next_index.min(response.rejected_index);
             progress.become_probe(next_index);
             tracing::trace!(node = %self.id(), follower = %from, next = %next_index, "append rejected; probing");
-            self.send_append(from, false);
+            self.send_entries(from);
         }
         self.confirm_reads();
     }
@@ -219,5 +239,88 @@ impl RaftCore {
         if current_term_entry && self.log.commit_to(quorum_index) {
             self.on_commit_advanced();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        Config, Entry, Input, LogIndex, NodeId, Output, RaftCore, RequestId, RestoredState, Role,
+    };
+
+    /// A one-node leader whose no-op entry is durable and applied.
+    fn single_node_leader() -> RaftCore {
+        let config = Config::new(NodeId(1));
+        let mut core = RaftCore::new(config, RestoredState::new_cluster([NodeId(1)]), 3).unwrap();
+        while core.role() != Role::Leader {
+            core.step(Input::Tick);
+        }
+        let mut outputs = core.take_outputs();
+        while !outputs.is_empty() {
+            for output in outputs {
+                match output {
+                    Output::AppendLog { entries } => {
+                        let last = entries.last().unwrap();
+                        core.step(Input::LogPersisted {
+                            index: last.index,
+                            term: last.term,
+                        });
+                    }
+                    Output::Apply { entries } => {
+                        core.step(Input::Applied {
+                            index: entries.last().unwrap().index,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            outputs = core.take_outputs();
+        }
+        core
+    }
+
+    fn propose(core: &mut RaftCore, request_id: u64) {
+        core.step(Input::Propose {
+            request_id: RequestId(request_id),
+            command: "x".into(),
+        });
+    }
+
+    fn appended_indexes(output: &Output) -> Vec<u64> {
+        match output {
+            Output::AppendLog { entries } => {
+                entries.iter().map(|entry: &Entry| entry.index.0).collect()
+            }
+            other => panic!("expected an AppendLog, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn proposals_stepped_together_share_one_append() {
+        let mut core = single_node_leader();
+        let term = core.term();
+        for request_id in 1..=3 {
+            propose(&mut core, request_id);
+        }
+        let outputs = core.take_outputs();
+        assert_eq!(outputs.len(), 4, "{outputs:?}");
+        assert_eq!(appended_indexes(&outputs[0]), vec![2, 3, 4]);
+        for (offset, output) in outputs[1..].iter().enumerate() {
+            let expected = Output::ProposalAccepted {
+                request_id: RequestId(offset as u64 + 1),
+                index: LogIndex(offset as u64 + 2),
+                term,
+            };
+            assert_eq!(*output, expected);
+        }
+    }
+
+    #[test]
+    fn an_append_already_taken_is_never_extended() {
+        let mut core = single_node_leader();
+        propose(&mut core, 1);
+        assert_eq!(appended_indexes(&core.take_outputs()[0]), vec![2]);
+        propose(&mut core, 2);
+        assert_eq!(appended_indexes(&core.take_outputs()[0]), vec![3]);
     }
 }

@@ -45,7 +45,9 @@ impl RaftLog {
     }
 
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.base_term, |entry| entry.term)
+        self.entries
+            .last()
+            .map_or(self.base_term, |entry| entry.term)
     }
 
     pub(crate) fn committed(&self) -> LogIndex {
@@ -96,17 +98,18 @@ impl RaftLog {
         if from <= self.base_index || from > self.last_index() {
             return Vec::new();
         }
-        let start = (from.0 - self.base_index.0 - 1) as usize;
+        let available = &self.entries[(from.0 - self.base_index.0 - 1) as usize..];
+        // Count first, so that the batch is allocated once at its size.
+        let mut count = 0;
         let mut total_bytes = 0;
-        let mut batch = Vec::new();
-        for entry in self.entries[start..].iter().take(max_count) {
+        for entry in available.iter().take(max_count) {
             total_bytes += entry.size_bytes();
-            if !batch.is_empty() && total_bytes > max_bytes {
+            if count > 0 && total_bytes > max_bytes {
                 break;
             }
-            batch.push(entry.clone());
+            count += 1;
         }
-        batch
+        available[..count].to_vec()
     }
 
     /// The first index of the run of entries of `term` that ends at `index`.

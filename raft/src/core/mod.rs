@@ -114,6 +114,11 @@ pub struct RaftCore {
     applied: LogIndex,
     /// Produced outputs, in order.
     outputs: Vec<Output>,
+    /// While proposals arrive back to back: the position in `outputs` of
+    /// the `AppendLog` they extend, and the length `outputs` had right after
+    /// the last of them. Each proposal also emits a `ProposalAccepted`, so
+    /// without this every proposal would need its own write.
+    proposal_append: Option<(usize, usize)>,
 }
 
 impl RaftCore {
@@ -143,6 +148,7 @@ impl RaftCore {
             pending_acknowledgements: VecDeque::new(),
             applied: restored.applied,
             outputs: Vec::new(),
+            proposal_append: None,
             config,
         };
         core.reset_election_timer();
@@ -184,6 +190,7 @@ impl RaftCore {
     /// made necessary are batched into one message here.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         self.flush_leader_messages();
+        self.proposal_append = None;
         std::mem::take(&mut self.outputs)
     }
 
@@ -191,6 +198,7 @@ impl RaftCore {
     /// driver can reuse one allocation.
     pub fn drain_outputs_into(&mut self, outputs: &mut Vec<Output>) {
         self.flush_leader_messages();
+        self.proposal_append = None;
         outputs.append(&mut self.outputs);
     }
 

@@ -62,7 +62,20 @@ impl Membership {
         if self.voters.is_empty() {
             return LogIndex(0);
         }
-        let mut matches: Vec<LogIndex> = self.voters.iter().map(|&v| match_index_of(v)).collect();
+        // A leader runs this on every acknowledgement: the usual cluster
+        // sizes sort on the stack instead of allocating.
+        const ON_STACK: usize = 7;
+        let mut on_stack = [LogIndex(0); ON_STACK];
+        let mut on_heap = Vec::new();
+        let matches: &mut [LogIndex] = if self.voters.len() <= ON_STACK {
+            for (slot, &voter) in on_stack.iter_mut().zip(&self.voters) {
+                *slot = match_index_of(voter);
+            }
+            &mut on_stack[..self.voters.len()]
+        } else {
+            on_heap.extend(self.voters.iter().map(|&voter| match_index_of(voter)));
+            &mut on_heap
+        };
         // Sorted descending, the quorum_size-th value is held by a majority.
         matches.sort_unstable_by(|a, b| b.cmp(a));
         matches[self.quorum_size() - 1]
@@ -118,7 +131,11 @@ mod tests {
         membership.learners.insert(NodeId(5));
         assert!(!membership.is_quorum(&[NodeId(1), NodeId(4), NodeId(5)]));
         assert_eq!(
-            membership.committed_index(|node| if node.0 >= 3 { LogIndex(9) } else { LogIndex(1) }),
+            membership.committed_index(|node| if node.0 >= 3 {
+                LogIndex(9)
+            } else {
+                LogIndex(1)
+            }),
             LogIndex(1)
         );
     }

@@ -49,7 +49,9 @@ impl RaftCore {
                 .push(Output::RequestFailed { request_id, error });
             return;
         }
-        let read_index = self.committed_in_current_term().then(|| self.log.committed());
+        let read_index = self
+            .committed_in_current_term()
+            .then(|| self.log.committed());
         let state = self.leader_state.as_mut().expect("leader has leader state");
         let read = PendingRead {
             request_id,
