@@ -307,7 +307,13 @@ impl RaftCore {
     }
 
     fn save_hard_state(&mut self) {
-        self.outputs.push(Output::SaveHardState(self.hard_state));
+        // A save right after another supersedes it (e.g. a higher term, then
+        // a vote in it): one durable write instead of two.
+        if let Some(Output::SaveHardState(previous)) = self.outputs.last_mut() {
+            *previous = self.hard_state;
+        } else {
+            self.outputs.push(Output::SaveHardState(self.hard_state));
+        }
     }
 
     /// Becomes a follower in `term`. A higher term clears the vote and is

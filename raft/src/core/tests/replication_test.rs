@@ -282,3 +282,58 @@ fn check_quorum_leader_that_hears_from_a_majority_stays() {
     }
     assert_eq!(core.role(), Role::Leader);
 }
+
+#[test]
+fn a_successful_probe_fills_the_whole_in_flight_window() {
+    // Dissertation §10.2.1: once the leader knows where a follower's log
+    // matches it streams appends without waiting for each answer, so a
+    // lagging follower catches up a window of batches per round trip.
+    let mut core = CoreBuilder::new(1)
+        .log(&[1, 1, 1, 1, 1, 1, 1])
+        .term(1)
+        .config(|config| {
+            config.max_inflight_messages = 3;
+            config.max_entries_per_message = 2;
+        })
+        .leader();
+    let term = core.term().0;
+    // Node 2 holds only the first entry.
+    let outputs = deliver(
+        &mut core,
+        message(2, 1, term, append_rejected(7, log_too_short(1), 1, 0)),
+    );
+    assert_eq!(
+        outputs,
+        vec![send(
+            1,
+            2,
+            term,
+            append_entries((1, 1), entries(2, &[1, 1]), 0, 0)
+        )]
+    );
+    // It matches up to 3: three batches go out at once, the window's size.
+    let outputs = deliver(&mut core, message(2, 1, term, append_accepted(3, 3, 0)));
+    assert_eq!(
+        outputs,
+        vec![
+            send(
+                1,
+                2,
+                term,
+                append_entries((3, 1), entries(4, &[1, 1]), 0, 0)
+            ),
+            send(
+                1,
+                2,
+                term,
+                append_entries((5, 1), entries(6, &[1, 1]), 0, 0)
+            ),
+            send(
+                1,
+                2,
+                term,
+                append_entries((7, 1), vec![noop(8, term)], 0, 0)
+            ),
+        ]
+    );
+}

@@ -91,10 +91,10 @@ fn follower_in_a_leader_lease_honours_a_leadership_transfer() {
     // is expected by the leader, so the lease must not block it.
     let mut core = CoreBuilder::new(1).log(&[1]).term(1).follower_of(2);
     let outputs = deliver(&mut core, message(3, 1, 2, transfer_vote_request((1, 1))));
+    // The new term and the vote in it are saved in one write.
     assert_eq!(
         outputs,
         vec![
-            save_hard_state(2, None),
             save_hard_state(2, Some(3)),
             send(1, 3, 2, vote_response(true)),
         ]
