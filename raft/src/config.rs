@@ -31,6 +31,9 @@ pub struct Config {
     /// The most payload bytes one append message carries (at least one entry
     /// is always sent, however large).
     pub max_message_bytes: usize,
+    /// Entries kept in the log behind a snapshot, so that a briefly slow
+    /// follower catches up from the log instead of receiving a snapshot.
+    pub snapshot_trailing_entries: u64,
     /// Deliberately unsafe variants of the algorithm for the simulator's
     /// self-tests. All off by default.
     #[cfg(feature = "bug-injection")]
@@ -68,6 +71,7 @@ impl Config {
             max_inflight_messages: 256,
             max_entries_per_message: 4096,
             max_message_bytes: 1024 * 1024,
+            snapshot_trailing_entries: 5_000,
             #[cfg(feature = "bug-injection")]
             bug_injection: BugInjection::default(),
         }

@@ -82,6 +82,26 @@ pub enum CoreError {
         /// The hard state's term.
         term: Term,
     },
+    /// The state machine is older than the snapshot the log was compacted to.
+    #[error(
+        "the state machine has applied only up to {applied} but the log was compacted to a \
+         snapshot at {snapshot}; restore the state machine from that snapshot"
+    )]
+    AppliedBeforeSnapshot {
+        /// The restored applied index.
+        applied: LogIndex,
+        /// The snapshot's index.
+        snapshot: LogIndex,
+    },
+    /// A trailing log kept behind a snapshot does not hold the snapshot's
+    /// last entry.
+    #[error("the log kept behind the snapshot at {index} does not hold its entry of {term}")]
+    SnapshotNotInLog {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// The snapshot's term.
+        term: Term,
+    },
     /// The state machine claims to have applied entries the log does not have.
     #[error("applied index {applied} is past the last log index {last}")]
     AppliedPastLog {

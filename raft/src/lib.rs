@@ -35,6 +35,13 @@
 //!      applied; an entry of another term at that index means it was lost.
 //!    - [`Output::ReadReady`] means the local state machine may serve the
 //!      read now; [`Output::RequestFailed`] ends a request with a reason.
+//!    - Snapshots: when the driver has durably saved a snapshot of the state
+//!      machine, it feeds [`Input::SnapshotTaken`]; the core may then answer
+//!      [`Output::CompactLog`] (storage may delete entries up to an index).
+//!      A [`Output::Send`] of [`MessageBody::InstallSnapshot`] means "stream
+//!      that snapshot to the peer"; the receiving driver stores it durably
+//!      before stepping the message. [`Output::RestoreSnapshot`] replaces the
+//!      state machine and the log with it, durably, before any later output.
 //!
 //! ```
 //! use raft::{Config, Input, NodeId, Output, RaftCore, RestoredState, RequestId};
@@ -69,6 +76,9 @@
 //!                 Output::ProposalAccepted { .. }
 //!                 | Output::ReadReady { .. }
 //!                 | Output::RequestFailed { .. } => {}
+//!                 Output::CompactLog { .. } | Output::RestoreSnapshot { .. } => {
+//!                     unreachable!("this example never takes snapshots")
+//!                 }
 //!             }
 //!         }
 //!         pending = core.take_outputs();
@@ -91,12 +101,13 @@ pub use crate::config::BugInjection;
 pub use crate::config::Config;
 pub use crate::core::input::Input;
 pub use crate::core::message::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, Message, MessageBody, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, ConflictHint, InstallSnapshotResponse, Message,
+    MessageBody, RequestVote, RequestVoteResponse,
 };
 pub use crate::core::output::Output;
 pub use crate::core::progress::{Progress, ReplicationState};
 pub use crate::core::quorum::Membership;
+pub use crate::core::snapshot::SnapshotMetadata;
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::error::{ConfigError, CoreError, RequestError};
 pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};

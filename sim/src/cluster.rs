@@ -13,7 +13,7 @@ use raft::{
     RestoredState, Role, Term,
 };
 
-use crate::disk::Disk;
+use crate::disk::{Disk, StoredSnapshot};
 use crate::invariants::{NodeView, SafetyChecker, Violation};
 use crate::kv::KvStore;
 use crate::log_view::LogView;
@@ -59,6 +59,10 @@ pub struct RunStats {
     pub committed: u64,
     /// Keys whose history was too large to decide within the search budget.
     pub linearizability_undecided: u64,
+    /// Snapshots nodes took of their state machines.
+    pub snapshots_taken: u64,
+    /// Snapshots followers installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 /// The result of one run.
@@ -79,8 +83,16 @@ pub struct RunOutcome {
 pub(crate) enum Event {
     Tick(NodeId),
     Deliver(Message),
-    Flush { node: NodeId, sequence: u64 },
-    ClientWake { client: usize, token: u64 },
+    /// A snapshot message, with the snapshot streamed beside it.
+    DeliverSnapshot(Message, Box<StoredSnapshot>),
+    Flush {
+        node: NodeId,
+        sequence: u64,
+    },
+    ClientWake {
+        client: usize,
+        token: u64,
+    },
     Nemesis,
     Restart(NodeId),
     Reconnect(NodeId),
@@ -270,6 +282,7 @@ impl Cluster {
                 }
                 self.step_node(to, Input::Message(message));
             }
+            Event::DeliverSnapshot(message, snapshot) => self.deliver_snapshot(message, *snapshot),
             Event::Flush { node, sequence } => {
                 let position = position_of(node);
                 if let Some((index, term)) = self.nodes[position].disk.flush(sequence) {
@@ -314,15 +327,33 @@ impl Cluster {
         }
         let voters = (1..=self.options.nodes as u64).map(NodeId);
         let node = &mut self.nodes[position_of(id)];
+        config.snapshot_trailing_entries = scenario.snapshot_trailing_entries;
         let restored = RestoredState {
             hard_state: node.disk.hard_state,
             entries: node.disk.log.entries().to_vec(),
+            applied: node
+                .disk
+                .snapshot
+                .as_ref()
+                .map_or(LogIndex(0), |snapshot| snapshot.metadata.index),
+            snapshot: node
+                .disk
+                .snapshot
+                .as_ref()
+                .map(|snapshot| snapshot.metadata.clone()),
             ..RestoredState::new_cluster(voters)
         };
         let core = RaftCore::new(config, restored, seed).expect("simulated state is valid");
         node.core = Some(core);
         node.log = node.disk.log.clone();
-        node.kv = KvStore::default();
+        // The state machine restarts from the snapshot, or empty.
+        node.kv = node
+            .disk
+            .snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.kv.clone())
+            .unwrap_or_default();
+        node.disk.incoming_snapshot = None;
         node.requests.clear();
         node.accepted.clear();
     }
@@ -412,10 +443,21 @@ impl Cluster {
                 } else {
                     vec![uniform(&mut self.rng, 100, 600)]
                 };
+                let snapshot = self.snapshot_for(node, &message);
                 for delay in delays {
-                    self.schedule(delay, Event::Deliver(message.clone()));
+                    let event = match &snapshot {
+                        Some(snapshot) => Event::DeliverSnapshot(message.clone(), snapshot.clone()),
+                        None => Event::Deliver(message.clone()),
+                    };
+                    self.schedule(delay, event);
                 }
             }
+            Output::CompactLog { up_to } => {
+                let sim_node = &mut self.nodes[position];
+                sim_node.disk.log.compact(up_to);
+                sim_node.log.compact(up_to);
+            }
+            Output::RestoreSnapshot { metadata } => self.restore_snapshot(node, metadata),
             Output::Apply { entries } => self.apply(node, entries),
             Output::ProposalAccepted {
                 request_id,
@@ -481,6 +523,7 @@ impl Cluster {
             self.apply_entry(node, entry);
         }
         self.step_node(node, Input::Applied { index: last });
+        self.maybe_take_snapshot(node, last);
     }
 
     fn check_safety(&mut self) -> Result<(), Violation> {

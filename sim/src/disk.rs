@@ -5,9 +5,24 @@
 
 use std::collections::VecDeque;
 
-use raft::{Entry, HardState, LogIndex, Term};
+use raft::{Entry, HardState, LogIndex, SnapshotMetadata, Term};
 
+use crate::kv::KvStore;
 use crate::log_view::LogView;
+
+/// A snapshot as the simulator stores it: the state machine, plus the terms
+/// and hashes of the log prefix it covers (for the safety checks).
+#[derive(Clone, Debug)]
+pub struct StoredSnapshot {
+    /// What it covers.
+    pub metadata: SnapshotMetadata,
+    /// The state machine at `metadata.index`.
+    pub kv: KvStore,
+    /// Terms of indexes 1..=`metadata.index`.
+    pub terms: Vec<Term>,
+    /// Chained hashes of indexes 1..=`metadata.index`.
+    pub chains: Vec<u64>,
+}
 
 /// Storage that survives crashes, plus the writes still in flight.
 #[derive(Clone, Debug, Default)]
@@ -16,6 +31,10 @@ pub struct Disk {
     pub hard_state: HardState,
     /// The durable log.
     pub log: LogView,
+    /// The latest durable snapshot of this node's state machine.
+    pub snapshot: Option<StoredSnapshot>,
+    /// A snapshot received from a leader, durable, not yet installed.
+    pub incoming_snapshot: Option<StoredSnapshot>,
     /// Appends written but not yet durable, oldest first, with their
     /// sequence numbers.
     pending: VecDeque<(u64, Vec<Entry>)>,
@@ -51,5 +70,14 @@ impl Disk {
     /// A crash: writes in flight never reach the disk.
     pub fn crash(&mut self) {
         self.pending.clear();
+    }
+
+    /// Installs a snapshot: it replaces the state machine and the whole log,
+    /// atomically and durably. Writes still in flight were for the replaced
+    /// log and are dropped.
+    pub fn install(&mut self, snapshot: StoredSnapshot) {
+        self.pending.clear();
+        self.log = LogView::from_snapshot(snapshot.terms.clone(), snapshot.chains.clone());
+        self.snapshot = Some(snapshot);
     }
 }

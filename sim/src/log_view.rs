@@ -4,10 +4,17 @@
 
 use raft::{Entry, EntryPayload, LogIndex, Term};
 
-/// The terms and chained hashes of a log, with the entries themselves.
+/// The terms and chained hashes of a whole log, and the entries after the
+/// point it was compacted to (a snapshot's index).
 #[derive(Clone, Debug, Default)]
 pub struct LogView {
+    /// Entries after `base`.
     entries: Vec<Entry>,
+    /// The last index covered by a snapshot (0 when none).
+    base: LogIndex,
+    /// Term of every index from 1, including compacted ones.
+    terms: Vec<Term>,
+    /// Chained hash of every index from 1, including compacted ones.
     chains: Vec<u64>,
 }
 
@@ -20,23 +27,58 @@ impl LogView {
         };
         let keep = (first.index.0 - 1) as usize;
         assert!(
-            keep <= self.entries.len(),
+            keep <= self.chains.len(),
             "append at {} leaves a gap after {}",
             first.index,
-            self.entries.len()
+            self.chains.len()
         );
-        self.entries.truncate(keep);
+        assert!(
+            first.index > self.base,
+            "append at {} rewrites entries compacted up to {}",
+            first.index,
+            self.base
+        );
+        self.entries.truncate(keep - self.base.0 as usize);
         self.chains.truncate(keep);
+        self.terms.truncate(keep);
         for entry in entries {
             let previous = self.chains.last().copied().unwrap_or(0);
             self.chains.push(chain_hash(previous, entry));
+            self.terms.push(entry.term);
             self.entries.push(entry.clone());
         }
     }
 
+    /// Drops the entries up to `index` (a snapshot covers them); their terms
+    /// and hashes stay for the checks.
+    pub fn compact(&mut self, index: LogIndex) {
+        if index <= self.base {
+            return;
+        }
+        self.entries.drain(..(index.0 - self.base.0) as usize);
+        self.base = index;
+    }
+
+    /// The view of a log replaced by a snapshot whose prefix has these
+    /// terms and hashes.
+    pub fn from_snapshot(terms: Vec<Term>, chains: Vec<u64>) -> LogView {
+        LogView {
+            entries: Vec::new(),
+            base: LogIndex(chains.len() as u64),
+            terms,
+            chains,
+        }
+    }
+
+    /// The terms and hashes up to `index`, for a snapshot taken there.
+    pub fn prefix(&self, index: LogIndex) -> (Vec<Term>, Vec<u64>) {
+        let end = index.0 as usize;
+        (self.terms[..end].to_vec(), self.chains[..end].to_vec())
+    }
+
     /// The last index.
     pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+        LogIndex(self.chains.len() as u64)
     }
 
     /// The chained hash at `index`; 0 for index 0 or past the end.
@@ -52,12 +94,23 @@ impl LogView {
         if index.0 == 0 {
             return Some(Term(0));
         }
-        self.entries
-            .get(index.0 as usize - 1)
-            .map(|entry| entry.term)
+        self.terms.get(index.0 as usize - 1).copied()
     }
 
-    /// Every entry, in order.
+    /// The entry at `index`, unless compacted or absent.
+    pub fn entry_at(&self, index: LogIndex) -> Option<&Entry> {
+        if index <= self.base {
+            return None;
+        }
+        self.entries.get((index.0 - self.base.0 - 1) as usize)
+    }
+
+    /// The term of every index from 1, compacted ones included.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+
+    /// The entries after the compaction point, in order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
@@ -114,5 +167,23 @@ mod tests {
         b.append(&[entry(3, 2)]);
         assert_eq!(a.chain_at(LogIndex(3)), b.chain_at(LogIndex(3)));
         assert_eq!(b.last_index(), LogIndex(3));
+    }
+
+    #[test]
+    fn compaction_keeps_hashes_and_terms_but_not_entries() {
+        let mut log = LogView::default();
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 2)]);
+        let chain = log.chain_at(LogIndex(2));
+        log.compact(LogIndex(2));
+        assert_eq!(log.chain_at(LogIndex(2)), chain);
+        assert_eq!(log.term_at(LogIndex(1)), Some(Term(1)));
+        assert_eq!(log.entry_at(LogIndex(2)), None);
+        assert_eq!(log.entries(), &[entry(3, 2)]);
+        log.append(&[entry(3, 3), entry(4, 3)]);
+        assert_eq!(log.last_index(), LogIndex(4));
+        let (terms, chains) = log.prefix(LogIndex(3));
+        let restored = LogView::from_snapshot(terms, chains);
+        assert_eq!(restored.chain_at(LogIndex(3)), log.chain_at(LogIndex(3)));
+        assert_eq!(restored.last_index(), LogIndex(3));
     }
 }

@@ -82,6 +82,10 @@ pub struct Scenario {
     /// Probability that a node is cut off the moment it wins an election,
     /// so that its no-op never leaves it and logs diverge.
     pub election_isolation_probability: f64,
+    /// Applied entries between snapshots (0: never).
+    pub snapshot_interval_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub snapshot_trailing_entries: u64,
     /// Number of concurrent clients.
     pub clients: usize,
     /// Number of registers they use.
@@ -141,6 +145,10 @@ impl Scenario {
             downtime_ticks: if hunting { (1, 20) } else { (5, 150) },
             first_commit_crash_probability: if hunting { 0.6 } else { 0.0 },
             election_isolation_probability: if hunting { 0.4 } else { 0.0 },
+            // Low thresholds, so that compaction and snapshot transfers to
+            // lagging and restarted followers happen in most runs.
+            snapshot_interval_entries: pick(rng, &[0, 20, 50, 100]),
+            snapshot_trailing_entries: pick(rng, &[0, 5, 30]),
             clients: uniform(rng, 2, 6) as usize,
             keys: uniform(rng, 1, 5),
             client_timeout_ticks: 40,

@@ -39,6 +39,8 @@ impl Scenario {
             downtime_ticks: (0, 0),
             first_commit_crash_probability: 0.0,
             election_isolation_probability: 0.0,
+            snapshot_interval_entries: 0,
+            snapshot_trailing_entries: 0,
             clients: 0,
             keys: 1,
             client_timeout_ticks: 0,
@@ -198,7 +200,7 @@ impl Cluster {
             if core.status().applied_index < index {
                 continue;
             }
-            let Some(entry) = node.log.entries().get(index.0 as usize - 1) else {
+            let Some(entry) = node.log.entry_at(index) else {
                 continue;
             };
             let here = match &entry.payload {
@@ -274,12 +276,7 @@ impl Cluster {
     /// The term of every entry in `node`'s log, in index order (its disk's
     /// log while it is down), for tests that reason about conflicts.
     pub fn log_terms(&self, node: NodeId) -> Vec<Term> {
-        self.nodes[position_of(node)]
-            .log
-            .entries()
-            .iter()
-            .map(|entry| entry.term)
-            .collect()
+        self.nodes[position_of(node)].log.terms().to_vec()
     }
 
     /// The command bytes of a scripted proposal of `value` (for tests that

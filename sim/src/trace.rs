@@ -52,6 +52,18 @@ pub fn describe(message: &Message) -> String {
             response.round
         ),
         MessageBody::TimeoutNow => "timeout now".to_string(),
+        MessageBody::InstallSnapshot(metadata) => {
+            format!("snapshot up to i{}/t{}", metadata.index.0, metadata.term.0)
+        }
+        MessageBody::InstallSnapshotResponse(response) => format!(
+            "snapshot {} (log ends at i{})",
+            if response.accepted {
+                "installed"
+            } else {
+                "not needed"
+            },
+            response.last_log_index.0
+        ),
     };
     format!("[t{}] {body}", message.term.0)
 }

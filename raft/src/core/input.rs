@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::core::message::Message;
+use crate::core::snapshot::SnapshotMetadata;
 use crate::types::{LogIndex, RequestId, Term};
 
 /// One event for [`crate::RaftCore::step`].
@@ -41,5 +42,13 @@ pub enum Input {
     Applied {
         /// The last applied index.
         index: LogIndex,
+    },
+    /// The driver durably saved a snapshot of the state machine that covers
+    /// every entry up to `metadata.index` (which it had applied). The core
+    /// compacts its log, keeping `Config::snapshot_trailing_entries`, and
+    /// sends this snapshot to followers that need compacted entries.
+    SnapshotTaken {
+        /// What the snapshot covers.
+        metadata: SnapshotMetadata,
     },
 }

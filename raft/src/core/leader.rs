@@ -121,7 +121,7 @@ impl RaftCore {
 
     /// Sends `peer` every batch it needs next, as far as the in-flight
     /// window allows (one in probe state).
-    fn send_entries(&mut self, peer: NodeId) {
+    pub(super) fn send_entries(&mut self, peer: NodeId) {
         while self.send_append(peer, false) {}
     }
 
@@ -141,6 +141,22 @@ impl RaftCore {
     /// window allows; with `heartbeat`, sends an empty append even when not.
     /// Returns whether entries were sent.
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
+        self.expire_lost_snapshot(peer);
+        let next_index = self
+            .leader_state
+            .as_ref()
+            .expect("leader has leader state")
+            .progress[&peer]
+            .next_index;
+        if next_index.previous() < self.log.base_index() {
+            // The entries the follower needs are compacted: it gets the
+            // snapshot; a heartbeat still goes out at the log's start.
+            if heartbeat {
+                self.send_heartbeat_at_base(peer);
+            }
+            self.send_snapshot(peer);
+            return false;
+        }
         let max_in_flight = self.config.max_inflight_messages;
         let max_count = self.config.max_entries_per_message;
         let max_bytes = self.config.max_message_bytes;
@@ -179,6 +195,31 @@ impl RaftCore {
         sent_entries
     }
 
+    /// A heartbeat for a follower that is waiting for a snapshot.
+    fn send_heartbeat_at_base(&mut self, peer: NodeId) {
+        let round = self
+            .leader_state
+            .as_ref()
+            .expect("leader has leader state")
+            .round;
+        let prev_log_index = self.log.base_index();
+        let prev_log_term = self
+            .log
+            .term_at(prev_log_index)
+            .expect("the base term is known");
+        let leader_commit = self.log.committed();
+        self.send(
+            peer,
+            MessageBody::AppendEntries(AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit,
+                round,
+            }),
+        );
+    }
+
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendEntriesResponse) {
         if self.role != Role::Leader {
             return;
@@ -190,10 +231,19 @@ impl RaftCore {
         progress.recently_active = true;
         progress.acknowledged_round = progress.acknowledged_round.max(response.round);
         if response.success {
+            if progress.snapshot_in_flight.is_some()
+                && response.match_index >= self.log.base_index()
+            {
+                // The follower caught up from the log after all: the
+                // snapshot is not needed.
+                progress.snapshot_in_flight = None;
+            }
             if progress.record_match(response.match_index) {
                 self.advance_commit();
             }
             self.send_entries(from);
+        } else if progress.snapshot_in_flight.is_some() {
+            // Waiting for the snapshot's answer: appends cannot help yet.
         } else if response.rejected_index > progress.match_index {
             let next_index = match response.conflict {
                 Some(ConflictHint::LogTooShort { last_index }) => last_index.next(),

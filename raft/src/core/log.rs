@@ -24,20 +24,56 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log restored from storage: every restored entry is durable.
-    pub(crate) fn restored(entries: Vec<Entry>, applied: LogIndex) -> RaftLog {
-        let last = entries.last().map_or(LogIndex(0), |entry| entry.index);
-        let base_index = entries
-            .first()
-            .map_or(LogIndex(0), |entry| entry.index.previous());
+    /// A log restored from storage: every restored entry is durable. The
+    /// entries follow `base` (index and term), where the log starts or a
+    /// snapshot ends.
+    pub(crate) fn restored(
+        base: (LogIndex, Term),
+        entries: Vec<Entry>,
+        applied: LogIndex,
+    ) -> RaftLog {
+        let (base_index, base_term) = base;
+        let last = entries.last().map_or(base_index, |entry| entry.index);
         RaftLog {
             entries,
             base_index,
-            base_term: Term(0),
+            base_term,
             committed: applied,
             persisted: last,
             applied_up_to: applied,
         }
+    }
+
+    /// The index before the first held entry: entries up to it were
+    /// compacted into a snapshot (0 when nothing was).
+    pub(crate) fn base_index(&self) -> LogIndex {
+        self.base_index
+    }
+
+    /// Drops the entries up to `index`, which a snapshot covers. Returns
+    /// whether anything was dropped.
+    pub(crate) fn compact_to(&mut self, index: LogIndex) -> bool {
+        let index = index.min(self.applied_up_to).min(self.persisted);
+        if index <= self.base_index {
+            return false;
+        }
+        let term = self.term_at(index).expect("index is within the log");
+        self.entries.drain(..(index.0 - self.base_index.0) as usize);
+        self.base_index = index;
+        self.base_term = term;
+        true
+    }
+
+    /// Replaces the whole log with the state of a snapshot ending at
+    /// (`index`, `term`): everything up to it is committed, durable and
+    /// applied.
+    pub(crate) fn reset_to_snapshot(&mut self, index: LogIndex, term: Term) {
+        self.entries.clear();
+        self.base_index = index;
+        self.base_term = term;
+        self.committed = index;
+        self.persisted = index;
+        self.applied_up_to = index;
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
@@ -244,7 +280,7 @@ mod tests {
             .enumerate()
             .map(|(position, term)| entry(position as u64 + 1, *term))
             .collect();
-        RaftLog::restored(entries, LogIndex(0))
+        RaftLog::restored((LogIndex(0), Term(0)), entries, LogIndex(0))
     }
 
     #[test]

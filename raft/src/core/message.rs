@@ -1,6 +1,7 @@
 //! Messages exchanged between Raft nodes, as the core sees them. The
 //! transport maps these to and from the wire types in `proto/raft.proto`.
 
+use crate::core::snapshot::SnapshotMetadata;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 
 /// A message from one node to another.
@@ -31,6 +32,24 @@ pub enum MessageBody {
     /// The leader tells the receiver to start an election at once
     /// (leadership transfer, dissertation §3.10).
     TimeoutNow,
+    /// The leader sends its latest snapshot, described by this metadata, to
+    /// a follower that needs entries the leader has compacted (Raft paper
+    /// §7). The data itself travels beside the message: the sending driver
+    /// streams the snapshot file, the receiving driver stores it durably and
+    /// only then steps this message.
+    InstallSnapshot(SnapshotMetadata),
+    /// The answer to [`MessageBody::InstallSnapshot`].
+    InstallSnapshotResponse(InstallSnapshotResponse),
+}
+
+/// The answer to a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstallSnapshotResponse {
+    /// The follower installed the snapshot: its state now matches the
+    /// leader's up to the snapshot's index, durably.
+    pub accepted: bool,
+    /// The follower's last log index afterwards.
+    pub last_log_index: LogIndex,
 }
 
 /// A vote or pre-vote request.

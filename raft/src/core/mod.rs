@@ -17,6 +17,7 @@ pub mod output;
 pub mod progress;
 pub mod quorum;
 mod read_index;
+pub mod snapshot;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ use self::output::Output;
 use self::progress::Progress;
 use self::quorum::Membership;
 use self::read_index::ReadQueue;
+use self::snapshot::SnapshotMetadata;
 pub use self::status::{Role, Status};
 
 /// What a node recovered from durable storage when it starts.
@@ -49,8 +51,12 @@ pub struct RestoredState {
     /// The cluster membership.
     pub membership: Membership,
     /// The index the state machine has already applied (0 when the state
-    /// machine is rebuilt from the log).
+    /// machine is rebuilt from the log; at least the snapshot's index when
+    /// there is a snapshot).
     pub applied: LogIndex,
+    /// The latest snapshot, when the log was compacted: `entries` then start
+    /// right after its index.
+    pub snapshot: Option<SnapshotMetadata>,
 }
 
 impl RestoredState {
@@ -114,6 +120,9 @@ pub struct RaftCore {
     applied: LogIndex,
     /// Produced outputs, in order.
     outputs: Vec<Output>,
+    /// The newest snapshot the driver holds, sent to followers that need
+    /// compacted entries.
+    latest_snapshot: Option<SnapshotMetadata>,
     /// While proposals arrive back to back: the position in `outputs` of
     /// the `AppendLog` they extend, and the length `outputs` had right after
     /// the last of them. Each proposal also emits a `ProposalAccepted`, so
@@ -124,7 +133,11 @@ pub struct RaftCore {
 impl RaftCore {
     /// Builds a node from its configuration, the state it recovered from
     /// storage and the seed of its random election timeouts.
-    pub fn new(config: Config, restored: RestoredState, seed: u64) -> Result<RaftCore, CoreError> {
+    pub fn new(
+        config: Config,
+        mut restored: RestoredState,
+        seed: u64,
+    ) -> Result<RaftCore, CoreError> {
         config.validate()?;
         if restored.membership.voters.is_empty() {
             return Err(CoreError::NoVoters);
@@ -133,12 +146,18 @@ impl RaftCore {
             return Err(CoreError::ZeroMember);
         }
         validate_restored_log(&restored)?;
+        let log = restored_log(
+            restored.snapshot.as_ref(),
+            std::mem::take(&mut restored.entries),
+            restored.applied,
+        );
         let mut core = RaftCore {
             membership: restored.membership,
             hard_state: restored.hard_state,
             role: Role::Follower,
             leader: None,
-            log: RaftLog::restored(restored.entries, restored.applied),
+            log,
+            latest_snapshot: restored.snapshot,
             rng: ChaCha8Rng::seed_from_u64(seed),
             election_elapsed: 0,
             randomized_election_timeout: 0,
@@ -175,6 +194,7 @@ impl RaftCore {
                     self.on_log_persisted();
                 }
             }
+            Input::SnapshotTaken { metadata } => self.snapshot_taken(metadata),
             Input::Applied { index } => {
                 if index > self.applied {
                     self.applied = index;
@@ -232,7 +252,9 @@ impl RaftCore {
                 // A granted pre-vote carries the term the candidate would use.
                 MessageBody::RequestVoteResponse(response)
                     if response.pre_vote && response.granted => {}
-                MessageBody::AppendEntries(_) | MessageBody::TimeoutNow => {
+                MessageBody::AppendEntries(_)
+                | MessageBody::InstallSnapshot(_)
+                | MessageBody::TimeoutNow => {
                     self.become_follower(message.term, Some(message.from));
                 }
                 _ => self.become_follower(message.term, None),
@@ -253,6 +275,12 @@ impl RaftCore {
                 self.handle_append_response(message.from, response)
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(message.from),
+            MessageBody::InstallSnapshot(metadata) => {
+                self.handle_install_snapshot(message.from, metadata)
+            }
+            MessageBody::InstallSnapshotResponse(response) => {
+                self.handle_install_snapshot_response(message.from, response)
+            }
         }
     }
 
@@ -415,9 +443,54 @@ impl RaftCore {
     }
 }
 
+/// The log a restored state describes. With a trailing log that starts
+/// before the snapshot, its first entry becomes the log's base (the term of
+/// the entry before it is unknown).
+fn restored_log(
+    snapshot: Option<&SnapshotMetadata>,
+    mut entries: Vec<Entry>,
+    applied: LogIndex,
+) -> RaftLog {
+    let base = match (snapshot, entries.first()) {
+        (Some(snapshot), Some(first)) if first.index <= snapshot.index => {
+            let first = entries.remove(0);
+            (first.index, first.term)
+        }
+        (Some(snapshot), _) => (snapshot.index, snapshot.term),
+        (None, _) => (LogIndex(0), Term(0)),
+    };
+    RaftLog::restored(base, entries, applied)
+}
+
 fn validate_restored_log(restored: &RestoredState) -> Result<(), CoreError> {
-    let mut expected = LogIndex(1);
-    let mut previous_term = Term(0);
+    let (mut expected, mut previous_term) = match &restored.snapshot {
+        Some(snapshot) => {
+            if restored.applied < snapshot.index {
+                return Err(CoreError::AppliedBeforeSnapshot {
+                    applied: restored.applied,
+                    snapshot: snapshot.index,
+                });
+            }
+            // A trailing log kept behind the snapshot may start before it.
+            match restored.entries.first() {
+                Some(first) if first.index <= snapshot.index => {
+                    let held = restored
+                        .entries
+                        .get((snapshot.index.0 - first.index.0) as usize)
+                        .map(|entry| entry.term);
+                    if held != Some(snapshot.term) {
+                        return Err(CoreError::SnapshotNotInLog {
+                            index: snapshot.index,
+                            term: snapshot.term,
+                        });
+                    }
+                    (first.index, Term(0))
+                }
+                _ => (snapshot.index.next(), snapshot.term),
+            }
+        }
+        None => (LogIndex(1), Term(0)),
+    };
     for entry in &restored.entries {
         if entry.index != expected {
             return Err(CoreError::LogNotContiguous {

@@ -1,6 +1,7 @@
 //! What the core asks its driver to do, in order.
 
 use crate::core::message::Message;
+use crate::core::snapshot::SnapshotMetadata;
 use crate::error::RequestError;
 use crate::types::{Entry, HardState, LogIndex, RequestId, Term};
 
@@ -18,8 +19,24 @@ pub enum Output {
         /// Consecutive entries; never empty.
         entries: Vec<Entry>,
     },
-    /// Send a message to a peer. Delivery may fail: Raft retries.
+    /// Send a message to a peer. Delivery may fail: Raft retries. For
+    /// [`crate::MessageBody::InstallSnapshot`], stream the snapshot the
+    /// metadata describes along with it.
     Send(Message),
+    /// Entries up to `up_to` are covered by a snapshot: storage may delete
+    /// them.
+    CompactLog {
+        /// The last index that may be deleted.
+        up_to: LogIndex,
+    },
+    /// Replace the state machine with the received snapshot `metadata`
+    /// describes, and the whole log with an empty one that continues after
+    /// `metadata.index`. Must be durable before any later output is carried
+    /// out (the acknowledgement that follows promises it).
+    RestoreSnapshot {
+        /// The snapshot to install.
+        metadata: SnapshotMetadata,
+    },
     /// Apply these committed entries to the state machine, in order, then
     /// report with [`crate::Input::Applied`].
     Apply {

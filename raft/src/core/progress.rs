@@ -33,6 +33,9 @@ pub struct Progress {
     pub recently_active: bool,
     /// Highest heartbeat round the follower has echoed in this term.
     pub acknowledged_round: u64,
+    /// A snapshot on its way to the follower: its index and the heartbeat
+    /// round it was sent in. No appends go out until it is answered.
+    pub snapshot_in_flight: Option<(LogIndex, u64)>,
 }
 
 impl Progress {
@@ -46,11 +49,15 @@ impl Progress {
             in_flight: VecDeque::new(),
             recently_active: true,
             acknowledged_round: 0,
+            snapshot_in_flight: None,
         }
     }
 
     /// Whether the leader may send another append carrying entries now.
     pub(crate) fn can_send(&self, max_in_flight: usize) -> bool {
+        if self.snapshot_in_flight.is_some() {
+            return false;
+        }
         match self.state {
             ReplicationState::Probe => !self.probe_in_flight,
             ReplicationState::Replicate => self.in_flight.len() < max_in_flight,

@@ -278,6 +278,9 @@ impl Cluster {
                     Output::ReadReady { request_id, .. } => {
                         bail!("unexpected ReadReady for {request_id}: the benchmark never reads")
                     }
+                    Output::CompactLog { .. } | Output::RestoreSnapshot { .. } => {
+                        bail!("unexpected snapshot output: the benchmark never snapshots")
+                    }
                     Output::RequestFailed { request_id, error } => {
                         bail!(
                             "request {request_id} failed at node {}: {error:?}",

@@ -151,7 +151,7 @@ fn check(
         println!("  replay: {}", replay_command(&outcome.options));
     }
     println!(
-        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} histories undecided",
+        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
         started.elapsed().as_secs_f64(),
         totals.events,
         totals.messages_sent,
@@ -162,6 +162,8 @@ fn check(
         totals.operations_indeterminate,
         totals.operations_refused,
         totals.committed,
+        totals.snapshots_taken,
+        totals.snapshots_installed,
         totals.linearizability_undecided
     );
     println!("seeds={} violations={}", seeds, failures.len());
@@ -183,6 +185,8 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.operations_refused += stats.operations_refused;
     totals.committed += stats.committed;
     totals.linearizability_undecided += stats.linearizability_undecided;
+    totals.snapshots_taken += stats.snapshots_taken;
+    totals.snapshots_installed += stats.snapshots_installed;
 }
 
 fn replay(seed: u64, nodes: usize, bug: Option<InjectedBug>) -> Result<ExitCode> {

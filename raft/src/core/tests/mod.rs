@@ -7,5 +7,6 @@ mod fixture;
 mod read_index_test;
 mod replication_test;
 mod restore_test;
+mod snapshot_test;
 mod term_test;
 mod vote_test;

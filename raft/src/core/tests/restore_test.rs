@@ -15,6 +15,7 @@ fn restore(term: u64, entries: Vec<crate::Entry>, applied: u64) -> Result<RaftCo
         entries,
         membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
         applied: LogIndex(applied),
+        snapshot: None,
     };
     RaftCore::new(Config::new(NodeId(1)), restored, 1)
 }
@@ -98,4 +99,64 @@ fn empty_voter_set_is_rejected() {
     let restored = RestoredState::new_cluster([]);
     let result = RaftCore::new(Config::new(NodeId(1)), restored, 1);
     assert_eq!(result.unwrap_err(), CoreError::NoVoters);
+}
+
+#[test]
+fn state_machine_behind_the_snapshot_is_rejected() {
+    // Raft paper §7: entries up to a snapshot's index exist only in the
+    // snapshot, so a state machine that has not restored it cannot go on.
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(2),
+            voted_for: None,
+        },
+        entries: vec![entry(6, 2)],
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        applied: LogIndex(3),
+        snapshot: Some(crate::SnapshotMetadata {
+            index: LogIndex(5),
+            term: Term(2),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        }),
+    };
+    assert_eq!(
+        RaftCore::new(Config::new(NodeId(1)), restored, 1).unwrap_err(),
+        CoreError::AppliedBeforeSnapshot {
+            applied: LogIndex(3),
+            snapshot: LogIndex(5),
+        }
+    );
+}
+
+#[test]
+fn log_after_a_snapshot_must_continue_from_it() {
+    // The log continues right after the snapshot's last included index.
+    let snapshot = crate::SnapshotMetadata {
+        index: LogIndex(5),
+        term: Term(2),
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+    };
+    let restored = |entries| RestoredState {
+        hard_state: HardState {
+            term: Term(2),
+            voted_for: None,
+        },
+        entries,
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        applied: LogIndex(5),
+        snapshot: Some(snapshot.clone()),
+    };
+    assert_eq!(
+        RaftCore::new(Config::new(NodeId(1)), restored(vec![entry(7, 2)]), 1).unwrap_err(),
+        CoreError::LogNotContiguous {
+            expected: LogIndex(6),
+            found: LogIndex(7),
+        }
+    );
+    let core = RaftCore::new(Config::new(NodeId(1)), restored(vec![entry(6, 2)]), 1).unwrap();
+    let status = core.status();
+    assert_eq!(
+        (status.last_index, status.commit_index),
+        (LogIndex(6), LogIndex(5))
+    );
 }
