@@ -94,6 +94,8 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod storage;
+pub mod testing;
 pub mod types;
 
 #[cfg(feature = "bug-injection")]

@@ -1,0 +1,13 @@
+//! Integration tests of the on-disk storage: conformance, recovery from
+//! torn and corrupt files, data directory checks and group
+//! commit. One test binary, for fast linking; the SIGKILL crash test is
+//! `wal_crash.rs`.
+
+mod storage {
+    pub mod support;
+
+    mod conformance;
+    mod data_directory;
+    mod group_commit;
+    mod recovery;
+}
