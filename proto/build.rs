@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Entry payloads and snapshot chunks are shared, not copied.
+        .bytes(".rustyraft.raft.v1")
         .compile_fds(descriptors)?;
     Ok(())
 }

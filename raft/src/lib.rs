@@ -94,8 +94,11 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod node;
+pub mod state_machine;
 pub mod storage;
 pub mod testing;
+pub mod transport;
 pub mod types;
 
 #[cfg(feature = "bug-injection")]
@@ -112,4 +115,5 @@ pub use crate::core::quorum::Membership;
 pub use crate::core::snapshot::SnapshotMetadata;
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::error::{ConfigError, CoreError, RequestError};
+pub use crate::state_machine::StateMachine;
 pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};

@@ -1,0 +1,262 @@
+//! The event loop: the one task that owns the [`RaftCore`], feeds it
+//! inputs (ticks, peer messages, client requests, storage and apply
+//! completions) and carries its outputs out in the order the crate's driver
+//! contract requires.
+
+use std::collections::VecDeque;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::core::input::Input;
+use crate::core::message::Message;
+use crate::core::output::Output;
+use crate::core::{RaftCore, Role, Status};
+use crate::node::applier::Work;
+use crate::node::error::RequestFailure;
+use crate::node::requests::Requests;
+use crate::node::status::NodeStatus;
+use crate::storage::{Durable, StorageError, Wal};
+use crate::transport::Peers;
+use crate::types::{LogIndex, RequestId, Term};
+
+/// Completions reported to the loop by storage and the applier.
+pub(crate) enum Event {
+    /// The WAL made submissions durable.
+    Durable(Durable),
+    /// The state machine applied up to this index.
+    Applied(LogIndex),
+}
+
+/// Requests from the node's handle.
+pub(crate) enum Command {
+    /// Propose a command (the reply waits in the request registry).
+    Propose {
+        request_id: RequestId,
+        command: Bytes,
+    },
+    /// Confirm leadership for a linearizable read.
+    Read { request_id: RequestId },
+    /// Report the core's full status.
+    Status(oneshot::Sender<Status>),
+    /// Stop the node.
+    Stop,
+}
+
+/// How many inputs of one kind are stepped before outputs are carried out:
+/// more batching under load, bounded latency.
+const BATCH_INPUTS: usize = 512;
+
+pub(crate) struct EventLoop<R> {
+    pub(crate) core: RaftCore,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) peers: Peers,
+    pub(crate) requests: Arc<Requests<R>>,
+    pub(crate) applier: std_mpsc::Sender<Work>,
+    pub(crate) status: watch::Sender<NodeStatus>,
+    pub(crate) tick: Duration,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) inbound: mpsc::Receiver<Message>,
+    pub(crate) events: mpsc::UnboundedReceiver<Event>,
+    /// A hard state (or snapshot purge) submitted but not yet durable:
+    /// no later output may be carried out before it is.
+    pub(crate) barrier: Option<u64>,
+    /// Outputs held behind the barrier, in order.
+    pub(crate) held: VecDeque<Output>,
+    pub(crate) outputs: Vec<Output>,
+    /// The durable log position last reported to the core.
+    pub(crate) reported: (LogIndex, Term),
+}
+
+impl<R> EventLoop<R> {
+    /// Runs until stopped; returns the storage error that stopped it, if
+    /// any.
+    pub(crate) async fn run(mut self) -> Result<(), StorageError> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let result = loop {
+            let stop = tokio::select! {
+                biased;
+                Some(event) = self.events.recv() => {
+                    self.handle_event(event);
+                    let mut taken = 1;
+                    while taken < BATCH_INPUTS {
+                        let Ok(event) = self.events.try_recv() else { break };
+                        self.handle_event(event);
+                        taken += 1;
+                    }
+                    false
+                }
+                Some(message) = self.inbound.recv() => {
+                    self.core.step(Input::Message(message));
+                    let mut taken = 1;
+                    while taken < BATCH_INPUTS {
+                        let Ok(message) = self.inbound.try_recv() else { break };
+                        self.core.step(Input::Message(message));
+                        taken += 1;
+                    }
+                    false
+                }
+                _ = ticker.tick() => {
+                    self.core.step(Input::Tick);
+                    false
+                }
+                command = self.commands.recv() => match command {
+                    None => true,
+                    Some(command) => {
+                        let mut stop = self.handle_command(command);
+                        let mut taken = 1;
+                        while !stop && taken < BATCH_INPUTS {
+                            let Ok(command) = self.commands.try_recv() else { break };
+                            stop = self.handle_command(command);
+                            taken += 1;
+                        }
+                        stop
+                    }
+                },
+            };
+            if let Err(error) = self.carry_out() {
+                break Err(error);
+            }
+            self.publish_status();
+            if stop {
+                break Ok(());
+            }
+        };
+        self.requests.fail_all(match &result {
+            Ok(()) => RequestFailure::ShuttingDown,
+            Err(error) => RequestFailure::Storage(error.to_string()),
+        });
+        let _ = self.applier.send(Work::Stop);
+        result
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Durable(durable) => {
+                if self
+                    .barrier
+                    .is_some_and(|barrier| durable.sequence >= barrier)
+                {
+                    self.barrier = None;
+                }
+                let position = (durable.last_index, durable.last_term);
+                if position != self.reported && durable.last_index > LogIndex(0) {
+                    self.reported = position;
+                    self.core.step(Input::LogPersisted {
+                        index: durable.last_index,
+                        term: durable.last_term,
+                    });
+                }
+            }
+            Event::Applied(index) => self.core.step(Input::Applied { index }),
+        }
+    }
+
+    /// Steps a command; true when the loop must stop.
+    fn handle_command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Propose {
+                request_id,
+                command,
+            } => self.core.step(Input::Propose {
+                request_id,
+                command,
+            }),
+            Command::Read { request_id } => self.core.step(Input::Read { request_id }),
+            Command::Status(reply) => {
+                let _ = reply.send(self.core.status());
+            }
+            Command::Stop => return true,
+        }
+        false
+    }
+
+    /// Carries out the core's outputs in order, holding everything after a
+    /// hard state until it is durable.
+    fn carry_out(&mut self) -> Result<(), StorageError> {
+        // Outputs held behind a barrier that has since cleared go first.
+        while self.barrier.is_none() {
+            let Some(output) = self.held.pop_front() else {
+                break;
+            };
+            self.execute(output)?;
+        }
+        self.core.drain_outputs_into(&mut self.outputs);
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for output in outputs.drain(..) {
+            if self.barrier.is_some() {
+                self.held.push_back(output);
+            } else {
+                self.execute(output)?;
+            }
+        }
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    fn execute(&mut self, output: Output) -> Result<(), StorageError> {
+        match output {
+            Output::SaveHardState(hard_state) => {
+                let ticket = self.wal.submit_hard_state(hard_state)?;
+                self.barrier = Some(ticket.sequence);
+            }
+            Output::AppendLog { entries } => {
+                self.wal.submit_append(entries)?;
+            }
+            Output::Send(message) => self.peers.send(message),
+            Output::CompactLog { up_to } => {
+                let term = self.wal.term(up_to)?;
+                self.wal.submit_purge(up_to, term)?;
+            }
+            Output::RestoreSnapshot { metadata } => {
+                // Installing streamed snapshots arrives with the snapshot
+                // store; until then a node never receives InstallSnapshot
+                // because no node takes snapshots.
+                tracing::error!(index = %metadata.index, "cannot restore a snapshot: no snapshot store");
+            }
+            Output::Apply { entries } => {
+                let _ = self.applier.send(Work::Apply(entries));
+            }
+            Output::ProposalAccepted {
+                request_id,
+                index,
+                term,
+            } => self.requests.accepted(request_id, index, term),
+            Output::ReadReady {
+                request_id,
+                read_index,
+            } => self.requests.read_ready(request_id, read_index),
+            Output::RequestFailed { request_id, error } => {
+                self.requests.fail(request_id, error.into())
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let core = &self.core;
+        self.status.send_if_modified(|status| {
+            let next = NodeStatus {
+                id: core.id(),
+                role: core.role(),
+                term: core.term(),
+                leader: core.leader(),
+                commit_index: core.commit_index(),
+            };
+            if *status == next {
+                false
+            } else {
+                if next.role == Role::Leader && status.role != Role::Leader {
+                    tracing::info!(term = %next.term, "became the leader");
+                }
+                *status = next;
+                true
+            }
+        });
+    }
+}

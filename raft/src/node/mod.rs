@@ -1,0 +1,487 @@
+//! A running Raft node on tokio: the [`RaftCore`], the write-ahead log, the
+//! gRPC peer transport and a user's [`StateMachine`], wired together.
+//!
+//! - The **event loop** ([`event_loop`]) owns the core. It turns a timer
+//!   into ticks, steps peer messages and client requests, and carries the
+//!   outputs out in order: a hard state is durable before anything after it
+//!   (so a vote is never sent before it is on disk); entries are submitted
+//!   to the WAL without waiting, so a leader sends them to followers while
+//!   it writes them itself, and counts itself only once they are durable.
+//! - The **applier** ([`applier`]) is a thread of its own that applies
+//!   committed entries, so a slow state machine never delays heartbeats.
+//! - The **transport** ([`crate::transport`]) keeps a stream open to each
+//!   peer; [`Node::peer_service`] is the gRPC service to serve on this
+//!   node's address.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::collections::BTreeMap;
+//! use raft::node::{Node, NodeOptions};
+//! use raft::storage::ClusterId;
+//! use raft::{LogIndex, NodeId, StateMachine};
+//!
+//! /// Counts the bytes of every command.
+//! #[derive(Default)]
+//! struct Counter(u64);
+//!
+//! impl StateMachine for Counter {
+//!     type Response = u64;
+//!     fn apply(&mut self, _index: LogIndex, command: &[u8]) -> u64 {
+//!         self.0 += command.len() as u64;
+//!         self.0
+//!     }
+//!     fn snapshot(&self, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
+//!         writer.write_all(&self.0.to_le_bytes())
+//!     }
+//!     fn restore(&mut self, reader: &mut dyn std::io::Read) -> std::io::Result<()> {
+//!         let mut bytes = [0; 8];
+//!         reader.read_exact(&mut bytes)?;
+//!         self.0 = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let members = BTreeMap::from([(NodeId(1), "127.0.0.1:7001".to_string())]);
+//! let options = NodeOptions::new(NodeId(1), ClusterId(9), members, "./data/node-1".into());
+//! let node = Node::start(options, Counter::default())?;
+//! // Serve node.peer_service() with tonic on 127.0.0.1:7001, then:
+//! let total = node.propose("hello".into()).await?;
+//! let read = node.read(|counter| counter.0).await?;
+//! assert!(read >= total);
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_proto::raft::raft_peer_server::RaftPeerServer;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::core::quorum::Membership;
+use crate::core::{RaftCore, RestoredState, Role, Status};
+use crate::state_machine::StateMachine;
+use crate::storage::{ClusterId, LogStore, StorageError, Wal, WalOptions};
+use crate::transport::{Admission, PeerOptions, PeerService, Peers};
+use crate::types::{LogIndex, NodeId, Term};
+
+pub mod applier;
+pub mod error;
+pub mod event_loop;
+mod refused_snapshots;
+mod requests;
+pub mod status;
+
+pub use self::error::{RequestFailure, StartError};
+pub use self::status::NodeStatus;
+
+use self::applier::Applier;
+use self::event_loop::{Command, Event, EventLoop};
+use self::refused_snapshots::RefusedSnapshots;
+use self::requests::Requests;
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This node's id.
+    pub id: NodeId,
+    /// The cluster's id; messages and data directories of other clusters
+    /// are refused.
+    pub cluster_id: ClusterId,
+    /// Every member, this node included, with its `host:port`.
+    pub members: BTreeMap<NodeId, String>,
+    /// Where the WAL (and snapshots) live.
+    pub data_directory: PathBuf,
+    /// The length of one tick of the core's clock. The core's timeouts
+    /// ([`Config`]) are counted in ticks.
+    pub tick: Duration,
+    /// The core's settings. `raft.id` must equal `id`.
+    pub raft: Config,
+    /// The WAL's settings. Its cluster and node ids are overwritten with
+    /// `cluster_id` and `id`.
+    pub wal: WalOptions,
+    /// The peer transport's settings.
+    pub peers: PeerOptions,
+    /// Client requests queued for the event loop before callers wait.
+    pub max_queued_requests: usize,
+    /// Peer messages queued for the event loop before peers are slowed.
+    pub max_queued_messages: usize,
+}
+
+impl NodeOptions {
+    /// Defaults: a 10 ms tick, so elections time out after 100–200 ms and
+    /// heartbeats go every 20 ms with the core's default tick counts.
+    pub fn new(
+        id: NodeId,
+        cluster_id: ClusterId,
+        members: BTreeMap<NodeId, String>,
+        data_directory: PathBuf,
+    ) -> NodeOptions {
+        NodeOptions {
+            id,
+            cluster_id,
+            members,
+            data_directory,
+            tick: Duration::from_millis(10),
+            raft: Config::new(id),
+            wal: WalOptions::new(cluster_id, id),
+            peers: PeerOptions::default(),
+            max_queued_requests: 8192,
+            max_queued_messages: 8192,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        let fail = |reason: String| Err(StartError::Options(reason));
+        if self.raft.id != self.id {
+            return fail(format!(
+                "the core's id {} differs from the node's id {}",
+                self.raft.id, self.id
+            ));
+        }
+        if !self.members.contains_key(&self.id) {
+            return fail(format!("node {} is not among the members", self.id));
+        }
+        if self.members.contains_key(&NodeId(0)) {
+            return fail("node id 0 is reserved".to_string());
+        }
+        if self.tick.is_zero() {
+            return fail("the tick must be longer than zero".to_string());
+        }
+        if self.max_queued_requests == 0 || self.max_queued_messages == 0 {
+            return fail("queue sizes must be at least 1".to_string());
+        }
+        self.raft
+            .validate()
+            .or_else(|error| fail(error.to_string()))
+    }
+}
+
+struct MemberAdmission {
+    node: NodeId,
+    cluster: ClusterId,
+    members: BTreeMap<NodeId, String>,
+}
+
+impl Admission for MemberAdmission {
+    fn node(&self) -> NodeId {
+        self.node
+    }
+    fn cluster(&self) -> ClusterId {
+        self.cluster
+    }
+    fn admits(&self, node: NodeId) -> bool {
+        node != self.node && self.members.contains_key(&node)
+    }
+}
+
+struct Shared<M: StateMachine> {
+    options: NodeOptions,
+    commands: mpsc::Sender<Command>,
+    requests: Arc<Requests<M::Response>>,
+    state_machine: Arc<RwLock<M>>,
+    status: watch::Receiver<NodeStatus>,
+    applied: watch::Receiver<LogIndex>,
+    peer_service: Mutex<Option<PeerService>>,
+    event_loop: Mutex<Option<JoinHandle<Result<(), StorageError>>>>,
+    applier: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A handle to a running node; cheap to clone.
+pub struct Node<M: StateMachine> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: StateMachine> Clone for Node<M> {
+    fn clone(&self) -> Self {
+        Node {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<M: StateMachine> Node<M> {
+    /// Opens the data directory, recovers the log and starts the node.
+    /// Must be called within a tokio runtime. Serve
+    /// [`Node::peer_service`] on this node's address for peers to reach it.
+    pub fn start(options: NodeOptions, state_machine: M) -> Result<Node<M>, StartError> {
+        options.validate()?;
+        let wal_options = WalOptions {
+            cluster_id: options.cluster_id,
+            node_id: options.id,
+            ..options.wal.clone()
+        };
+        let wal = Arc::new(Wal::open(&options.data_directory, wal_options)?);
+        if let Some(torn) = &wal.recovery_report().torn_tail {
+            tracing::warn!(?torn, "recovered from a torn write at the end of the log");
+        }
+        let entries = if wal.last_index() >= wal.first_index() {
+            wal.entries(wal.first_index(), wal.last_index().next())?
+        } else {
+            Vec::new()
+        };
+        let voters = options.members.keys().copied();
+        let restored = RestoredState {
+            hard_state: wal.hard_state(),
+            entries,
+            membership: Membership::with_voters(voters),
+            applied: LogIndex(0),
+            snapshot: None,
+        };
+        let seed = options.id.0 ^ wal.hard_state().term.0.rotate_left(32) ^ seed_from_clock();
+        let core = RaftCore::new(options.raft.clone(), restored, seed)?;
+        let reported = (wal.last_index(), wal.last_term()?);
+
+        let (commands, command_receiver) = mpsc::channel(options.max_queued_requests);
+        let (inbound, inbound_receiver) = mpsc::channel(options.max_queued_messages);
+        let (events, event_receiver) = mpsc::unbounded_channel();
+        let listener_events = events.clone();
+        wal.set_durable_listener(move |durable| {
+            let _ = listener_events.send(Event::Durable(durable));
+        });
+
+        let requests = Arc::new(Requests::new());
+        let state_machine = Arc::new(RwLock::new(state_machine));
+        let (applied_sender, applied) = watch::channel(LogIndex(0));
+        let (work, work_receiver) = std::sync::mpsc::channel();
+        let applier = Applier {
+            state_machine: state_machine.clone(),
+            requests: requests.clone(),
+            events: events.clone(),
+            applied: applied_sender,
+            applied_index: LogIndex(0),
+        };
+        let applier = std::thread::Builder::new()
+            .name(format!("raft-applier-{}", options.id))
+            .spawn(move || applier.run(work_receiver))
+            .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
+
+        let peers_map: BTreeMap<NodeId, String> = options
+            .members
+            .iter()
+            .filter(|(node, _)| **node != options.id)
+            .map(|(node, address)| (*node, address.clone()))
+            .collect();
+        let peers = Peers::start(
+            options.cluster_id,
+            &peers_map,
+            &options.peers,
+            Arc::new(RefusedSnapshots),
+        );
+        let admission = Arc::new(MemberAdmission {
+            node: options.id,
+            cluster: options.cluster_id,
+            members: options.members.clone(),
+        });
+        let peer_service = PeerService::new(admission, inbound, Arc::new(RefusedSnapshots));
+
+        let initial_status = NodeStatus {
+            id: options.id,
+            role: Role::Follower,
+            term: wal.hard_state().term,
+            leader: None,
+            commit_index: LogIndex(0),
+        };
+        let (status_sender, status) = watch::channel(initial_status);
+        let event_loop = EventLoop {
+            core,
+            wal: wal.clone(),
+            peers,
+            requests: requests.clone(),
+            applier: work,
+            status: status_sender,
+            tick: options.tick,
+            commands: command_receiver,
+            inbound: inbound_receiver,
+            events: event_receiver,
+            barrier: None,
+            held: Default::default(),
+            outputs: Vec::new(),
+            reported,
+        };
+        let node_id = options.id;
+        let event_loop = tokio::spawn(async move {
+            let result = event_loop.run().await;
+            if let Err(error) = &result {
+                tracing::error!(node = %node_id, %error, "the node stopped after a storage failure");
+            }
+            // The WAL closes (flushing what was submitted) when the last
+            // reference, this one, goes.
+            drop(wal);
+            result
+        });
+        Ok(Node {
+            shared: Arc::new(Shared {
+                options,
+                commands,
+                requests,
+                state_machine,
+                status,
+                applied,
+                peer_service: Mutex::new(Some(peer_service)),
+                event_loop: Mutex::new(Some(event_loop)),
+                applier: Mutex::new(Some(applier)),
+            }),
+        })
+    }
+
+    /// The gRPC service peers talk to; serve it on this node's address.
+    /// Returns `None` after the first call.
+    pub fn peer_service(&self) -> Option<RaftPeerServer<PeerService>> {
+        let service = self.shared.peer_service.lock().ok()?.take()?;
+        let limit = self.shared.options.peers.max_message_bytes;
+        Some(
+            RaftPeerServer::new(service)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+    }
+
+    /// This node's options.
+    pub fn options(&self) -> &NodeOptions {
+        &self.shared.options
+    }
+
+    /// Replicates `command` and returns the state machine's response once
+    /// it is committed and applied. Fails at once with
+    /// [`RequestFailure::NotLeader`] on a node that is not the leader.
+    pub async fn propose(&self, command: Bytes) -> Result<M::Response, RequestFailure> {
+        let (reply, answer) = oneshot::channel();
+        let request_id = self.shared.requests.register_proposal(reply);
+        self.submit(
+            request_id,
+            Command::Propose {
+                request_id,
+                command,
+            },
+        )
+        .await?;
+        answer.await.unwrap_or(Err(RequestFailure::ShuttingDown))
+    }
+
+    /// Confirms leadership (ReadIndex, Raft dissertation §6.4) and waits
+    /// until the state machine has applied everything committed before the
+    /// read began: what the state machine then holds is linearizable.
+    /// Returns the read index. Fails with [`RequestFailure::NotLeader`] on a
+    /// node that is not the leader.
+    pub async fn read_index(&self) -> Result<LogIndex, RequestFailure> {
+        let (reply, answer) = oneshot::channel();
+        let request_id = self.shared.requests.register_read(reply);
+        self.submit(request_id, Command::Read { request_id })
+            .await?;
+        let read_index = answer.await.unwrap_or(Err(RequestFailure::ShuttingDown))?;
+        self.wait_applied(read_index).await?;
+        Ok(read_index)
+    }
+
+    /// Runs `reader` on the state machine after [`Node::read_index`]: a
+    /// linearizable read.
+    pub async fn read<T>(&self, reader: impl FnOnce(&M) -> T) -> Result<T, RequestFailure> {
+        self.read_index().await?;
+        Ok(self.read_local(reader))
+    }
+
+    /// Runs `reader` on the local state machine now, without confirming
+    /// leadership: fast, but possibly stale (a serializable read).
+    pub fn read_local<T>(&self, reader: impl FnOnce(&M) -> T) -> T {
+        let state_machine = self
+            .shared
+            .state_machine
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        reader(&state_machine)
+    }
+
+    /// Waits until the state machine has applied `index`.
+    pub async fn wait_applied(&self, index: LogIndex) -> Result<(), RequestFailure> {
+        let mut applied = self.shared.applied.clone();
+        applied
+            .wait_for(|applied| *applied >= index)
+            .await
+            .map(drop)
+            .map_err(|_| RequestFailure::ShuttingDown)
+    }
+
+    /// The index the state machine has applied.
+    pub fn applied_index(&self) -> LogIndex {
+        *self.shared.applied.borrow()
+    }
+
+    /// The node's role, term, leader and commit index now.
+    pub fn status(&self) -> NodeStatus {
+        *self.shared.status.borrow()
+    }
+
+    /// A receiver that sees every change of [`Node::status`].
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.shared.status.clone()
+    }
+
+    /// The core's full status (membership, progress of each follower).
+    pub async fn core_status(&self) -> Result<Status, RequestFailure> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Status(reply))
+            .await
+            .map_err(|_| RequestFailure::ShuttingDown)?;
+        answer.await.map_err(|_| RequestFailure::ShuttingDown)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.status().term
+    }
+
+    async fn submit(
+        &self,
+        request_id: crate::types::RequestId,
+        command: Command,
+    ) -> Result<(), RequestFailure> {
+        if self.shared.commands.send(command).await.is_err() {
+            self.shared
+                .requests
+                .fail(request_id, RequestFailure::ShuttingDown);
+            return Err(RequestFailure::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Stops the node: fails requests in flight, flushes and closes the
+    /// WAL and stops the applier. Idempotent.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.commands.send(Command::Stop).await;
+        let event_loop = self
+            .shared
+            .event_loop
+            .lock()
+            .ok()
+            .and_then(|mut task| task.take());
+        if let Some(event_loop) = event_loop {
+            let _ = event_loop.await;
+        }
+        let applier = self
+            .shared
+            .applier
+            .lock()
+            .ok()
+            .and_then(|mut thread| thread.take());
+        if let Some(applier) = applier {
+            let _ = tokio::task::spawn_blocking(move || applier.join()).await;
+        }
+    }
+}
+
+/// Election timeouts must differ between nodes and between restarts, so the
+/// seed mixes in the clock; the core itself stays deterministic for a given
+/// seed.
+fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}

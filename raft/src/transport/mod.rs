@@ -1,0 +1,21 @@
+//! The gRPC peer transport of `proto/raft.proto`.
+//!
+//! - [`peers`]: one task per peer keeps a long-lived stream open and sends
+//!   that peer's messages on it, from a bounded queue, reconnecting with
+//!   exponential backoff.
+//! - [`server`]: the `RaftPeer` service, which checks every message's
+//!   cluster id, sender and addressee and queues it for the event loop.
+//! - [`convert`]: the only place where core messages and wire types meet.
+//!
+//! Raft messages are one-way: an answer travels on the answering node's own
+//! stream, so a leader pipelines appends without waiting for answers.
+
+pub mod convert;
+pub mod peers;
+pub mod server;
+pub mod snapshot_sink;
+
+pub use self::convert::{Admission, WireError};
+pub use self::peers::{PeerCounters, PeerOptions, Peers, SnapshotSource};
+pub use self::server::PeerService;
+pub use self::snapshot_sink::SnapshotSink;

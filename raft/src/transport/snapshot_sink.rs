@@ -1,0 +1,23 @@
+//! Where a streamed snapshot goes on the receiving node.
+
+use raft_proto::raft as wire;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use crate::core::message::Message;
+use crate::transport::convert::Admission;
+use crate::types::LogIndex;
+
+/// Receives a snapshot streamed by a leader: stores it durably, then hands
+/// the core its `InstallSnapshot` message through `inbound`.
+#[tonic::async_trait]
+pub trait SnapshotSink: Send + Sync + 'static {
+    /// Reads every chunk of `chunks`, checking the sender with
+    /// `admission`; returns the index the stored snapshot covers.
+    async fn receive(
+        &self,
+        chunks: Streaming<wire::InstallSnapshotChunk>,
+        admission: &dyn Admission,
+        inbound: &mpsc::Sender<Message>,
+    ) -> Result<LogIndex, Status>;
+}

@@ -1,0 +1,264 @@
+//! End-to-end tests of the tokio driver: real nodes with the WAL on disk and
+//! the gRPC transport on 127.0.0.1, in one process.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use raft::node::{Node, NodeOptions, RequestFailure};
+use raft::storage::ClusterId;
+use raft::{LogIndex, NodeId, Role, StateMachine};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Records every command, in order.
+#[derive(Default)]
+struct Journal {
+    commands: Vec<Vec<u8>>,
+}
+
+impl StateMachine for Journal {
+    type Response = usize;
+
+    fn apply(&mut self, _index: LogIndex, command: &[u8]) -> usize {
+        self.commands.push(command.to_vec());
+        self.commands.len()
+    }
+
+    fn snapshot(&self, writer: &mut dyn io::Write) -> io::Result<()> {
+        for command in &self.commands {
+            writer.write_all(&(command.len() as u32).to_le_bytes())?;
+            writer.write_all(command)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, reader: &mut dyn io::Read) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        self.commands.clear();
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            self.commands.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+        Ok(())
+    }
+}
+
+struct Member {
+    node: Node<Journal>,
+    server: JoinHandle<()>,
+}
+
+struct Cluster {
+    members: BTreeMap<NodeId, String>,
+    listeners: BTreeMap<NodeId, SocketAddr>,
+    running: BTreeMap<NodeId, Member>,
+    directory: tempfile::TempDir,
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+impl Cluster {
+    async fn new(size: u64) -> Cluster {
+        let mut members = BTreeMap::new();
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            // Reserve a free port; the node binds it again when started.
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let address = listener.local_addr().expect("address");
+            members.insert(NodeId(id), address.to_string());
+            listeners.insert(NodeId(id), address);
+        }
+        let mut cluster = Cluster {
+            members,
+            listeners,
+            running: BTreeMap::new(),
+            directory: tempfile::tempdir().expect("temporary directory"),
+        };
+        for id in 1..=size {
+            cluster.start(NodeId(id)).await;
+        }
+        cluster
+    }
+
+    fn data(&self, id: NodeId) -> std::path::PathBuf {
+        Path::new(self.directory.path()).join(format!("node-{id}"))
+    }
+
+    async fn start(&mut self, id: NodeId) {
+        let options = NodeOptions::new(id, ClusterId(42), self.members.clone(), self.data(id));
+        let node = Node::start(options, Journal::default()).expect("start node");
+        let service = node.peer_service().expect("peer service");
+        let listener = bind_retrying(self.listeners[&id]).await;
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        self.running.insert(id, Member { node, server });
+    }
+
+    async fn stop(&mut self, id: NodeId) {
+        let member = self.running.remove(&id).expect("running");
+        member.server.abort();
+        let _ = member.server.await;
+        member.node.shutdown().await;
+    }
+
+    /// Waits until every running node agrees on one leader.
+    async fn leader(&self) -> NodeId {
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                let statuses: Vec<_> = self.running.values().map(|m| m.node.status()).collect();
+                let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+                if let [leader] = leaders.as_slice() {
+                    if statuses.iter().all(|s| s.leader == Some(leader.id)) {
+                        return leader.id;
+                    }
+                }
+                // Wake on any status change.
+                let mut watches: Vec<_> = self
+                    .running
+                    .values()
+                    .map(|m| m.node.watch_status())
+                    .collect();
+                let changes = watches.iter_mut().map(|watch| Box::pin(watch.changed()));
+                let _ = futures_select_any(changes.collect()).await;
+            }
+        })
+        .await
+        .expect("a leader is elected")
+    }
+
+    fn node(&self, id: NodeId) -> &Node<Journal> {
+        &self.running[&id].node
+    }
+}
+
+async fn futures_select_any<F: std::future::Future + Unpin>(futures: Vec<F>) {
+    // Resolves when the first of `futures` does (or after a short bound, so
+    // a status that changed before we subscribed is re-read).
+    let mut futures = futures;
+    let bound = tokio::time::sleep(Duration::from_millis(50));
+    tokio::pin!(bound);
+    std::future::poll_fn(|context| {
+        if bound.as_mut().poll(context).is_ready() {
+            return std::task::Poll::Ready(());
+        }
+        for future in futures.iter_mut() {
+            if std::pin::Pin::new(future).poll(context).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+async fn bind_retrying(address: SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = TcpListener::bind(address).await {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("cannot bind {address}");
+}
+
+/// Proposes at the leader, retrying while leadership settles.
+async fn propose(cluster: &Cluster, command: &str) -> usize {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            let leader = cluster.leader().await;
+            match cluster
+                .node(leader)
+                .propose(command.as_bytes().to_vec().into())
+                .await
+            {
+                Ok(count) => return count,
+                Err(RequestFailure::NotLeader { .. } | RequestFailure::Indeterminate) => continue,
+                Err(other) => panic!("proposal failed: {other}"),
+            }
+        }
+    })
+    .await
+    .expect("the proposal commits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_survive_leader_loss_and_restart() {
+    let mut cluster = Cluster::new(3).await;
+    for value in 0..50 {
+        propose(&cluster, &format!("a{value}")).await;
+    }
+    // A linearizable read at the leader sees all 50.
+    let leader = cluster.leader().await;
+    let seen = cluster
+        .node(leader)
+        .read(|journal| journal.commands.len())
+        .await
+        .expect("read");
+    assert_eq!(seen, 50);
+    // A follower refuses reads and proposals with a hint to the leader.
+    let follower = *cluster.running.keys().find(|id| **id != leader).unwrap();
+    assert_eq!(
+        cluster.node(follower).read_index().await,
+        Err(RequestFailure::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
+
+    // Kill the leader: the other two elect a new one and keep committing.
+    cluster.stop(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    for value in 0..20 {
+        propose(&cluster, &format!("b{value}")).await;
+    }
+    // The old leader restarts from its WAL and catches up.
+    cluster.start(leader).await;
+    let target = cluster.node(new_leader).applied_index();
+    tokio::time::timeout(LIMIT, cluster.node(leader).wait_applied(target))
+        .await
+        .expect("the restarted node catches up")
+        .expect("running");
+    let journals: Vec<Vec<Vec<u8>>> = cluster
+        .running
+        .values()
+        .map(|member| member.node.read_local(|journal| journal.commands.clone()))
+        .collect();
+    for journal in &journals {
+        assert_eq!(journal.len(), 70);
+        assert_eq!(
+            journal, &journals[0],
+            "every node applied the same commands"
+        );
+    }
+
+    // Stop everything, restart everything: the state comes back from disk.
+    let ids: Vec<NodeId> = cluster.running.keys().copied().collect();
+    for id in &ids {
+        cluster.stop(*id).await;
+    }
+    for id in &ids {
+        cluster.start(*id).await;
+    }
+    let leader = cluster.leader().await;
+    let seen = cluster
+        .node(leader)
+        .read(|journal| journal.commands.clone())
+        .await
+        .expect("read after a full restart");
+    assert_eq!(seen, journals[0]);
+    for id in ids {
+        cluster.stop(id).await;
+    }
+}
