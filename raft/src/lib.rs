@@ -94,6 +94,7 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod state_machine;
 pub mod storage;
 pub mod testing;
 pub mod types;
@@ -112,4 +113,5 @@ pub use crate::core::quorum::Membership;
 pub use crate::core::snapshot::SnapshotMetadata;
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::error::{ConfigError, CoreError, RequestError};
+pub use crate::state_machine::{StateMachine, StateMachineSnapshot};
 pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};
