@@ -43,6 +43,11 @@
 //!      before stepping the message. [`Output::RestoreSnapshot`] replaces the
 //!      state machine and the log with it, durably, before any later output.
 //!
+//! The pieces a driver does this with: the application's [`StateMachine`],
+//! and in [`storage::snapshot`] a store that captures a state machine's
+//! snapshot on a blocking thread ([`storage::SnapshotStore::save`]) and
+//! restores one ([`storage::SnapshotFile::restore_into`]).
+//!
 //! ```
 //! use raft::{Config, Input, NodeId, Output, RaftCore, RestoredState, RequestId};
 //!

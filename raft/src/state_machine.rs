@@ -36,8 +36,9 @@ use crate::types::LogIndex;
 ///    [`StateMachineSnapshot`]: something cheap (a copy-on-write
 ///    reference, a storage engine's read snapshot);
 /// 2. on another thread (for a tokio driver, `spawn_blocking`), the
-///    captured snapshot streams the state into a [`Write`] (a snapshot
-///    file), while the driver goes on applying entries.
+///    captured snapshot streams the state into a [`Write`]
+///    ([`crate::storage::snapshot::SnapshotStore::save`]), while the driver
+///    goes on applying entries.
 ///
 /// The data must reflect **exactly** the state after applying every
 /// command up to [`StateMachineSnapshot::applied_index`] and none after:
@@ -48,8 +49,9 @@ use crate::types::LogIndex;
 /// streamed from a [`Read`]. The reader verifies the data as it delivers it
 /// and reports the end only once the checksum matched: build the new state
 /// aside, read to the end (until `Ok(0)`), and only then replace the
-/// current state: a state machine that follows this rule is never left
-/// with damaged data.
+/// current state. (The store also verifies the file in a pass of its own
+/// first, see [`crate::storage::snapshot`]: a state machine that follows
+/// this rule is never left with damaged data.)
 ///
 /// # Threads
 ///
