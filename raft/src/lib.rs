@@ -45,8 +45,10 @@
 //!
 //! The pieces a driver does this with: the application's [`StateMachine`],
 //! and in [`storage::snapshot`] a store that captures a state machine's
-//! snapshot on a blocking thread ([`storage::SnapshotStore::save`]) and
-//! restores one ([`storage::SnapshotFile::restore_into`]).
+//! snapshot on a blocking thread ([`storage::SnapshotStore::save`]),
+//! restores one ([`storage::SnapshotFile::restore_into`]), and sends and
+//! receives one in chunks ([`storage::snapshot::SnapshotSender`],
+//! [`storage::snapshot::SnapshotReceiver`]).
 //!
 //! ```
 //! use raft::{Config, Input, NodeId, Output, RaftCore, RestoredState, RequestId};

@@ -291,6 +291,18 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A snapshot chunk does not continue the transfer in progress; the
+    /// sender restarts the transfer from offset 0.
+    #[error(
+        "snapshot chunk at byte offset {found} does not continue the transfer, which expects \
+         offset {expected}; restart the transfer from offset 0"
+    )]
+    SnapshotChunkOutOfOrder {
+        /// The offset the next chunk must have.
+        expected: u64,
+        /// The offset the chunk had.
+        found: u64,
+    },
     /// The state machine failed while writing or restoring a snapshot.
     #[error("the state machine could not {action} the snapshot at {index}: {source}")]
     StateMachineSnapshot {

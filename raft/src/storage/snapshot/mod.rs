@@ -1,4 +1,5 @@
-//! Snapshots on disk, under `<data-dir>/snapshots/`.
+//! Snapshots on disk, under `<data-dir>/snapshots/`, and their transfer in
+//! chunks.
 //!
 //! # Files
 //!
@@ -26,12 +27,23 @@
 //! restore is staged. [`SnapshotFile::restore_into`] reads the file twice:
 //! once to verify it, then once into [`crate::StateMachine::restore`],
 //! which is asked to build the new state aside and swap it in only after
-//! the end of the data.
+//! the end of the data. A received snapshot is verified before it is
+//! installed ([`SnapshotReceiver`]), so its first pass has already been
+//! done, but `restore_into` does not rely on it.
+//!
+//! # Transfer
+//!
+//! InstallSnapshot sends the file itself, byte for byte: a
+//! [`SnapshotSender`] reads it in chunks ([`SnapshotChunk`]: offset, bytes,
+//! `done`) and a [`SnapshotReceiver`] writes them to a temporary file,
+//! then checks, syncs and installs it. This layer knows nothing of the
+//! transport; a gRPC transport maps chunks to `InstallSnapshotChunk`,
+//! sending the sender's metadata and size with the first one.
 //!
 //! # Memory
 //!
-//! Writing, reading and verifying all stream: memory holds at most one
-//! buffer, whatever the snapshot's size.
+//! Writing, reading, verifying, sending and receiving all stream: memory
+//! holds at most one buffer or chunk, whatever the snapshot's size.
 //!
 //! ```
 //! use raft::storage::snapshot::SnapshotStore;
@@ -58,12 +70,16 @@
 
 pub mod format;
 mod reader;
+mod receiver;
+mod sender;
 mod state_machine_io;
 mod store;
 mod writer;
 
 pub use self::format::{MAX_METADATA_BYTES, SNAPSHOT_FORMAT_VERSION};
 pub use self::reader::SnapshotReader;
+pub use self::receiver::SnapshotReceiver;
+pub use self::sender::{SnapshotChunk, SnapshotSender, DEFAULT_CHUNK_SIZE_BYTES};
 pub use self::store::{snapshot_file_name, SnapshotFile, SnapshotStore};
 pub use self::writer::SnapshotWriter;
 
@@ -80,5 +96,7 @@ mod tests {
         can_be_shared_between_threads::<SnapshotFile>();
         can_move_between_threads::<SnapshotWriter>();
         can_move_between_threads::<SnapshotReader<std::fs::File>>();
+        can_move_between_threads::<SnapshotSender>();
+        can_move_between_threads::<SnapshotReceiver>();
     }
 }

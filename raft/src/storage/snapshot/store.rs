@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::format::{check_trailer_shape, damaged, MAX_METADATA_BYTES, TRAILER_BYTES};
 use super::reader::SnapshotReader;
+use super::receiver::SnapshotReceiver;
 use super::writer::SnapshotWriter;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::storage::wal::segment::sync_directory;
@@ -28,8 +29,8 @@ static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// decimal digits each) in the format of [`super::format`]. New snapshots
 /// are written under a temporary name and renamed into place once durable,
 /// so a file with a final name is always complete; the store then removes
-/// the older ones. A file open for reading stays readable after it is
-/// removed.
+/// the older ones. A file open for reading (say, by a
+/// [`super::SnapshotSender`]) stays readable after it is removed.
 ///
 /// The store does not lock the data directory: open it after
 /// [`crate::storage::Wal::open`], which does, and only once per process
@@ -105,6 +106,11 @@ impl SnapshotStore {
             });
         }
         SnapshotWriter::create(self.clone(), metadata, self.temporary_path())
+    }
+
+    /// A receiver for a snapshot sent in chunks by a peer.
+    pub fn receiver(&self) -> SnapshotReceiver {
+        SnapshotReceiver::new(self.clone())
     }
 
     /// A fresh temporary file name in the directory.

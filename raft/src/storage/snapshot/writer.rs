@@ -141,7 +141,7 @@ fn complete(
 
 /// Removes a temporary file that will never be finished. A failure to do
 /// so only leaves it for the next start to remove.
-fn remove_abandoned(temporary: &Path) {
+pub(super) fn remove_abandoned(temporary: &Path) {
     if let Err(error) = std::fs::remove_file(temporary) {
         tracing::warn!(file = %temporary.display(), %error,
             "cannot remove an abandoned snapshot file; it is removed at the next start");
