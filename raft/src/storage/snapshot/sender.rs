@@ -10,7 +10,7 @@ use super::store::SnapshotFile;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::storage::StorageError;
 
-/// The chunk size to use unless there is a reason for another.
+/// The chunk size a [`crate::SnapshotPolicy`] uses unless told otherwise.
 pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 1 << 20;
 
 /// One piece of a snapshot file in transfer: the bytes at `offset` of the
