@@ -53,9 +53,11 @@ impl SnapshotReceiver {
     }
 
     /// Takes one chunk. After the chunk marked `done`, returns the
-    /// installed snapshot: it is intact and durable. A damaged transfer
-    /// fails with [`StorageError::SnapshotDamaged`] and is dropped; the
-    /// sender starts again from offset 0.
+    /// installed snapshot: it is intact and durable, and its metadata is
+    /// what the file's header says (a driver checks that it is the one the
+    /// InstallSnapshot message announced before stepping the message). A
+    /// damaged transfer fails with [`StorageError::SnapshotDamaged`] and is
+    /// dropped; the sender starts again from offset 0.
     pub fn receive(&mut self, chunk: &SnapshotChunk) -> Result<Option<SnapshotFile>, StorageError> {
         if chunk.offset == 0 {
             if self.transfer.is_some() {

@@ -139,11 +139,14 @@ fn complete(
     file.sync_all().map_err(StorageError::io("sync", temporary))
 }
 
-/// Removes a temporary file that will never be finished. A failure to do
-/// so only leaves it for the next start to remove.
+/// Removes a temporary file that will never be finished (already gone if
+/// it was renamed before a later step failed). A failure to remove it only
+/// leaves it for the next start to remove.
 pub(super) fn remove_abandoned(temporary: &Path) {
-    if let Err(error) = std::fs::remove_file(temporary) {
-        tracing::warn!(file = %temporary.display(), %error,
-            "cannot remove an abandoned snapshot file; it is removed at the next start");
+    match std::fs::remove_file(temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(file = %temporary.display(), %error,
+            "cannot remove an abandoned snapshot file; it is removed at the next start"),
     }
 }
