@@ -5,7 +5,7 @@ use thiserror::Error;
 
 use crate::types::{LogIndex, NodeId, Term};
 
-/// A [`crate::Config`] that cannot work.
+/// A [`crate::Config`] or [`crate::SnapshotPolicy`] that cannot work.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// Node id zero is reserved for "no node".
@@ -41,6 +41,16 @@ pub enum ConfigError {
     ZeroLimit {
         /// The offending field.
         field: &'static str,
+    },
+    /// A size or count limit is too large.
+    #[error("{field} is {value}; it must be at most {max}")]
+    TooLarge {
+        /// The offending field.
+        field: &'static str,
+        /// The configured value.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
     },
 }
 

@@ -43,6 +43,14 @@
 //!      before stepping the message. [`Output::RestoreSnapshot`] replaces the
 //!      state machine and the log with it, durably, before any later output.
 //!
+//! The pieces a driver does this with: the application's [`StateMachine`];
+//! [`SnapshotPolicy`] to decide when to snapshot; and, in
+//! [`storage::snapshot`], a store that captures a state machine's snapshot
+//! on a blocking thread ([`storage::SnapshotStore::save`]), restores one
+//! ([`storage::SnapshotFile::restore_into`]), and sends and receives one in
+//! chunks ([`storage::snapshot::SnapshotSender`],
+//! [`storage::snapshot::SnapshotReceiver`]).
+//!
 //! ```
 //! use raft::{Config, Input, NodeId, Output, RaftCore, RestoredState, RequestId};
 //!
@@ -95,6 +103,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod node;
+pub mod snapshot_policy;
 pub mod state_machine;
 pub mod storage;
 pub mod testing;
@@ -115,5 +124,6 @@ pub use crate::core::quorum::Membership;
 pub use crate::core::snapshot::SnapshotMetadata;
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::error::{ConfigError, CoreError, RequestError};
-pub use crate::state_machine::StateMachine;
+pub use crate::snapshot_policy::SnapshotPolicy;
+pub use crate::state_machine::{StateMachine, StateMachineSnapshot};
 pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};

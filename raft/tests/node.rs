@@ -8,36 +8,44 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use raft::node::{Node, NodeOptions, RequestFailure};
+use raft::node::{Node, NodeMetrics, NodeOptions, RequestFailure};
 use raft::storage::ClusterId;
-use raft::{LogIndex, NodeId, Role, StateMachine};
+use raft::{LogIndex, NodeId, Role, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Records every command, in order.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Journal {
     commands: Vec<Vec<u8>>,
+    applied: LogIndex,
 }
 
 impl StateMachine for Journal {
     type Response = usize;
+    type Error = io::Error;
+    type Snapshot = Journal;
 
-    fn apply(&mut self, _index: LogIndex, command: &[u8]) -> usize {
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> io::Result<usize> {
         self.commands.push(command.to_vec());
-        self.commands.len()
+        self.applied = index;
+        Ok(self.commands.len())
     }
 
-    fn snapshot(&self, writer: &mut dyn io::Write) -> io::Result<()> {
-        for command in &self.commands {
-            writer.write_all(&(command.len() as u32).to_le_bytes())?;
-            writer.write_all(command)?;
-        }
-        Ok(())
+    fn applied_index(&self) -> LogIndex {
+        self.applied
     }
 
-    fn restore(&mut self, reader: &mut dyn io::Read) -> io::Result<()> {
+    fn snapshot(&self) -> io::Result<Journal> {
+        Ok(self.clone())
+    }
+
+    fn restore(
+        &mut self,
+        reader: &mut dyn io::Read,
+        metadata: &SnapshotMetadata,
+    ) -> io::Result<()> {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes)?;
         self.commands.clear();
@@ -46,6 +54,21 @@ impl StateMachine for Journal {
             let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
             self.commands.push(rest[4..4 + len].to_vec());
             rest = &rest[4 + len..];
+        }
+        self.applied = metadata.index;
+        Ok(())
+    }
+}
+
+impl StateMachineSnapshot for Journal {
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn write_to(&mut self, writer: &mut dyn io::Write) -> io::Result<()> {
+        for command in &self.commands {
+            writer.write_all(&(command.len() as u32).to_le_bytes())?;
+            writer.write_all(command)?;
         }
         Ok(())
     }
@@ -61,12 +84,18 @@ struct Cluster {
     listeners: BTreeMap<NodeId, SocketAddr>,
     running: BTreeMap<NodeId, Member>,
     directory: tempfile::TempDir,
+    /// Snapshot every this many entries, keeping this many behind.
+    snapshots: Option<(u64, u64)>,
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 impl Cluster {
     async fn new(size: u64) -> Cluster {
+        Cluster::with_snapshots(size, None).await
+    }
+
+    async fn with_snapshots(size: u64, snapshots: Option<(u64, u64)>) -> Cluster {
         let mut members = BTreeMap::new();
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
@@ -81,6 +110,7 @@ impl Cluster {
             listeners,
             running: BTreeMap::new(),
             directory: tempfile::tempdir().expect("temporary directory"),
+            snapshots,
         };
         for id in 1..=size {
             cluster.start(NodeId(id)).await;
@@ -93,7 +123,12 @@ impl Cluster {
     }
 
     async fn start(&mut self, id: NodeId) {
-        let options = NodeOptions::new(id, ClusterId(42), self.members.clone(), self.data(id));
+        let mut options = NodeOptions::new(id, ClusterId(42), self.members.clone(), self.data(id));
+        if let Some((interval, trailing)) = self.snapshots {
+            options.snapshots.interval_entries = interval;
+            options.snapshots.chunk_size_bytes = 64;
+            options.raft.snapshot_trailing_entries = trailing;
+        }
         let node = Node::start(options, Journal::default()).expect("start node");
         let service = node.peer_service().expect("peer service");
         let listener = bind_retrying(self.listeners[&id]).await;
@@ -258,6 +293,64 @@ async fn three_nodes_replicate_survive_leader_loss_and_restart() {
         .await
         .expect("read after a full restart");
     assert_eq!(seen, journals[0]);
+    for id in ids {
+        cluster.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot() {
+    // Snapshots every 20 entries, 5 kept behind, sent in 64-byte chunks.
+    let mut cluster = Cluster::with_snapshots(3, Some((20, 5))).await;
+    propose(&cluster, "first").await;
+    let leader = cluster.leader().await;
+    let lagging = *cluster.running.keys().find(|id| **id != leader).unwrap();
+    cluster.stop(lagging).await;
+    for value in 0..150 {
+        propose(&cluster, &format!("value-{value}")).await;
+    }
+    // The leader compacted its log far past where the stopped node is.
+    let leader = cluster.leader().await;
+    let snapshot_directory = cluster.data(leader).join("snapshots");
+    let snapshot_files = std::fs::read_dir(&snapshot_directory)
+        .expect("snapshot directory")
+        .count();
+    assert!(snapshot_files >= 1, "the leader took snapshots");
+
+    cluster.start(lagging).await;
+    let target = cluster.node(leader).applied_index();
+    tokio::time::timeout(LIMIT, cluster.node(lagging).wait_applied(target))
+        .await
+        .expect("the lagging node catches up")
+        .expect("running");
+    let expected = cluster
+        .node(leader)
+        .read_local(|journal| journal.commands.clone());
+    let caught_up = cluster
+        .node(lagging)
+        .read_local(|journal| journal.commands.clone());
+    assert_eq!(caught_up, expected);
+    assert_eq!(expected.len(), 151);
+    // It caught up by a snapshot: the leader's log no longer held what it
+    // missed.
+    let installed = NodeMetrics::get(&cluster.node(lagging).metrics().snapshots_installed);
+    assert!(installed >= 1, "the lagging node installed a snapshot");
+
+    // A full restart restores every node from its snapshot plus its log.
+    let ids: Vec<NodeId> = cluster.running.keys().copied().collect();
+    for id in &ids {
+        cluster.stop(*id).await;
+    }
+    for id in &ids {
+        cluster.start(*id).await;
+    }
+    let leader = cluster.leader().await;
+    let seen = cluster
+        .node(leader)
+        .read(|journal| journal.commands.clone())
+        .await
+        .expect("read after a full restart");
+    assert_eq!(seen, expected);
     for id in ids {
         cluster.stop(id).await;
     }

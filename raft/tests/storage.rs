@@ -1,6 +1,6 @@
 //! Integration tests of the on-disk storage: conformance, recovery from
-//! torn and corrupt files, data directory checks and group
-//! commit. One test binary, for fast linking; the SIGKILL crash test is
+//! torn and corrupt files, data directory checks, group commit, and
+//! snapshots (store, damage, transfer, size). One test binary, for fast linking; the SIGKILL crash test is
 //! `wal_crash.rs`.
 
 mod storage {
@@ -10,4 +10,8 @@ mod storage {
     mod data_directory;
     mod group_commit;
     mod recovery;
+    mod snapshot_large;
+    mod snapshot_store;
+    pub mod snapshot_support;
+    mod snapshot_transfer;
 }

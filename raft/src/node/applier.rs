@@ -1,21 +1,30 @@
 //! The applier: a thread of its own that applies committed entries to the
 //! state machine, so that a slow state machine never delays the event loop
-//! (heartbeats, votes, replication).
+//! (heartbeats, votes, replication). It also takes snapshots by the
+//! [`SnapshotPolicy`] (the state is captured here, written out on another
+//! thread while applying goes on) and restores snapshots sent by a leader.
 
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc as tokio_mpsc, watch};
 
+use crate::core::quorum::Membership;
+use crate::core::snapshot::SnapshotMetadata;
 use crate::node::event_loop::Event;
+use crate::node::metrics::NodeMetrics;
 use crate::node::requests::Requests;
+use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
-use crate::types::{Entry, EntryPayload, LogIndex};
+use crate::storage::snapshot::SnapshotStore;
+use crate::types::{Entry, EntryPayload, LogIndex, Term};
 
 /// Work for the applier, in log order.
 pub(crate) enum Work {
     /// Committed entries to apply, in order.
     Apply(Vec<Entry>),
+    /// Replace the state with the store's snapshot at this point.
+    Restore(SnapshotMetadata),
     /// Stop after the work queued before.
     Stop,
 }
@@ -26,37 +35,59 @@ pub(crate) struct Applier<M: StateMachine> {
     pub(crate) requests: Arc<Requests<M::Response>>,
     pub(crate) events: tokio_mpsc::UnboundedSender<Event>,
     pub(crate) applied: watch::Sender<LogIndex>,
+    /// Every entry up to here is applied (commands by the state machine,
+    /// no-ops by skipping them).
     pub(crate) applied_index: LogIndex,
+    /// The last command the state machine applied, and its term: where a
+    /// snapshot taken now stands.
+    pub(crate) last_command: (LogIndex, Term),
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) policy: SnapshotPolicy,
+    pub(crate) membership: Membership,
+    /// The index of the latest snapshot taken or restored.
+    pub(crate) latest_snapshot: LogIndex,
+    /// A snapshot is being written on another thread.
+    pub(crate) snapshot_in_progress: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) metrics: Arc<NodeMetrics>,
 }
 
 impl<M: StateMachine> Applier<M> {
-    /// Runs until [`Work::Stop`] or until the event loop is gone.
+    /// Runs until [`Work::Stop`], a state machine failure, or until the
+    /// event loop is gone.
     pub(crate) fn run(mut self, work: mpsc::Receiver<Work>) {
         let mut batch: Vec<Entry> = Vec::new();
-        let mut responses = Vec::new();
-        'outer: while let Ok(first) = work.recv() {
+        while let Ok(first) = work.recv() {
             // Take everything queued, to apply it under one lock.
-            let mut stop = false;
             let mut next = Some(first);
             while let Some(item) = next.take().or_else(|| work.try_recv().ok()) {
                 match item {
                     Work::Apply(entries) => batch.extend(entries),
+                    Work::Restore(metadata) => {
+                        if !self.apply(&mut batch) || !self.restore(metadata) {
+                            return;
+                        }
+                    }
                     Work::Stop => {
-                        stop = true;
-                        break;
+                        self.apply(&mut batch);
+                        return;
                     }
                 }
             }
-            if !batch.is_empty() {
-                self.apply(&mut batch, &mut responses);
+            if !self.apply(&mut batch) {
+                return;
             }
-            if stop {
-                break 'outer;
-            }
+            self.maybe_snapshot();
         }
     }
 
-    fn apply(&mut self, batch: &mut Vec<Entry>, responses: &mut Vec<(Entry, Option<M::Response>)>) {
+    /// Applies `batch`; false when the state machine failed (the node
+    /// stops).
+    fn apply(&mut self, batch: &mut Vec<Entry>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let mut responses = Vec::with_capacity(batch.len());
+        let mut failure = None;
         {
             let mut state_machine = self
                 .state_machine
@@ -68,18 +99,133 @@ impl<M: StateMachine> Applier<M> {
                 }
                 let response = match &entry.payload {
                     EntryPayload::Command(command) => {
-                        Some(state_machine.apply(entry.index, command))
+                        match state_machine.apply(entry.index, command) {
+                            Ok(response) => {
+                                self.last_command = (entry.index, entry.term);
+                                Some(response)
+                            }
+                            Err(error) => {
+                                failure = Some(format!(
+                                    "the state machine failed to apply entry {}: {error}",
+                                    entry.index
+                                ));
+                                break;
+                            }
+                        }
                     }
                     EntryPayload::Noop => None,
                 };
                 self.applied_index = entry.index;
-                responses.push((entry, response));
+                responses.push((entry.index, entry.term, response));
             }
         }
-        for (entry, response) in responses.drain(..) {
-            self.requests.applied(entry.index, entry.term, response);
+        batch.clear();
+        NodeMetrics::add(&self.metrics.entries_applied, responses.len() as u64);
+        for (index, term, response) in responses {
+            self.requests.applied(index, term, response);
         }
         self.applied.send_replace(self.applied_index);
         let _ = self.events.send(Event::Applied(self.applied_index));
+        if let Some(reason) = failure {
+            tracing::error!(%reason, "stopping the node");
+            let _ = self.events.send(Event::Fatal(reason));
+            return false;
+        }
+        true
+    }
+
+    /// Replaces the state with the store's latest snapshot, which must be
+    /// the one at `metadata`; false when that fails (the node stops).
+    fn restore(&mut self, metadata: SnapshotMetadata) -> bool {
+        let outcome: Result<SnapshotMetadata, String> = match self.snapshots.latest() {
+            Ok(Some(file)) => {
+                let mut state_machine = self
+                    .state_machine
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.restore_into(&mut *state_machine)
+                    .map(|()| file.metadata().clone())
+                    .map_err(|error| error.to_string())
+            }
+            Ok(None) => Err("the snapshot directory holds no snapshot".to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match outcome {
+            Ok(restored) if restored.index >= metadata.index => {
+                tracing::info!(index = %restored.index, "restored the state machine from a snapshot");
+                self.applied_index = restored.index;
+                self.last_command = (restored.index, restored.term);
+                self.latest_snapshot = restored.index;
+                self.requests.skipped_to(restored.index);
+                NodeMetrics::add(&self.metrics.snapshots_installed, 1);
+                self.applied.send_replace(self.applied_index);
+                let _ = self.events.send(Event::Applied(self.applied_index));
+                true
+            }
+            Ok(other) => {
+                let reason = format!(
+                    "the core installed the snapshot at {} but the newest on disk is at {}",
+                    metadata.index, other.index
+                );
+                let _ = self.events.send(Event::Fatal(reason));
+                false
+            }
+            Err(reason) => {
+                let _ = self.events.send(Event::Fatal(format!(
+                    "cannot restore the snapshot at {}: {reason}",
+                    metadata.index
+                )));
+                false
+            }
+        }
+    }
+
+    /// Takes a snapshot when the policy says so: the state is captured now,
+    /// under the lock, and written out on another thread.
+    fn maybe_snapshot(&mut self) {
+        use std::sync::atomic::Ordering;
+        let (index, term) = self.last_command;
+        if !self.policy.should_snapshot(index, self.latest_snapshot)
+            || self.snapshot_in_progress.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let captured = {
+            let state_machine = self
+                .state_machine
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state_machine.snapshot()
+        };
+        let mut captured = match captured {
+            Ok(captured) => captured,
+            Err(error) => {
+                tracing::error!(%error, "cannot capture a snapshot of the state machine");
+                return;
+            }
+        };
+        self.latest_snapshot = index;
+        self.snapshot_in_progress.store(true, Ordering::Release);
+        let store = self.snapshots.clone();
+        let membership = self.membership.clone();
+        let events = self.events.clone();
+        let in_progress = self.snapshot_in_progress.clone();
+        let metrics = self.metrics.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raft-snapshot".to_string())
+            .spawn(move || {
+                match store.save(&mut captured, term, membership) {
+                    Ok(file) => {
+                        NodeMetrics::add(&metrics.snapshots_taken, 1);
+                        let _ = events.send(Event::SnapshotTaken(file.metadata().clone()));
+                    }
+                    Err(error) => tracing::error!(%error, "cannot save a snapshot"),
+                }
+                in_progress.store(false, Ordering::Release);
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the snapshot writer");
+            self.snapshot_in_progress.store(false, Ordering::Release);
+        }
     }
 }

@@ -48,9 +48,9 @@ pub enum RequestFailure {
     /// The node is stopping or has stopped.
     #[error("the node is shutting down")]
     ShuttingDown,
-    /// The node stopped because its storage failed.
-    #[error("the node stopped after a storage failure: {0}")]
-    Storage(String),
+    /// The node stopped after a failure of its storage or state machine.
+    #[error("the node stopped after a failure: {0}")]
+    NodeFailed(String),
 }
 
 impl From<RequestError> for RequestFailure {

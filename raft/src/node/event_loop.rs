@@ -15,9 +15,11 @@ use tokio::time::MissedTickBehavior;
 use crate::core::input::Input;
 use crate::core::message::Message;
 use crate::core::output::Output;
+use crate::core::snapshot::SnapshotMetadata;
 use crate::core::{RaftCore, Role, Status};
 use crate::node::applier::Work;
 use crate::node::error::RequestFailure;
+use crate::node::metrics::NodeMetrics;
 use crate::node::requests::Requests;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
@@ -30,6 +32,10 @@ pub(crate) enum Event {
     Durable(Durable),
     /// The state machine applied up to this index.
     Applied(LogIndex),
+    /// A snapshot was durably saved.
+    SnapshotTaken(SnapshotMetadata),
+    /// The state machine failed; the node must stop.
+    Fatal(String),
 }
 
 /// Requests from the node's handle.
@@ -70,12 +76,14 @@ pub(crate) struct EventLoop<R> {
     pub(crate) outputs: Vec<Output>,
     /// The durable log position last reported to the core.
     pub(crate) reported: (LogIndex, Term),
+    /// Why the node must stop (the state machine failed).
+    pub(crate) fatal: Option<String>,
+    pub(crate) metrics: Arc<NodeMetrics>,
 }
 
 impl<R> EventLoop<R> {
-    /// Runs until stopped; returns the storage error that stopped it, if
-    /// any.
-    pub(crate) async fn run(mut self) -> Result<(), StorageError> {
+    /// Runs until stopped; returns why it stopped if it was not asked to.
+    pub(crate) async fn run(mut self) -> Result<(), String> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let result = loop {
@@ -120,7 +128,10 @@ impl<R> EventLoop<R> {
                 },
             };
             if let Err(error) = self.carry_out() {
-                break Err(error);
+                break Err(format!("storage failed: {error}"));
+            }
+            if let Some(reason) = self.fatal.take() {
+                break Err(reason);
             }
             self.publish_status();
             if stop {
@@ -129,7 +140,7 @@ impl<R> EventLoop<R> {
         };
         self.requests.fail_all(match &result {
             Ok(()) => RequestFailure::ShuttingDown,
-            Err(error) => RequestFailure::Storage(error.to_string()),
+            Err(reason) => RequestFailure::NodeFailed(reason.clone()),
         });
         let _ = self.applier.send(Work::Stop);
         result
@@ -154,6 +165,8 @@ impl<R> EventLoop<R> {
                 }
             }
             Event::Applied(index) => self.core.step(Input::Applied { index }),
+            Event::SnapshotTaken(metadata) => self.core.step(Input::SnapshotTaken { metadata }),
+            Event::Fatal(reason) => self.fatal = Some(reason),
         }
     }
 
@@ -214,10 +227,13 @@ impl<R> EventLoop<R> {
                 self.wal.submit_purge(up_to, term)?;
             }
             Output::RestoreSnapshot { metadata } => {
-                // Installing streamed snapshots arrives with the snapshot
-                // store; until then a node never receives InstallSnapshot
-                // because no node takes snapshots.
-                tracing::error!(index = %metadata.index, "cannot restore a snapshot: no snapshot store");
+                // The snapshot file is already durable (the transfer
+                // installed it before the core saw the message). The log
+                // gives way to it durably before anything later happens;
+                // the applier replaces the state in log order.
+                let ticket = self.wal.submit_purge(metadata.index, metadata.term)?;
+                self.barrier = Some(ticket.sequence);
+                let _ = self.applier.send(Work::Restore(metadata));
             }
             Output::Apply { entries } => {
                 let _ = self.applier.send(Work::Apply(entries));
@@ -253,6 +269,7 @@ impl<R> EventLoop<R> {
             } else {
                 if next.role == Role::Leader && status.role != Role::Leader {
                     tracing::info!(term = %next.term, "became the leader");
+                    NodeMetrics::add(&self.metrics.elections_won, 1);
                 }
                 *status = next;
                 true

@@ -18,26 +18,41 @@
 //! use std::collections::BTreeMap;
 //! use raft::node::{Node, NodeOptions};
 //! use raft::storage::ClusterId;
-//! use raft::{LogIndex, NodeId, StateMachine};
+//! use raft::{LogIndex, NodeId, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 //!
 //! /// Counts the bytes of every command.
-//! #[derive(Default)]
-//! struct Counter(u64);
+//! #[derive(Clone, Copy, Default)]
+//! struct Counter { total: u64, applied: LogIndex }
 //!
 //! impl StateMachine for Counter {
 //!     type Response = u64;
-//!     fn apply(&mut self, _index: LogIndex, command: &[u8]) -> u64 {
-//!         self.0 += command.len() as u64;
-//!         self.0
+//!     type Error = std::io::Error;
+//!     type Snapshot = Counter;
+//!     fn apply(&mut self, index: LogIndex, command: &[u8]) -> std::io::Result<u64> {
+//!         self.total += command.len() as u64;
+//!         self.applied = index;
+//!         Ok(self.total)
 //!     }
-//!     fn snapshot(&self, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
-//!         writer.write_all(&self.0.to_le_bytes())
+//!     fn applied_index(&self) -> LogIndex {
+//!         self.applied
 //!     }
-//!     fn restore(&mut self, reader: &mut dyn std::io::Read) -> std::io::Result<()> {
+//!     fn snapshot(&self) -> std::io::Result<Counter> {
+//!         Ok(*self)
+//!     }
+//!     fn restore(&mut self, reader: &mut dyn std::io::Read, metadata: &SnapshotMetadata) -> std::io::Result<()> {
 //!         let mut bytes = [0; 8];
 //!         reader.read_exact(&mut bytes)?;
-//!         self.0 = u64::from_le_bytes(bytes);
+//!         *self = Counter { total: u64::from_le_bytes(bytes), applied: metadata.index };
 //!         Ok(())
+//!     }
+//! }
+//!
+//! impl StateMachineSnapshot for Counter {
+//!     fn applied_index(&self) -> LogIndex {
+//!         self.applied
+//!     }
+//!     fn write_to(&mut self, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
+//!         writer.write_all(&self.total.to_le_bytes())
 //!     }
 //! }
 //!
@@ -46,7 +61,7 @@
 //! let node = Node::start(options, Counter::default())?;
 //! // Serve node.peer_service() with tonic on 127.0.0.1:7001, then:
 //! let total = node.propose("hello".into()).await?;
-//! let read = node.read(|counter| counter.0).await?;
+//! let read = node.read(|counter| counter.total).await?;
 //! assert!(read >= total);
 //! node.shutdown().await;
 //! # Ok(()) }
@@ -65,25 +80,29 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::core::quorum::Membership;
 use crate::core::{RaftCore, RestoredState, Role, Status};
+use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
-use crate::storage::{ClusterId, LogStore, StorageError, Wal, WalOptions};
+use crate::storage::snapshot::SnapshotStore;
+use crate::storage::{ClusterId, LogStore, Wal, WalOptions};
 use crate::transport::{Admission, PeerOptions, PeerService, Peers};
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
 pub mod error;
 pub mod event_loop;
-mod refused_snapshots;
+pub mod metrics;
 mod requests;
+mod snapshot_transfer;
 pub mod status;
 
 pub use self::error::{RequestFailure, StartError};
+pub use self::metrics::NodeMetrics;
 pub use self::status::NodeStatus;
 
 use self::applier::Applier;
 use self::event_loop::{Command, Event, EventLoop};
-use self::refused_snapshots::RefusedSnapshots;
 use self::requests::Requests;
+use self::snapshot_transfer::SnapshotTransfer;
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -107,6 +126,9 @@ pub struct NodeOptions {
     pub wal: WalOptions,
     /// The peer transport's settings.
     pub peers: PeerOptions,
+    /// When to snapshot the state machine, and the chunk size snapshots
+    /// are sent in.
+    pub snapshots: SnapshotPolicy,
     /// Client requests queued for the event loop before callers wait.
     pub max_queued_requests: usize,
     /// Peer messages queued for the event loop before peers are slowed.
@@ -131,6 +153,7 @@ impl NodeOptions {
             raft: Config::new(id),
             wal: WalOptions::new(cluster_id, id),
             peers: PeerOptions::default(),
+            snapshots: SnapshotPolicy::default(),
             max_queued_requests: 8192,
             max_queued_messages: 8192,
         }
@@ -156,6 +179,9 @@ impl NodeOptions {
         if self.max_queued_requests == 0 || self.max_queued_messages == 0 {
             return fail("queue sizes must be at least 1".to_string());
         }
+        self.snapshots
+            .validate()
+            .or_else(|error| fail(format!("snapshot policy: {error}")))?;
         self.raft
             .validate()
             .or_else(|error| fail(error.to_string()))
@@ -188,8 +214,9 @@ struct Shared<M: StateMachine> {
     status: watch::Receiver<NodeStatus>,
     applied: watch::Receiver<LogIndex>,
     peer_service: Mutex<Option<PeerService>>,
-    event_loop: Mutex<Option<JoinHandle<Result<(), StorageError>>>>,
+    event_loop: Mutex<Option<JoinHandle<Result<(), String>>>>,
     applier: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<NodeMetrics>,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -220,18 +247,43 @@ impl<M: StateMachine> Node<M> {
         if let Some(torn) = &wal.recovery_report().torn_tail {
             tracing::warn!(?torn, "recovered from a torn write at the end of the log");
         }
+        let snapshots = SnapshotStore::open(&options.data_directory)?;
+        let mut state_machine = state_machine;
+        let snapshot = snapshots.latest()?;
+        if let Some(file) = &snapshot {
+            file.restore_into(&mut state_machine)?;
+            let metadata = file.metadata();
+            tracing::info!(index = %metadata.index, term = %metadata.term,
+                "restored the state machine from the latest snapshot");
+            // A snapshot installed from a leader may be ahead of the log or
+            // disagree with an uncommitted suffix of it (a crash came before
+            // the log gave way): the snapshot holds committed state, so the
+            // log gives way now.
+            let held = (wal.first_index() <= metadata.index && metadata.index <= wal.last_index())
+                .then(|| wal.term(metadata.index))
+                .transpose()?;
+            let purged_to = wal.first_index().previous();
+            if held != Some(metadata.term) && purged_to < metadata.index {
+                let ticket = wal.submit_purge(metadata.index, metadata.term)?;
+                wal.wait(ticket)?;
+            }
+        }
         let entries = if wal.last_index() >= wal.first_index() {
             wal.entries(wal.first_index(), wal.last_index().next())?
         } else {
             Vec::new()
         };
         let voters = options.members.keys().copied();
+        let membership = Membership::with_voters(voters);
+        let applied = snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |file| file.metadata().index);
         let restored = RestoredState {
             hard_state: wal.hard_state(),
             entries,
-            membership: Membership::with_voters(voters),
-            applied: LogIndex(0),
-            snapshot: None,
+            membership: membership.clone(),
+            applied,
+            snapshot: snapshot.as_ref().map(|file| file.metadata().clone()),
         };
         let seed = options.id.0 ^ wal.hard_state().term.0.rotate_left(32) ^ seed_from_clock();
         let core = RaftCore::new(options.raft.clone(), restored, seed)?;
@@ -246,15 +298,25 @@ impl<M: StateMachine> Node<M> {
         });
 
         let requests = Arc::new(Requests::new());
+        let metrics = Arc::new(NodeMetrics::default());
         let state_machine = Arc::new(RwLock::new(state_machine));
-        let (applied_sender, applied) = watch::channel(LogIndex(0));
+        let (applied_sender, applied_watch) = watch::channel(applied);
         let (work, work_receiver) = std::sync::mpsc::channel();
         let applier = Applier {
             state_machine: state_machine.clone(),
             requests: requests.clone(),
             events: events.clone(),
             applied: applied_sender,
-            applied_index: LogIndex(0),
+            applied_index: applied,
+            last_command: snapshot.as_ref().map_or((LogIndex(0), Term(0)), |file| {
+                (file.metadata().index, file.metadata().term)
+            }),
+            snapshots: snapshots.clone(),
+            policy: options.snapshots,
+            membership,
+            latest_snapshot: applied,
+            snapshot_in_progress: Arc::default(),
+            metrics: metrics.clone(),
         };
         let applier = std::thread::Builder::new()
             .name(format!("raft-applier-{}", options.id))
@@ -267,18 +329,25 @@ impl<M: StateMachine> Node<M> {
             .filter(|(node, _)| **node != options.id)
             .map(|(node, address)| (*node, address.clone()))
             .collect();
+        let transfer = Arc::new(SnapshotTransfer {
+            cluster: options.cluster_id,
+            store: snapshots,
+            chunk_size_bytes: options.snapshots.chunk_size_bytes,
+            receiving: Arc::default(),
+            sending: Arc::default(),
+        });
         let peers = Peers::start(
             options.cluster_id,
             &peers_map,
             &options.peers,
-            Arc::new(RefusedSnapshots),
+            transfer.clone(),
         );
         let admission = Arc::new(MemberAdmission {
             node: options.id,
             cluster: options.cluster_id,
             members: options.members.clone(),
         });
-        let peer_service = PeerService::new(admission, inbound, Arc::new(RefusedSnapshots));
+        let peer_service = PeerService::new(admission, inbound, transfer);
 
         let initial_status = NodeStatus {
             id: options.id,
@@ -303,12 +372,14 @@ impl<M: StateMachine> Node<M> {
             held: Default::default(),
             outputs: Vec::new(),
             reported,
+            fatal: None,
+            metrics: metrics.clone(),
         };
         let node_id = options.id;
         let event_loop = tokio::spawn(async move {
             let result = event_loop.run().await;
             if let Err(error) = &result {
-                tracing::error!(node = %node_id, %error, "the node stopped after a storage failure");
+                tracing::error!(node = %node_id, %error, "the node stopped after a failure");
             }
             // The WAL closes (flushing what was submitted) when the last
             // reference, this one, goes.
@@ -322,10 +393,11 @@ impl<M: StateMachine> Node<M> {
                 requests,
                 state_machine,
                 status,
-                applied,
+                applied: applied_watch,
                 peer_service: Mutex::new(Some(peer_service)),
                 event_loop: Mutex::new(Some(event_loop)),
                 applier: Mutex::new(Some(applier)),
+                metrics,
             }),
         })
     }
@@ -431,6 +503,11 @@ impl<M: StateMachine> Node<M> {
             .await
             .map_err(|_| RequestFailure::ShuttingDown)?;
         answer.await.map_err(|_| RequestFailure::ShuttingDown)
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.shared.metrics
     }
 
     /// The current term.

@@ -119,6 +119,21 @@ impl<R> Requests<R> {
         let _ = reply.send(answer);
     }
 
+    /// The state machine jumped to a snapshot at `index`: proposals accepted
+    /// at or before it can no longer be matched with their entries, so
+    /// their outcome is unknown.
+    pub(crate) fn skipped_to(&self, index: LogIndex) {
+        let mut inner = self.lock();
+        let skipped: Vec<LogIndex> = inner.accepted.range(..=index).map(|(at, _)| *at).collect();
+        for at in skipped {
+            if let Some((_, id)) = inner.accepted.remove(&at) {
+                if let Some(Waiter::Proposal(reply)) = inner.waiters.remove(&id) {
+                    let _ = reply.send(Err(RequestFailure::Indeterminate));
+                }
+            }
+        }
+    }
+
     /// Fails every request in flight (the node is stopping).
     pub(crate) fn fail_all(&self, failure: RequestFailure) {
         let mut inner = self.lock();

@@ -34,9 +34,11 @@ use thiserror::Error;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
 pub mod memory;
+pub mod snapshot;
 pub mod wal;
 
 pub use crate::storage::memory::MemoryLogStore;
+pub use crate::storage::snapshot::{SnapshotFile, SnapshotStore};
 pub use crate::storage::wal::{Durable, Ticket, Wal, WalOptions, WalStats};
 
 /// Identifies a cluster, so that a node never starts on another cluster's
@@ -272,8 +274,48 @@ pub enum StorageError {
         /// The term passed.
         new: Term,
     },
+    /// A snapshot file is damaged or is not a snapshot: it is refused,
+    /// never loaded.
+    #[error(
+        "snapshot {} is damaged at byte offset {offset}: {reason}; it is refused. A snapshot \
+         being received is fetched again from the start; a snapshot this node keeps cannot \
+         be trusted: restore the data directory from a backup, or replace the node with a \
+         new member that has an empty data directory (the leader sends it a snapshot)",
+        path.display()
+    )]
+    SnapshotDamaged {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where in it the damage was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A snapshot chunk does not continue the transfer in progress; the
+    /// sender restarts the transfer from offset 0.
+    #[error(
+        "snapshot chunk at byte offset {found} does not continue the transfer, which expects \
+         offset {expected}; restart the transfer from offset 0"
+    )]
+    SnapshotChunkOutOfOrder {
+        /// The offset the next chunk must have.
+        expected: u64,
+        /// The offset the chunk had.
+        found: u64,
+    },
+    /// The state machine failed while writing or restoring a snapshot.
+    #[error("the state machine could not {action} the snapshot at {index}: {source}")]
+    StateMachineSnapshot {
+        /// What it was doing: "write" or "restore".
+        action: &'static str,
+        /// The snapshot's last included index.
+        index: LogIndex,
+        /// Its error.
+        #[source]
+        source: io::Error,
+    },
     /// Options that cannot work.
-    #[error("invalid WAL options: {reason}")]
+    #[error("invalid storage options: {reason}")]
     InvalidOptions {
         /// What is wrong.
         reason: String,

@@ -1,0 +1,185 @@
+//! Streaming snapshots between nodes over the `InstallSnapshot` RPC: the
+//! leader reads its latest snapshot file in chunks (one chunk in memory at a
+//! time) and the follower writes them to a temporary file, checks the whole
+//! file, installs it atomically, and only then hands its core the
+//! `InstallSnapshot` message. A transfer that breaks off leaves nothing
+//! behind; the leader's core retries it later from the start.
+
+use std::sync::{Arc, Mutex};
+
+use raft_proto::raft as wire;
+use raft_proto::raft::raft_peer_client::RaftPeerClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
+
+use crate::core::message::{Message, MessageBody};
+use crate::storage::snapshot::{SnapshotChunk, SnapshotSender, SnapshotStore};
+use crate::storage::ClusterId;
+use crate::transport::convert::{
+    check_header, snapshot_metadata_from_wire, snapshot_metadata_to_wire,
+};
+use crate::transport::{Admission, SnapshotSink, SnapshotSource};
+use crate::types::LogIndex;
+
+/// Both directions of snapshot transfer for one node.
+pub(crate) struct SnapshotTransfer {
+    pub(crate) cluster: ClusterId,
+    pub(crate) store: SnapshotStore,
+    pub(crate) chunk_size_bytes: usize,
+    /// One incoming transfer at a time: a new one replaces the old.
+    pub(crate) receiving: Arc<tokio::sync::Mutex<()>>,
+    /// Peers a transfer is running to, so a retry does not start a second.
+    pub(crate) sending: Arc<Mutex<std::collections::BTreeSet<crate::types::NodeId>>>,
+}
+
+impl SnapshotSource for SnapshotTransfer {
+    fn send(&self, mut client: RaftPeerClient<Channel>, message: Message) {
+        let to = message.to;
+        {
+            let mut sending = self
+                .sending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !sending.insert(to) {
+                return;
+            }
+        }
+        let store = self.store.clone();
+        let chunk_size = self.chunk_size_bytes;
+        let cluster = self.cluster;
+        let sending = self.sending.clone();
+        tokio::spawn(async move {
+            let result = stream_snapshot(&mut client, store, chunk_size, cluster, &message).await;
+            match result {
+                Ok(index) => tracing::info!(peer = %to, %index, "snapshot sent"),
+                Err(reason) => tracing::warn!(peer = %to, %reason, "snapshot transfer failed"),
+            }
+            sending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&to);
+        });
+    }
+}
+
+async fn stream_snapshot(
+    client: &mut RaftPeerClient<Channel>,
+    store: SnapshotStore,
+    chunk_size: usize,
+    cluster: ClusterId,
+    message: &Message,
+) -> Result<LogIndex, String> {
+    let file = tokio::task::spawn_blocking(move || store.latest())
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?
+        .ok_or("there is no snapshot to send")?;
+    let mut sender = SnapshotSender::new(&file, chunk_size).map_err(|error| error.to_string())?;
+    let mut metadata = snapshot_metadata_to_wire(file.metadata());
+    metadata.size = sender.size_bytes();
+    let header = wire::Header {
+        cluster_id: cluster.0,
+        from: message.from.0,
+        to: message.to.0,
+        term: message.term.0,
+    };
+    let (chunks, stream) = mpsc::channel::<wire::InstallSnapshotChunk>(2);
+    // Read chunks on a blocking thread; at most a few are in memory.
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut first = true;
+        while let Some(chunk) = sender.next_chunk().map_err(|error| error.to_string())? {
+            let wire_chunk = wire::InstallSnapshotChunk {
+                header: Some(header),
+                metadata: first.then(|| metadata.clone()),
+                offset: chunk.offset,
+                data: chunk.data,
+                done: chunk.done,
+            };
+            first = false;
+            if chunks.blocking_send(wire_chunk).is_err() {
+                return Err("the receiver closed the transfer".to_string());
+            }
+        }
+        Ok(())
+    });
+    let answer = client
+        .install_snapshot(ReceiverStream::new(stream))
+        .await
+        .map_err(|status| status.message().to_string());
+    reader
+        .await
+        .map_err(|error| error.to_string())?
+        .and(answer.map(|stored| LogIndex(stored.into_inner().last_included_index)))
+}
+
+#[tonic::async_trait]
+impl SnapshotSink for SnapshotTransfer {
+    async fn receive(
+        &self,
+        mut chunks: Streaming<wire::InstallSnapshotChunk>,
+        admission: &dyn Admission,
+        inbound: &mpsc::Sender<Message>,
+    ) -> Result<LogIndex, Status> {
+        let _one_at_a_time = self.receiving.lock().await;
+        let receiver = Arc::new(Mutex::new(self.store.receiver()));
+        let mut announced = None;
+        while let Some(chunk) = chunks.message().await? {
+            let (from, to, term) = check_header(chunk.header, admission)
+                .map_err(|error| Status::permission_denied(error.to_string()))?;
+            if let Some(metadata) = chunk.metadata {
+                let metadata = snapshot_metadata_from_wire(metadata)
+                    .map_err(|error| Status::invalid_argument(error.to_string()))?;
+                announced = Some(metadata);
+            }
+            let piece = SnapshotChunk {
+                offset: chunk.offset,
+                data: chunk.data,
+                done: chunk.done,
+            };
+            let receiver = receiver.clone();
+            let installed = tokio::task::spawn_blocking(move || {
+                receiver
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .receive(&piece)
+            })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(|error| Status::data_loss(error.to_string()))?;
+            let Some(file) = installed else {
+                continue;
+            };
+            let Some(announced) = announced.take() else {
+                return Err(Status::invalid_argument(
+                    "a snapshot transfer without metadata",
+                ));
+            };
+            if file.metadata() != &announced {
+                return Err(Status::invalid_argument(format!(
+                    "the snapshot file holds index {} of term {}, but the transfer announced \
+                     index {} of term {}",
+                    file.metadata().index,
+                    file.metadata().term,
+                    announced.index,
+                    announced.term
+                )));
+            }
+            let index = announced.index;
+            inbound
+                .send(Message {
+                    from,
+                    to,
+                    term,
+                    body: MessageBody::InstallSnapshot(announced),
+                })
+                .await
+                .map_err(|_| Status::unavailable("this node is shutting down"))?;
+            return Ok(index);
+        }
+        Err(Status::cancelled(
+            "the snapshot transfer ended before its last chunk",
+        ))
+    }
+}
