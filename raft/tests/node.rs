@@ -173,6 +173,28 @@ impl Cluster {
         .expect("a leader is elected")
     }
 
+    /// Stops every node, starts them all again, checks that a linearizable
+    /// read sees `expected`, and stops them.
+    async fn restart_all_and_expect(&mut self, expected: &[Vec<u8>]) {
+        let ids: Vec<NodeId> = self.running.keys().copied().collect();
+        for id in &ids {
+            self.stop(*id).await;
+        }
+        for id in &ids {
+            self.start(*id).await;
+        }
+        let leader = self.leader().await;
+        let seen = self
+            .node(leader)
+            .read(|journal| journal.commands.clone())
+            .await
+            .expect("read after a full restart");
+        assert_eq!(seen, expected);
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+
     fn node(&self, id: NodeId) -> &Node<Journal> {
         &self.running[&id].node
     }
@@ -279,23 +301,7 @@ async fn three_nodes_replicate_survive_leader_loss_and_restart() {
     }
 
     // Stop everything, restart everything: the state comes back from disk.
-    let ids: Vec<NodeId> = cluster.running.keys().copied().collect();
-    for id in &ids {
-        cluster.stop(*id).await;
-    }
-    for id in &ids {
-        cluster.start(*id).await;
-    }
-    let leader = cluster.leader().await;
-    let seen = cluster
-        .node(leader)
-        .read(|journal| journal.commands.clone())
-        .await
-        .expect("read after a full restart");
-    assert_eq!(seen, journals[0]);
-    for id in ids {
-        cluster.stop(id).await;
-    }
+    cluster.restart_all_and_expect(&journals[0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,21 +343,5 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot()
     assert!(installed >= 1, "the lagging node installed a snapshot");
 
     // A full restart restores every node from its snapshot plus its log.
-    let ids: Vec<NodeId> = cluster.running.keys().copied().collect();
-    for id in &ids {
-        cluster.stop(*id).await;
-    }
-    for id in &ids {
-        cluster.start(*id).await;
-    }
-    let leader = cluster.leader().await;
-    let seen = cluster
-        .node(leader)
-        .read(|journal| journal.commands.clone())
-        .await
-        .expect("read after a full restart");
-    assert_eq!(seen, expected);
-    for id in ids {
-        cluster.stop(id).await;
-    }
+    cluster.restart_all_and_expect(&expected).await;
 }
