@@ -1,4 +1,4 @@
-//! Why a request is refused.
+//! Why a request or a snapshot is refused.
 //!
 //! Where etcd clients recognise an error by its text (Go's `clientv3` maps the
 //! gRPC status message back to a typed error), the message is etcd's own, so
@@ -154,4 +154,52 @@ impl KvError {
             }
         }
     }
+}
+
+/// Why a snapshot could not be written or read.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The underlying reader or writer failed.
+    #[error("snapshot I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream does not start with the snapshot's magic bytes.
+    #[error("not a key-value snapshot (wrong magic bytes)")]
+    NotASnapshot,
+    /// The snapshot was written by a newer format version.
+    #[error(
+        "snapshot format version {found} is not supported (this build reads version {supported})"
+    )]
+    UnsupportedVersion {
+        /// The version in the stream.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The stream ended inside the snapshot.
+    #[error("snapshot is truncated: the stream ended before its last record")]
+    Truncated,
+    /// A record's checksum does not match its bytes.
+    #[error("snapshot record {record} is corrupt (checksum mismatch)")]
+    ChecksumMismatch {
+        /// Position of the record, 0 being the header.
+        record: u64,
+    },
+    /// A record decoded but breaks the store's invariants.
+    #[error("snapshot record {record} is invalid: {reason}")]
+    InvalidRecord {
+        /// Position of the record, 0 being the header.
+        record: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The rebuilt store's digest differs from the one the writer recorded.
+    #[error(
+        "snapshot digest mismatch: recorded {recorded:#010x}, rebuilt store has {rebuilt:#010x}"
+    )]
+    DigestMismatch {
+        /// The digest in the trailer.
+        recorded: u32,
+        /// The digest of the store read back.
+        rebuilt: u32,
+    },
 }

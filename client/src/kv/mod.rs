@@ -35,11 +35,13 @@
 
 mod command;
 mod compare;
+mod digest;
 mod entry;
 mod error;
 mod header;
 mod key_range;
 mod range;
+mod snapshot;
 mod store;
 mod txn;
 pub mod validation;
@@ -48,7 +50,7 @@ pub mod validation;
 mod tests;
 
 pub use command::{Command, CommandResponse};
-pub use error::{ErrorClass, InvalidRequest, KvError, Unsupported};
+pub use error::{ErrorClass, InvalidRequest, KvError, SnapshotError, Unsupported};
 pub use header::HeaderFields;
 pub use key_range::{prefix_end, KeyRange};
 pub use store::{KvStore, INITIAL_REVISION};

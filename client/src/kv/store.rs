@@ -22,7 +22,8 @@ pub const INITIAL_REVISION: i64 = 1;
 ///
 /// Writes arrive as encoded [`Command`]s through [`KvStore::apply`], in log
 /// order, and change the store deterministically: the same commands at the
-/// same indexes give every replica the same store. Reads ([`KvStore::range`]) are served directly.
+/// same indexes give every replica the same store, down to its
+/// [`KvStore::digest`]. Reads ([`KvStore::range`]) are served directly.
 ///
 /// The revision counts write commands: every command that changes at least
 /// one key (a put, a delete that deletes something, a transaction whose

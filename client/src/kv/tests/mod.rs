@@ -2,6 +2,7 @@
 
 mod model_test;
 mod range_test;
+mod snapshot_test;
 mod store_test;
 mod support;
 mod txn_test;
