@@ -1,0 +1,120 @@
+//! Reads: a key range with etcd's limit, count, filter and sort options.
+
+use std::cmp::Ordering;
+
+use raft_proto::etcd::etcdserverpb::{range_request, RangeRequest, RangeResponse};
+
+use super::entry::Entry;
+use super::error::{KvError, Unsupported};
+use super::key_range::KeyRange;
+use super::store::{header, KvStore};
+use super::validation::validate_range;
+
+impl KvStore {
+    /// Reads the keys in the request's range at the latest revision.
+    ///
+    /// `count` is the number of keys in the range, whatever the limit and
+    /// filters; `count_only` returns just that. `limit` (0 for none) cuts the
+    /// answer and sets `more`. The mod/create revision bounds filter the
+    /// key-values (0 for no bound). Sorting by a target other than the key
+    /// without an order sorts ascending, as etcd does; ties stay in key order.
+    ///
+    /// A `revision` above the store's is [`KvError::FutureRevision`]; one
+    /// below it (but above 0) needs history the store does not keep:
+    /// [`Unsupported::HistoricalRead`].
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
+        validate_range(request)?;
+        if request.revision > self.revision {
+            return Err(KvError::FutureRevision {
+                requested: request.revision,
+                current: self.revision,
+            });
+        }
+        if request.revision > 0 && request.revision < self.revision {
+            return Err(Unsupported::HistoricalRead {
+                requested: request.revision,
+                current: self.revision,
+            }
+            .into());
+        }
+        Ok(self.read(request, self.revision))
+    }
+
+    /// Serves a validated range request, answering with `revision` in the
+    /// header (inside a transaction, the revision its writes so far give).
+    pub(super) fn read(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
+        let range = KeyRange::new(&request.key, &request.range_end);
+        let mut response = RangeResponse {
+            header: header(revision),
+            kvs: Vec::new(),
+            more: false,
+            count: self.entries_in(&range).count() as i64,
+        };
+        if request.count_only {
+            return response;
+        }
+        let limit = usize::try_from(request.limit)
+            .ok()
+            .filter(|&limit| limit > 0);
+        let matching = self
+            .entries_in(&range)
+            .filter(|(_, entry)| within_revision_bounds(request, entry));
+        let target = request.sort_target();
+        let mut selected: Vec<(&Vec<u8>, &Entry)> = match (request.sort_order(), target) {
+            // Key order is the map's own: stop one past the limit, which is
+            // enough to know whether there is more.
+            (
+                range_request::SortOrder::None | range_request::SortOrder::Ascend,
+                range_request::SortTarget::Key,
+            ) => matching
+                .take(limit.map_or(usize::MAX, |limit| limit + 1))
+                .collect(),
+            (range_request::SortOrder::Descend, range_request::SortTarget::Key) => {
+                let mut all: Vec<_> = matching.collect();
+                all.reverse();
+                all
+            }
+            (order, target) => {
+                let mut all: Vec<_> = matching.collect();
+                all.sort_by(|(_, left), (_, right)| {
+                    let ordering = compare_by(target, left, right);
+                    if order == range_request::SortOrder::Descend {
+                        ordering.reverse()
+                    } else {
+                        ordering
+                    }
+                });
+                all
+            }
+        };
+        if let Some(limit) = limit.filter(|&limit| selected.len() > limit) {
+            selected.truncate(limit);
+            response.more = true;
+        }
+        response.kvs = selected
+            .into_iter()
+            .map(|(key, entry)| entry.to_key_value(key, !request.keys_only))
+            .collect();
+        response
+    }
+}
+
+fn within_revision_bounds(request: &RangeRequest, entry: &Entry) -> bool {
+    let at_least = |bound: i64, value: i64| bound == 0 || value >= bound;
+    let at_most = |bound: i64, value: i64| bound == 0 || value <= bound;
+    at_least(request.min_mod_revision, entry.mod_revision)
+        && at_most(request.max_mod_revision, entry.mod_revision)
+        && at_least(request.min_create_revision, entry.create_revision)
+        && at_most(request.max_create_revision, entry.create_revision)
+}
+
+/// Orders two entries by a sort target other than the key.
+fn compare_by(target: range_request::SortTarget, left: &Entry, right: &Entry) -> Ordering {
+    match target {
+        range_request::SortTarget::Key => Ordering::Equal,
+        range_request::SortTarget::Version => left.version.cmp(&right.version),
+        range_request::SortTarget::Create => left.create_revision.cmp(&right.create_revision),
+        range_request::SortTarget::Mod => left.mod_revision.cmp(&right.mod_revision),
+        range_request::SortTarget::Value => left.value.cmp(&right.value),
+    }
+}

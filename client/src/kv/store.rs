@@ -1,0 +1,196 @@
+//! The key-value store: live keys, the global revision, and applying writes.
+
+use std::collections::BTreeMap;
+
+use raft::LogIndex;
+use raft_proto::etcd::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
+};
+
+use super::command::{Command, CommandResponse};
+use super::entry::Entry;
+use super::error::KvError;
+use super::key_range::KeyRange;
+use super::txn::set_write_revisions;
+
+/// The revision of an empty store; the first write gets revision 2 (as in
+/// etcd, where revision 1 is the empty key space).
+pub const INITIAL_REVISION: i64 = 1;
+
+/// A key-value store with etcd v3 semantics, holding the latest value of
+/// each key (no history).
+///
+/// Writes arrive as encoded [`Command`]s through [`KvStore::apply`], in log
+/// order, and change the store deterministically: the same commands at the
+/// same indexes give every replica the same store, down to its
+/// [`KvStore::digest`]. Reads ([`KvStore::range`]) are served directly.
+///
+/// The revision counts write commands: every command that changes at least
+/// one key (a put, a delete that deletes something, a transaction whose
+/// branch did either) increments it by exactly one, and every key it touches
+/// gets that revision. Each key also has a `create_revision` (the put that
+/// created it), a `mod_revision` (the latest put) and a `version` (puts since
+/// creation); deleting a key forgets all three.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvStore {
+    pub(super) entries: BTreeMap<Vec<u8>, Entry>,
+    pub(super) revision: i64,
+    pub(super) applied_index: LogIndex,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore::new()
+    }
+}
+
+/// The changes one write command is making: the revision they get, and
+/// whether any was made (only then does the store's revision move).
+pub(super) struct PendingWrite {
+    pub(super) revision: i64,
+    pub(super) changed: bool,
+}
+
+impl KvStore {
+    /// An empty store at [`INITIAL_REVISION`], nothing applied.
+    pub fn new() -> KvStore {
+        KvStore {
+            entries: BTreeMap::new(),
+            revision: INITIAL_REVISION,
+            applied_index: LogIndex(0),
+        }
+    }
+
+    /// The revision of the latest write.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The index of the last log entry given to [`KvStore::apply`].
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Applies the write command committed at log `index`.
+    ///
+    /// Indexes must increase (gaps are fine: not every log entry is a key
+    /// space command); an index at or below [`KvStore::applied_index`] is
+    /// refused with [`KvError::AlreadyApplied`] and changes nothing. Any other
+    /// index is recorded as applied even when the command is refused: a
+    /// refusal is the command's deterministic outcome, the same on every
+    /// replica, and a refused command writes nothing.
+    ///
+    /// The response headers carry the store revision after the command; the
+    /// node fills in the rest ([`CommandResponse::fill_headers`]).
+    pub fn apply(&mut self, index: LogIndex, command: &[u8]) -> Result<CommandResponse, KvError> {
+        if index <= self.applied_index {
+            return Err(KvError::AlreadyApplied {
+                index,
+                applied_index: self.applied_index,
+            });
+        }
+        self.applied_index = index;
+        self.execute(&Command::from_bytes(command)?)
+    }
+
+    fn execute(&mut self, command: &Command) -> Result<CommandResponse, KvError> {
+        command.validate()?;
+        let mut pending = PendingWrite {
+            revision: self.revision + 1,
+            changed: false,
+        };
+        let mut response = match command {
+            Command::Put(request) => CommandResponse::Put(self.put(request, &mut pending)),
+            Command::DeleteRange(request) => {
+                CommandResponse::DeleteRange(self.delete_range(request, &mut pending))
+            }
+            Command::Txn(request) => CommandResponse::Txn(self.txn(request, &mut pending)),
+        };
+        if pending.changed {
+            self.revision = pending.revision;
+        }
+        match &mut response {
+            CommandResponse::Put(inner) => inner.header = header(self.revision),
+            CommandResponse::DeleteRange(inner) => inner.header = header(self.revision),
+            CommandResponse::Txn(inner) => set_write_revisions(inner, self.revision),
+        }
+        Ok(response)
+    }
+
+    /// Puts one key. The response's header is left for the caller to set,
+    /// since a transaction's final revision is known only at its end.
+    pub(super) fn put(&mut self, request: &PutRequest, pending: &mut PendingWrite) -> PutResponse {
+        pending.changed = true;
+        let previous = self.entries.get(&request.key);
+        let prev_kv = previous
+            .filter(|_| request.prev_kv)
+            .map(|entry| entry.to_key_value(&request.key, true));
+        let entry = Entry {
+            value: request.value.clone(),
+            create_revision: previous.map_or(pending.revision, |entry| entry.create_revision),
+            mod_revision: pending.revision,
+            version: previous.map_or(0, |entry| entry.version) + 1,
+            lease: request.lease,
+        };
+        self.entries.insert(request.key.clone(), entry);
+        PutResponse {
+            header: None,
+            prev_kv,
+        }
+    }
+
+    /// Deletes every key in the request's range; the header is left to the
+    /// caller, as for [`KvStore::put`].
+    pub(super) fn delete_range(
+        &mut self,
+        request: &DeleteRangeRequest,
+        pending: &mut PendingWrite,
+    ) -> DeleteRangeResponse {
+        let range = KeyRange::new(&request.key, &request.range_end);
+        let keys: Vec<Vec<u8>> = self
+            .entries_in(&range)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut prev_kvs = Vec::new();
+        for key in &keys {
+            let removed = self.entries.remove(key);
+            if let Some(entry) = removed.filter(|_| request.prev_kv) {
+                prev_kvs.push(entry.to_key_value(key, true));
+            }
+        }
+        if !keys.is_empty() {
+            pending.changed = true;
+        }
+        DeleteRangeResponse {
+            header: None,
+            deleted: keys.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    /// The live keys in `range`, in key order.
+    pub(super) fn entries_in<'store>(
+        &'store self,
+        range: &KeyRange,
+    ) -> impl Iterator<Item = (&'store Vec<u8>, &'store Entry)> + 'store {
+        self.entries.range::<[u8], _>(range.bounds())
+    }
+}
+
+/// A header carrying only `revision`.
+pub(super) fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    })
+}
