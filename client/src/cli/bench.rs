@@ -1,0 +1,142 @@
+//! `raft_client bench`: a closed-loop load generator over the etcd API.
+//! Each client sends one request, waits for its answer, and sends the next;
+//! clients share `conns` gRPC connections spread over the endpoints. Works
+//! against RustyRaft and against etcd itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use raft_proto::etcd::etcdserverpb::{PutRequest, RangeRequest};
+use tokio::sync::Mutex;
+
+use crate::cli::endpoints::Clients;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Endpoint URLs.
+    pub endpoints: Vec<String>,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// gRPC connections shared by the clients.
+    pub connections: usize,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Value size of each put.
+    pub value_size: usize,
+    /// Linearizable reads instead of puts.
+    pub read: bool,
+    /// Distinct keys written per client.
+    pub keys_per_client: usize,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct BenchReport {
+    /// Successful operations.
+    pub operations: u64,
+    /// Failed operations (retried by the client's next request).
+    pub errors: u64,
+    /// Measured time.
+    pub elapsed: Duration,
+    /// Latency of the successful operations, in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl BenchReport {
+    /// The last line the command prints.
+    pub fn summary_line(&self) -> String {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "ops={} ops_per_s={:.0} p50_us={} p99_us={} p999_us={}",
+            self.operations,
+            self.operations as f64 / seconds,
+            self.latency.value_at_quantile(0.50),
+            self.latency.value_at_quantile(0.99),
+            self.latency.value_at_quantile(0.999),
+        )
+    }
+}
+
+/// Runs the load and returns the figures.
+pub async fn run(options: BenchOptions) -> BenchReport {
+    let connections: Vec<Clients> = (0..options.connections.max(1))
+        .map(|connection| Clients::new(&options.endpoints[connection % options.endpoints.len()]))
+        .collect();
+    let histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let shared = Arc::new(Mutex::new((histogram, 0u64, 0u64)));
+    let value = vec![b'v'; options.value_size];
+    let start = Instant::now();
+    let deadline = start + options.duration;
+    let mut tasks = Vec::new();
+    for client in 0..options.clients.max(1) {
+        let mut clients = connections[client % connections.len()].clone();
+        let shared = shared.clone();
+        let value = value.clone();
+        let options = options.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let (mut operations, mut errors) = (0u64, 0u64);
+            let mut sequence = 0usize;
+            while Instant::now() < deadline {
+                let key = format!(
+                    "bench/{client}/{}",
+                    sequence % options.keys_per_client.max(1)
+                )
+                .into_bytes();
+                sequence += 1;
+                let began = Instant::now();
+                let outcome = if options.read {
+                    clients
+                        .kv
+                        .range(RangeRequest {
+                            key,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                } else {
+                    clients
+                        .kv
+                        .put(PutRequest {
+                            key,
+                            value: value.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                };
+                match outcome {
+                    Ok(()) => {
+                        let micros = began.elapsed().as_micros() as u64;
+                        let _ = local.record(micros.max(1));
+                        operations += 1;
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        // Do not spin on a cluster without a leader.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            let mut totals = shared.lock().await;
+            let _ = totals.0.add(&local);
+            totals.1 += operations;
+            totals.2 += errors;
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed();
+    let totals = Arc::try_unwrap(shared)
+        .map(Mutex::into_inner)
+        .unwrap_or_else(|_| unreachable!("every client task has finished"));
+    BenchReport {
+        operations: totals.1,
+        errors: totals.2,
+        elapsed,
+        latency: totals.0,
+    }
+}

@@ -1,0 +1,175 @@
+//! The human commands: put, get, del, status, members. Each tries the
+//! endpoints in turn and retries briefly while the cluster has no leader.
+
+use std::time::Duration;
+
+use raft_proto::etcd::etcdserverpb::{
+    DeleteRangeRequest, MemberListRequest, PutRequest, RangeRequest, StatusRequest,
+};
+use tonic::{Code, Status};
+
+use crate::cli::endpoints::Clients;
+use crate::kv::prefix_end;
+
+/// How long a command keeps retrying an unavailable cluster.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Runs `call` against each endpoint in turn until one succeeds, retrying
+/// `Unavailable` answers until [`RETRY_FOR`] has passed.
+pub async fn with_any<T, F, Fut>(endpoints: &[String], mut call: F) -> Result<T, Status>
+where
+    F: FnMut(Clients) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut last = Status::unavailable("no endpoint was tried");
+    loop {
+        for endpoint in endpoints {
+            match call(Clients::new(endpoint)).await {
+                Ok(value) => return Ok(value),
+                Err(status) if status.code() == Code::Unavailable => last = status,
+                Err(status) => return Err(status),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The key and range end of a single key, or of every key with a prefix
+/// (the empty prefix is every key: from "\0" to the end, as etcd spells it).
+fn key_and_range_end(key: &str, prefix: bool) -> (Vec<u8>, Vec<u8>) {
+    match (prefix, key.is_empty()) {
+        (false, _) => (key.as_bytes().to_vec(), Vec::new()),
+        (true, true) => (vec![0], vec![0]),
+        (true, false) => (key.as_bytes().to_vec(), prefix_end(key.as_bytes())),
+    }
+}
+
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `put KEY VALUE`: prints `OK`.
+pub async fn put(endpoints: &[String], key: &str, value: &str) -> Result<String, Status> {
+    let request = PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    with_any(endpoints, |mut clients| {
+        let request = request.clone();
+        async move { clients.kv.put(request).await }
+    })
+    .await?;
+    Ok("OK".to_string())
+}
+
+/// `get KEY [--prefix]`: prints each key and value on its own line.
+pub async fn get(endpoints: &[String], key: &str, prefix: bool) -> Result<String, Status> {
+    let (key, range_end) = key_and_range_end(key, prefix);
+    let request = RangeRequest {
+        key,
+        range_end,
+        ..Default::default()
+    };
+    let response = with_any(endpoints, |mut clients| {
+        let request = request.clone();
+        async move { clients.kv.range(request).await }
+    })
+    .await?
+    .into_inner();
+    let mut lines = Vec::new();
+    for pair in response.kvs {
+        lines.push(printable(&pair.key));
+        lines.push(printable(&pair.value));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `del KEY [--prefix]`: prints how many keys were deleted.
+pub async fn delete(endpoints: &[String], key: &str, prefix: bool) -> Result<String, Status> {
+    let (key, range_end) = key_and_range_end(key, prefix);
+    let request = DeleteRangeRequest {
+        key,
+        range_end,
+        ..Default::default()
+    };
+    let response = with_any(endpoints, |mut clients| {
+        let request = request.clone();
+        async move { clients.kv.delete_range(request).await }
+    })
+    .await?
+    .into_inner();
+    Ok(response.deleted.to_string())
+}
+
+/// `status`: one line per endpoint with its member id, leader, term and
+/// indexes (an unreachable endpoint says so).
+pub async fn status(endpoints: &[String]) -> Result<String, Status> {
+    let mut lines = vec![format!(
+        "{:<24} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10}",
+        "ENDPOINT", "MEMBER", "LEADER", "TERM", "COMMIT", "APPLIED", "REVISION"
+    )];
+    let mut reachable = 0;
+    for endpoint in endpoints {
+        let mut clients = Clients::new(endpoint);
+        match clients.maintenance.status(StatusRequest {}).await {
+            Ok(response) => {
+                reachable += 1;
+                let status = response.into_inner();
+                let header = status.header.unwrap_or_default();
+                lines.push(format!(
+                    "{:<24} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10}",
+                    endpoint.trim_start_matches("http://"),
+                    header.member_id,
+                    status.leader,
+                    status.raft_term,
+                    status.raft_index,
+                    status.raft_applied_index,
+                    header.revision
+                ));
+            }
+            Err(error) => lines.push(format!(
+                "{:<24} unreachable: {}",
+                endpoint.trim_start_matches("http://"),
+                error.message()
+            )),
+        }
+    }
+    if reachable == 0 {
+        return Err(Status::unavailable(lines[1..].join("\n")));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// `members`: one line per member.
+pub async fn members(endpoints: &[String]) -> Result<String, Status> {
+    let response = with_any(endpoints, |mut clients| async move {
+        clients
+            .cluster
+            .member_list(MemberListRequest {
+                linearizable: false,
+            })
+            .await
+    })
+    .await?
+    .into_inner();
+    let mut lines = Vec::new();
+    for member in response.members {
+        lines.push(format!(
+            "{} {} {} {}",
+            member.id,
+            member.name,
+            member.peer_ur_ls.join(","),
+            if member.is_learner {
+                "learner"
+            } else {
+                "voter"
+            }
+        ));
+    }
+    Ok(lines.join("\n"))
+}

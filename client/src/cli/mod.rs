@@ -1,0 +1,6 @@
+//! The command line of `raft_client`: the node (`run`), the human commands
+//! and the load generator.
+
+pub mod bench;
+pub mod commands;
+pub mod endpoints;

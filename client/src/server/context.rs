@@ -1,0 +1,88 @@
+//! What every etcd service of a node shares: the Raft node, the cluster's
+//! identity, the limits, and connections to the other members for
+//! forwarding.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use raft::node::Node;
+use raft::NodeId;
+use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+use crate::kv::{HeaderFields, Limits};
+use crate::server::state_machine::KvStateMachine;
+
+/// gRPC metadata set on a request a member forwarded to the leader, so that
+/// a forwarded request is never forwarded again (no loops while leadership
+/// moves).
+pub const FORWARDED_METADATA: &str = "x-rustyraft-forwarded";
+
+/// Shared by the services of one node.
+pub struct Context {
+    /// The Raft node.
+    pub node: Node<KvStateMachine>,
+    /// The cluster id reported in headers.
+    pub cluster_id: u64,
+    /// Every member and its client address (`host:port`).
+    pub members: BTreeMap<NodeId, String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Where the data directory is, for the database size.
+    pub data_directory: std::path::PathBuf,
+    clients: Mutex<BTreeMap<NodeId, KvClient<Channel>>>,
+}
+
+impl Context {
+    /// A context for `node`.
+    pub fn new(
+        node: Node<KvStateMachine>,
+        cluster_id: u64,
+        members: BTreeMap<NodeId, String>,
+        limits: Limits,
+        data_directory: std::path::PathBuf,
+    ) -> Context {
+        Context {
+            node,
+            cluster_id,
+            members,
+            limits,
+            data_directory,
+            clients: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The header fields of this node now.
+    pub fn header(&self) -> HeaderFields {
+        HeaderFields {
+            cluster_id: self.cluster_id,
+            member_id: self.node.options().id,
+            raft_term: self.node.term(),
+        }
+    }
+
+    /// A KV client connected (lazily) to member `leader`.
+    pub fn client_of(&self, leader: NodeId) -> Result<KvClient<Channel>, Status> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&leader) {
+            return Ok(client.clone());
+        }
+        let address = self.members.get(&leader).ok_or_else(|| {
+            Status::unavailable(format!("etcdserver: leader {leader} is unknown"))
+        })?;
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(1));
+        let limit = self.limits.max_request_bytes + (1 << 20);
+        let client = KvClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(limit);
+        clients.insert(leader, client.clone());
+        Ok(client)
+    }
+}

@@ -1,0 +1,156 @@
+//! The etcd `KV` service: writes go through the Raft log, linearizable reads
+//! through ReadIndex, serializable reads to the local store. A member that
+//! is not the leader forwards writes and linearizable reads to the leader.
+
+use std::sync::Arc;
+
+use raft::node::RequestFailure;
+use raft::{NodeId, Role};
+use raft_proto::etcd::etcdserverpb::kv_server::Kv;
+use raft_proto::etcd::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::kv::validation::validate_range;
+use crate::kv::{Command, CommandResponse};
+use crate::server::context::{Context, FORWARDED_METADATA};
+use crate::server::status::{failure_status, kv_status, not_built};
+
+/// The `KV` service of one node.
+pub struct KvService {
+    context: Arc<Context>,
+}
+
+impl KvService {
+    /// The service over `context`.
+    pub fn new(context: Arc<Context>) -> KvService {
+        KvService { context }
+    }
+
+    /// Proposes a write at this node (the leader) and waits for its
+    /// response.
+    async fn write(&self, command: Command) -> Result<CommandResponse, Status> {
+        let proposal = command
+            .to_proposal(&self.context.limits)
+            .map_err(|error| kv_status(&error))?;
+        match self.context.node.propose(proposal.into()).await {
+            Ok(Ok(mut response)) => {
+                response.fill_headers(self.context.header());
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(kv_status(&error)),
+            Err(failure) => Err(failure_status(&failure)),
+        }
+    }
+
+    /// Where a write must go: `None` when this node is the leader, the
+    /// leader otherwise. A request that was already forwarded once, or one
+    /// that arrives while no leader is known, fails with `Unavailable`.
+    fn route<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
+        let status = self.context.node.status();
+        if status.role == Role::Leader {
+            return Ok(None);
+        }
+        match status.leader {
+            Some(leader) if !request.metadata().contains_key(FORWARDED_METADATA) => {
+                Ok(Some(leader))
+            }
+            leader_hint => Err(failure_status(&RequestFailure::NotLeader { leader_hint })),
+        }
+    }
+
+    fn local_range(&self, request: &RangeRequest) -> Result<RangeResponse, Status> {
+        let mut response = self
+            .context
+            .node
+            .read_local(|state| state.store.range(request))
+            .map_err(|error| kv_status(&error))?;
+        self.context.header().fill(&mut response.header);
+        Ok(response)
+    }
+}
+
+fn mark_forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        FORWARDED_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let range = request.get_ref();
+        validate_range(range).map_err(|error| kv_status(&error))?;
+        if range.serializable {
+            return self.local_range(range).map(Response::new);
+        }
+        if let Some(leader) = self.route(&request)? {
+            let mut client = self.context.client_of(leader)?;
+            return client.range(mark_forwarded(request.into_inner())).await;
+        }
+        self.context
+            .node
+            .read_index()
+            .await
+            .map_err(|failure| failure_status(&failure))?;
+        self.local_range(request.get_ref()).map(Response::new)
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        if let Some(leader) = self.route(&request)? {
+            let mut client = self.context.client_of(leader)?;
+            return client.put(mark_forwarded(request.into_inner())).await;
+        }
+        match self.write(Command::Put(request.into_inner())).await? {
+            CommandResponse::Put(response) => Ok(Response::new(response)),
+            other => Err(Status::internal(format!("a put answered {other:?}"))),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        if let Some(leader) = self.route(&request)? {
+            let mut client = self.context.client_of(leader)?;
+            return client
+                .delete_range(mark_forwarded(request.into_inner()))
+                .await;
+        }
+        match self
+            .write(Command::DeleteRange(request.into_inner()))
+            .await?
+        {
+            CommandResponse::DeleteRange(response) => Ok(Response::new(response)),
+            other => Err(Status::internal(format!("a delete answered {other:?}"))),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        if let Some(leader) = self.route(&request)? {
+            let mut client = self.context.client_of(leader)?;
+            return client.txn(mark_forwarded(request.into_inner())).await;
+        }
+        match self.write(Command::Txn(request.into_inner())).await? {
+            CommandResponse::Txn(response) => Ok(Response::new(response)),
+            other => Err(Status::internal(format!("a txn answered {other:?}"))),
+        }
+    }
+
+    async fn compact(
+        &self,
+        _request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        Err(not_built(
+            "compaction (RustyRaft keeps only the latest revision of each key, so there is no history to compact)",
+        ))
+    }
+}

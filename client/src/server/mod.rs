@@ -1,0 +1,246 @@
+//! A RustyRaft node serving the etcd v3 API: one gRPC port carries both the
+//! Raft peer service and the etcd services (KV, Watch, Lease, Cluster,
+//! Maintenance).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::node::{Node, NodeOptions, StartError};
+use raft::storage::ClusterId;
+use raft::{Config, NodeId};
+use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
+use raft_proto::etcd::etcdserverpb::kv_server::KvServer;
+use raft_proto::etcd::etcdserverpb::lease_server::LeaseServer;
+use raft_proto::etcd::etcdserverpb::maintenance_server::MaintenanceServer;
+use raft_proto::etcd::etcdserverpb::watch_server::WatchServer;
+use thiserror::Error;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::kv::Limits;
+
+pub mod cluster_service;
+pub mod context;
+pub mod kv_service;
+pub mod maintenance_service;
+pub mod state_machine;
+pub mod status;
+pub mod unbuilt_services;
+
+use self::cluster_service::ClusterService;
+use self::context::Context;
+use self::kv_service::KvService;
+use self::maintenance_service::MaintenanceService;
+use self::state_machine::KvStateMachine;
+use self::unbuilt_services::{UnbuiltLease, UnbuiltWatch};
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// This node's id.
+    pub id: NodeId,
+    /// The address to listen on (peers and clients).
+    pub listen: SocketAddr,
+    /// Every member and its `host:port`, this node included.
+    pub members: BTreeMap<NodeId, String>,
+    /// Where the WAL lives.
+    pub data_directory: PathBuf,
+    /// Shortest election timeout.
+    pub election_timeout_min: Duration,
+    /// Longest election timeout.
+    pub election_timeout_max: Duration,
+    /// Interval between heartbeats.
+    pub heartbeat: Duration,
+    /// A token naming the cluster; with the initial members it gives the
+    /// cluster id.
+    pub cluster_token: String,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// Why a node could not run.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// The Raft node could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// The cluster id: a 64-bit FNV-1a hash of the token and the initial
+/// members, so that nodes of two clusters (or of one cluster started with
+/// different member lists) refuse each other's messages and data.
+pub fn cluster_id(token: &str, members: &BTreeMap<NodeId, String>) -> ClusterId {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(token.as_bytes());
+    for (id, address) in members {
+        feed(&[0]);
+        feed(&id.get().to_le_bytes());
+        feed(address.as_bytes());
+    }
+    ClusterId(hash)
+}
+
+fn greatest_common_divisor(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl ServerOptions {
+    /// The Raft node's options: the tick is the largest whole number of
+    /// milliseconds (at most 10) that divides every timeout.
+    pub fn node_options(&self) -> Result<NodeOptions, ServerError> {
+        let fail = |reason: String| Err(ServerError::Options(reason));
+        let millis = |duration: Duration| duration.as_millis();
+        let (heartbeat, minimum, maximum) = (
+            millis(self.heartbeat),
+            millis(self.election_timeout_min),
+            millis(self.election_timeout_max),
+        );
+        if heartbeat == 0 {
+            return fail("the heartbeat interval must be at least 1 ms".to_string());
+        }
+        if heartbeat >= minimum {
+            return fail(format!(
+                "the heartbeat interval ({heartbeat} ms) must be below the minimum election \
+                 timeout ({minimum} ms), or followers start elections under a healthy leader"
+            ));
+        }
+        if minimum >= maximum {
+            return fail(format!(
+                "the minimum election timeout ({minimum} ms) must be below the maximum ({maximum} ms)"
+            ));
+        }
+        if !self.members.contains_key(&self.id) {
+            return fail(format!(
+                "node {} is not in the member list ({})",
+                self.id,
+                self.members
+                    .iter()
+                    .map(|(id, address)| format!("{}={address}", id.get()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let tick = [heartbeat, minimum, maximum]
+            .into_iter()
+            .fold(10, greatest_common_divisor);
+        let ticks = |value: u128| u32::try_from(value / tick).unwrap_or(u32::MAX);
+        let cluster = cluster_id(&self.cluster_token, &self.members);
+        let mut options = NodeOptions::new(
+            self.id,
+            cluster,
+            self.members.clone(),
+            self.data_directory.clone(),
+        );
+        options.tick = Duration::from_millis(tick as u64);
+        options.raft = Config {
+            election_ticks_min: ticks(minimum),
+            election_ticks_max: ticks(maximum),
+            heartbeat_ticks: ticks(heartbeat),
+            ..Config::new(self.id)
+        };
+        Ok(options)
+    }
+}
+
+/// Runs a node until `shutdown` completes, then stops it cleanly: stops
+/// accepting requests, fails those in flight, flushes and closes the WAL.
+pub async fn serve(
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let node_options = options.node_options()?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            address: options.listen,
+            source,
+        })?;
+    let cluster = node_options.cluster_id;
+    let node = Node::start(node_options, KvStateMachine::default())?;
+    tracing::info!(
+        node = %options.id,
+        address = %options.listen,
+        cluster = cluster.0,
+        members = options.members.len(),
+        data = %options.data_directory.display(),
+        "node started"
+    );
+    let peer_service = node
+        .peer_service()
+        .ok_or_else(|| ServerError::Options("the peer service was taken".to_string()))?;
+    let context = Arc::new(Context::new(
+        node.clone(),
+        cluster.0,
+        options.members.clone(),
+        options.limits.clone(),
+        options.data_directory.clone(),
+    ));
+    // Leave room above the request limit so that an oversized request
+    // reaches our check and gets its reason, rather than a transport error.
+    let decode_limit = options.limits.max_request_bytes + (1 << 20);
+    // On shutdown the node stops first: requests in flight fail, the WAL is
+    // flushed and closed, and peer streams end (their next message is
+    // refused), so the server's graceful stop does not wait on them.
+    let (stopped_sender, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopping_node = node.clone();
+    let stop = async move {
+        shutdown.await;
+        tracing::info!("stopping: refusing new requests, flushing the log");
+        stopping_node.shutdown().await;
+        let _ = stopped_sender.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(peer_service)
+        .add_service(
+            KvServer::new(KvService::new(context.clone()))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(ClusterServer::new(ClusterService::new(context.clone())))
+        .add_service(MaintenanceServer::new(MaintenanceService::new(
+            context.clone(),
+        )))
+        .add_service(WatchServer::new(UnbuiltWatch))
+        .add_service(LeaseServer::new(UnbuiltLease))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        // Connections that linger after the node stopped get a short grace.
+        _ = async {
+            let _ = stopped.await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } => Ok(()),
+    };
+    node.shutdown().await;
+    tracing::info!(node = %options.id, "stopped");
+    result.map_err(ServerError::from)
+}
