@@ -63,6 +63,18 @@ pub struct RunStats {
     pub snapshots_taken: u64,
     /// Snapshots followers installed from a leader.
     pub snapshots_installed: u64,
+    /// Crashes aimed at a moment when the node had log entries in flight.
+    pub crashes_aimed_mid_write: u64,
+    /// Writes replacing a durable suffix that a crash cut short.
+    pub replacements_cut_short: u64,
+    /// Crashes that kept some but not all of the log entries in flight.
+    pub torn_writes: u64,
+    /// Log entries in flight, never reported persisted, that a crash kept.
+    pub unacknowledged_entries_kept: u64,
+    /// Disks that had a bit flipped before their log's tail.
+    pub disks_corrupted: u64,
+    /// Nodes that found their disk corrupt at a restart and refused to start.
+    pub corrupt_disks_refused: u64,
 }
 
 /// The result of one run.
@@ -94,6 +106,8 @@ pub(crate) enum Event {
         token: u64,
     },
     Nemesis,
+    /// A crash aimed at a moment when the node has a log write in flight.
+    CrashMidWrite(NodeId),
     Restart(NodeId),
     Reconnect(NodeId),
     Heal,
@@ -113,6 +127,8 @@ pub(crate) struct SimNode {
     /// Proposals the core accepted: where their entries sit.
     pub(crate) accepted: BTreeMap<LogIndex, (RequestId, Term)>,
     pub(crate) restarts: u64,
+    /// Found its disk corrupt at a restart: down for the rest of the run.
+    pub(crate) refused_to_start: bool,
 }
 
 /// The whole simulated world.
@@ -200,6 +216,7 @@ impl Cluster {
                 requests: BTreeMap::new(),
                 accepted: BTreeMap::new(),
                 restarts: 0,
+                refused_to_start: false,
             });
             cluster.start_node(id);
             // Nodes tick at different phases, like real clocks.
@@ -293,6 +310,7 @@ impl Cluster {
             }
             Event::ClientWake { client, token } => self.wake_client(client, token),
             Event::Nemesis => self.nemesis(),
+            Event::CrashMidWrite(node) => self.crash(node, "in the middle of a log write"),
             Event::Restart(node) => self.restart_node(node),
             Event::Reconnect(node) => self.network.reconnect(node),
             Event::Heal => self.heal(),
@@ -503,10 +521,12 @@ impl Cluster {
             entries[0].term,
             entries[entries.len() - 1].term
         ));
+        let first_index = entries[0].index;
         let sequence = self.nodes[position].disk.write(entries);
         let (low, high) = self.scenario.disk_latency_us;
         let latency = uniform(&mut self.rng, low, high);
         self.schedule(latency, Event::Flush { node, sequence });
+        self.maybe_crash_mid_write(node, first_index, latency);
     }
 
     fn apply(&mut self, node: NodeId, entries: Vec<Entry>) {
@@ -592,6 +612,13 @@ impl Cluster {
             )));
         }
         for node in &self.nodes {
+            if node.disk.recover().is_err() {
+                // Down for good; the others hold a quorum without it.
+                if node.core.is_some() {
+                    return Err(failure(format!("{} started on a corrupt disk", node.id)));
+                }
+                continue;
+            }
             let Some(core) = &node.core else {
                 return Err(failure(format!("{} is still down", node.id)));
             };

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod disk;
+mod disk_faults;
 pub mod invariants;
 pub mod kv;
 pub mod linearizability;

@@ -145,10 +145,11 @@ pub fn chain_hash(previous: u64, entry: &Entry) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(index: u64, term: u64) -> Entry {
+    /// A no-op entry, for tests that need only indexes and terms.
+    pub(crate) fn entry(index: u64, term: u64) -> Entry {
         Entry {
             index: LogIndex(index),
             term: Term(term),

@@ -83,14 +83,14 @@ impl Cluster {
             return false;
         }
         node.core = None;
-        node.disk.crash();
         self.stats.crashes += 1;
         self.trace_line(format!("NEMESIS crash {victim} {reason}"));
+        self.crash_disk(victim);
         true
     }
 
     pub(crate) fn restart_node(&mut self, node: NodeId) {
-        if self.is_alive(node) {
+        if self.is_alive(node) || !self.disk_allows_start(node) {
             return;
         }
         self.nodes[position_of(node)].restarts += 1;

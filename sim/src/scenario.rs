@@ -3,11 +3,16 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use raft::NodeId;
+
 use crate::network::NetworkFaults;
 use crate::random::{chance, pick, uniform};
 
 /// Simulated microseconds per tick.
 pub const TICK_US: u64 = 1_000;
+
+/// The fraction of runs in which one node's disk is corrupted.
+pub const DISK_CORRUPTION_PROBABILITY: f64 = 0.3;
 
 /// A deliberately unsafe variant of the algorithm, for proving that the
 /// checks catch bugs.
@@ -62,6 +67,21 @@ pub struct Scenario {
     pub max_entries_per_message: usize,
     /// Disk write latency range, simulated microseconds.
     pub disk_latency_us: (u64, u64),
+    /// Probability that a crash with log writes in flight keeps a random
+    /// prefix of their entries (possibly all, possibly none) rather than
+    /// none of them: a write cut short.
+    pub torn_write_probability: f64,
+    /// Probability that a log write that leaves two entries or more in
+    /// flight, or that replaces durable entries, is followed by a crash of
+    /// its node before it is durable.
+    pub mid_write_crash_probability: f64,
+    /// The most crashes a run aims at writes in flight.
+    pub mid_write_crashes_max: u64,
+    /// The node whose disk gets a bit flipped in a record before its log's
+    /// tail, while it is down after its first crash with two durable
+    /// entries; it then refuses to start for the rest of the run. Only in
+    /// clusters of three or more, where the others keep a quorum.
+    pub corrupt_disk: Option<NodeId>,
     /// Ticks of faults, then ticks of calm during which the cluster must
     /// recover.
     pub fault_ticks: u64,
@@ -133,6 +153,11 @@ impl Scenario {
             pre_vote: !chance(rng, 0.15),
             check_quorum: !chance(rng, 0.15),
             disk_latency_us: (uniform(rng, 10, 200), uniform(rng, 200, 3_000)),
+            torn_write_probability: pick(rng, &[0.7, 1.0]),
+            mid_write_crash_probability: pick(rng, &[0.5, 0.8]),
+            mid_write_crashes_max: uniform(rng, 3, 12),
+            corrupt_disk: (nodes >= 3 && chance(rng, DISK_CORRUPTION_PROBABILITY))
+                .then(|| NodeId(uniform(rng, 1, nodes as u64 + 1))),
             fault_ticks: uniform(rng, 300, 700),
             heal_ticks: 500,
             nemesis_interval_ticks: if hunting {

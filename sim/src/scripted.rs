@@ -31,6 +31,10 @@ impl Scenario {
             max_inflight_messages: 256,
             max_entries_per_message: 64,
             disk_latency_us: (50, 500),
+            torn_write_probability: 0.0,
+            mid_write_crash_probability: 0.0,
+            mid_write_crashes_max: 0,
+            corrupt_disk: None,
             fault_ticks: 0,
             heal_ticks: 0,
             nemesis_interval_ticks: 0,
@@ -113,6 +117,20 @@ impl Cluster {
     /// Restarts a crashed `node` from its disk.
     pub fn restart(&mut self, node: NodeId) {
         self.restart_node(node);
+    }
+
+    /// Flips a bit in the record of a durable entry of the crashed `node`
+    /// that is not its log's last (chosen by the seed): at its next restart
+    /// it finds the damage and refuses to start, for good. Returns the
+    /// entry; `None` when its log holds fewer than two entries.
+    pub fn corrupt_disk(&mut self, node: NodeId) -> Option<LogIndex> {
+        self.flip_random_bit(node)
+    }
+
+    /// Whether `node` found its disk corrupt at a restart and refused to
+    /// start.
+    pub fn refused_to_start(&self, node: NodeId) -> bool {
+        self.nodes[position_of(node)].refused_to_start
     }
 
     /// Whether `node` is running.

@@ -9,6 +9,7 @@
 //! determinism, healthy seeds, and that each injected bug is caught. (One
 //! test binary for the crate keeps linking fast.)
 
+mod lab_disk_faults;
 mod lab_persistence;
 mod lab_support;
 mod simulation_checks;

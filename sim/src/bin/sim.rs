@@ -108,13 +108,13 @@ fn check(
     let started = Instant::now();
     let next_seed = AtomicU64::new(start_seed);
     let mut failures: Vec<RunOutcome> = Vec::new();
-    let mut totals = sim::RunStats::default();
+    let mut totals = Totals::default();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut failures = Vec::new();
-                    let mut totals = sim::RunStats::default();
+                    let mut totals = Totals::default();
                     loop {
                         let seed = next_seed.fetch_add(1, Ordering::Relaxed);
                         if seed >= end_seed {
@@ -126,7 +126,7 @@ fn check(
                             bug,
                             trace: false,
                         });
-                        add_stats(&mut totals, &outcome.stats);
+                        totals.add_run(&outcome.stats);
                         if outcome.violation.is_some() {
                             failures.push(outcome);
                         }
@@ -138,7 +138,7 @@ fn check(
         for worker in workers {
             let (worker_failures, worker_totals) = worker.join().expect("worker panicked");
             failures.extend(worker_failures);
-            add_stats(&mut totals, &worker_totals);
+            totals.add(&worker_totals);
         }
     });
     failures.sort_by_key(|outcome| outcome.options.seed);
@@ -150,6 +150,9 @@ fn check(
         println!("seed {} FAILED: {violation}", outcome.options.seed);
         println!("  replay: {}", replay_command(&outcome.options));
     }
+    let seeds_with_torn_writes = totals.seeds_with_torn_writes;
+    let seeds_with_refused_disks = totals.seeds_with_refused_disks;
+    let totals = totals.stats;
     println!(
         "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
         started.elapsed().as_secs_f64(),
@@ -166,12 +169,45 @@ fn check(
         totals.snapshots_installed,
         totals.linearizability_undecided
     );
+    println!(
+        "disk faults: {} crashes aimed at writes in flight, {} torn writes in {} seeds, {} unacknowledged entries kept by crashes, {} replacements of a suffix cut short, {} disks corrupted, {} refused to start (in {} seeds)",
+        totals.crashes_aimed_mid_write,
+        totals.torn_writes,
+        seeds_with_torn_writes,
+        totals.unacknowledged_entries_kept,
+        totals.replacements_cut_short,
+        totals.disks_corrupted,
+        totals.corrupt_disks_refused,
+        seeds_with_refused_disks
+    );
     println!("seeds={} violations={}", seeds, failures.len());
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What many runs added up to.
+#[derive(Default)]
+struct Totals {
+    stats: sim::RunStats,
+    seeds_with_torn_writes: u64,
+    seeds_with_refused_disks: u64,
+}
+
+impl Totals {
+    fn add_run(&mut self, stats: &sim::RunStats) {
+        add_stats(&mut self.stats, stats);
+        self.seeds_with_torn_writes += u64::from(stats.torn_writes > 0);
+        self.seeds_with_refused_disks += u64::from(stats.corrupt_disks_refused > 0);
+    }
+
+    fn add(&mut self, other: &Totals) {
+        add_stats(&mut self.stats, &other.stats);
+        self.seeds_with_torn_writes += other.seeds_with_torn_writes;
+        self.seeds_with_refused_disks += other.seeds_with_refused_disks;
+    }
 }
 
 fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
@@ -187,6 +223,12 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.linearizability_undecided += stats.linearizability_undecided;
     totals.snapshots_taken += stats.snapshots_taken;
     totals.snapshots_installed += stats.snapshots_installed;
+    totals.crashes_aimed_mid_write += stats.crashes_aimed_mid_write;
+    totals.torn_writes += stats.torn_writes;
+    totals.replacements_cut_short += stats.replacements_cut_short;
+    totals.unacknowledged_entries_kept += stats.unacknowledged_entries_kept;
+    totals.disks_corrupted += stats.disks_corrupted;
+    totals.corrupt_disks_refused += stats.corrupt_disks_refused;
 }
 
 fn replay(seed: u64, nodes: usize, bug: Option<InjectedBug>) -> Result<ExitCode> {

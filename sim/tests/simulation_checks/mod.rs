@@ -42,6 +42,31 @@ fn healthy_seeds_have_no_violation() {
     }
 }
 
+#[test]
+fn torn_writes_and_corrupt_disks_happen_in_healthy_seeds() {
+    let mut torn_writes = 0;
+    let mut refused = 0;
+    for seed in 0..40 {
+        let outcome = run(options(seed, 3, None));
+        if let Some(violation) = outcome.violation {
+            panic!(
+                "seed {seed}: {violation}\nreplay: {}",
+                replay_command(&outcome.options)
+            );
+        }
+        assert_eq!(
+            outcome.stats.corrupt_disks_refused, outcome.stats.disks_corrupted,
+            "seed {seed}: every corrupt disk is found at the calm phase's restart"
+        );
+        torn_writes += outcome.stats.torn_writes;
+        refused += outcome.stats.corrupt_disks_refused;
+    }
+    assert!(
+        torn_writes > 0 && refused > 0,
+        "{torn_writes} torn writes, {refused} refused"
+    );
+}
+
 /// Runs seeds from 0 until one violates a property; returns what was found.
 fn first_violation(bug: InjectedBug, nodes: usize, max_seeds: u64) -> Option<(u64, String)> {
     (0..max_seeds).find_map(|seed| {
