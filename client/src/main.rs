@@ -107,6 +107,9 @@ struct RunArguments {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_request_bytes)]
     max_request_bytes: usize,
+    /// Serve Prometheus metrics at http://<address>/metrics (off by default).
+    #[arg(long)]
+    metrics_address: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -217,6 +220,11 @@ async fn run_node(arguments: RunArguments) -> anyhow::Result<()> {
             max_request_bytes: arguments.max_request_bytes,
             ..Limits::default()
         },
+        metrics_address: arguments
+            .metrics_address
+            .as_deref()
+            .map(resolve)
+            .transpose()?,
     };
     serve(options, shutdown_signal()).await?;
     Ok(())

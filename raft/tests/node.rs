@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use raft::node::{Node, NodeMetrics, NodeOptions, RequestFailure};
+use raft::node::{Node, NodeOptions, RequestFailure};
 use raft::storage::ClusterId;
 use raft::{LogIndex, NodeId, Role, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 use tokio::net::TcpListener;
@@ -339,7 +339,7 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot()
     assert_eq!(expected.len(), 151);
     // It caught up by a snapshot: the leader's log no longer held what it
     // missed.
-    let installed = NodeMetrics::get(&cluster.node(lagging).metrics().snapshots_installed);
+    let installed = cluster.node(lagging).metrics().snapshots_installed.get();
     assert!(installed >= 1, "the lagging node installed a snapshot");
 
     // A full restart restores every node from its snapshot plus its log.

@@ -26,6 +26,7 @@ pub mod cluster_service;
 pub mod context;
 pub mod kv_service;
 pub mod maintenance_service;
+pub mod metrics_http;
 pub mod state_machine;
 pub mod status;
 pub mod unbuilt_services;
@@ -59,6 +60,8 @@ pub struct ServerOptions {
     pub cluster_token: String,
     /// Request limits.
     pub limits: Limits,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// Why a node could not run.
@@ -73,6 +76,15 @@ pub enum ServerError {
     /// The address cannot be listened on.
     #[error("cannot listen on {address}: {source}")]
     Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics address cannot be listened on.
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
         /// The address.
         address: SocketAddr,
         /// Why.
@@ -192,6 +204,18 @@ pub async fn serve(
         data = %options.data_directory.display(),
         "node started"
     );
+    let metrics_server = match options.metrics_address {
+        Some(address) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            node.metrics().register(&mut registry);
+            let task = metrics_http::serve_metrics(address, registry)
+                .await
+                .map_err(|source| ServerError::Metrics { address, source })?;
+            tracing::info!(%address, "serving metrics at /metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let peer_service = node
         .peer_service()
         .ok_or_else(|| ServerError::Options("the peer service was taken".to_string()))?;
@@ -241,6 +265,9 @@ pub async fn serve(
         } => Ok(()),
     };
     node.shutdown().await;
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     tracing::info!(node = %options.id, "stopped");
     result.map_err(ServerError::from)
 }

@@ -120,7 +120,8 @@ impl<M: StateMachine> Applier<M> {
             }
         }
         batch.clear();
-        NodeMetrics::add(&self.metrics.entries_applied, responses.len() as u64);
+        self.metrics.entries_applied.inc_by(responses.len() as u64);
+        self.metrics.applied_index.set(self.applied_index.0 as i64);
         for (index, term, response) in responses {
             self.requests.applied(index, term, response);
         }
@@ -157,7 +158,7 @@ impl<M: StateMachine> Applier<M> {
                 self.last_command = (restored.index, restored.term);
                 self.latest_snapshot = restored.index;
                 self.requests.skipped_to(restored.index);
-                NodeMetrics::add(&self.metrics.snapshots_installed, 1);
+                self.metrics.snapshots_installed.inc();
                 self.applied.send_replace(self.applied_index);
                 let _ = self.events.send(Event::Applied(self.applied_index));
                 true
@@ -216,7 +217,7 @@ impl<M: StateMachine> Applier<M> {
             .spawn(move || {
                 match store.save(&mut captured, term, membership) {
                     Ok(file) => {
-                        NodeMetrics::add(&metrics.snapshots_taken, 1);
+                        metrics.snapshots_taken.inc();
                         let _ = events.send(Event::SnapshotTaken(file.metadata().clone()));
                     }
                     Err(error) => tracing::error!(%error, "cannot save a snapshot"),

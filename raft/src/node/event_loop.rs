@@ -3,28 +3,28 @@
 //! completions) and carries its outputs out in the order the crate's driver
 //! contract requires.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::core::input::Input;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageBody};
 use crate::core::output::Output;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::core::{RaftCore, Role, Status};
 use crate::node::applier::Work;
 use crate::node::error::RequestFailure;
-use crate::node::metrics::NodeMetrics;
+use crate::node::metrics::{NodeMetrics, PeerLabels};
 use crate::node::requests::Requests;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
 use crate::transport::Peers;
-use crate::types::{LogIndex, RequestId, Term};
+use crate::types::{LogIndex, NodeId, RequestId, Term};
 
 /// Completions reported to the loop by storage and the applier.
 pub(crate) enum Event {
@@ -79,6 +79,10 @@ pub(crate) struct EventLoop<R> {
     /// Why the node must stop (the state machine failed).
     pub(crate) fatal: Option<String>,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// WAL submissions of entries not yet durable: sequence and when.
+    pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
+    /// The last heartbeat round sent to each peer, and when.
+    pub(crate) rounds_sent: BTreeMap<NodeId, (u64, Instant)>,
 }
 
 impl<R> EventLoop<R> {
@@ -100,11 +104,11 @@ impl<R> EventLoop<R> {
                     false
                 }
                 Some(message) = self.inbound.recv() => {
-                    self.core.step(Input::Message(message));
+                    self.step_message(message);
                     let mut taken = 1;
                     while taken < BATCH_INPUTS {
                         let Ok(message) = self.inbound.try_recv() else { break };
-                        self.core.step(Input::Message(message));
+                        self.step_message(message);
                         taken += 1;
                     }
                     false
@@ -149,6 +153,14 @@ impl<R> EventLoop<R> {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Durable(durable) => {
+                while let Some((sequence, submitted)) = self.appends_in_flight.front() {
+                    if *sequence > durable.sequence {
+                        break;
+                    }
+                    let seconds = submitted.elapsed().as_secs_f64();
+                    self.metrics.append_latency_seconds.observe(seconds);
+                    self.appends_in_flight.pop_front();
+                }
                 if self
                     .barrier
                     .is_some_and(|barrier| durable.sequence >= barrier)
@@ -168,6 +180,26 @@ impl<R> EventLoop<R> {
             Event::SnapshotTaken(metadata) => self.core.step(Input::SnapshotTaken { metadata }),
             Event::Fatal(reason) => self.fatal = Some(reason),
         }
+    }
+
+    /// Steps a peer's message, timing the answer to a heartbeat round.
+    fn step_message(&mut self, message: Message) {
+        if let MessageBody::AppendEntriesResponse(response) = &message.body {
+            if let Some((round, sent)) = self.rounds_sent.get(&message.from) {
+                if *round == response.round {
+                    let labels = PeerLabels {
+                        peer: message.from.0,
+                    };
+                    let seconds = sent.elapsed().as_secs_f64();
+                    self.metrics
+                        .peer_round_trip_seconds
+                        .get_or_create(&labels)
+                        .observe(seconds);
+                    self.rounds_sent.remove(&message.from);
+                }
+            }
+        }
+        self.core.step(Input::Message(message));
     }
 
     /// Steps a command; true when the loop must stop.
@@ -219,9 +251,23 @@ impl<R> EventLoop<R> {
                 self.barrier = Some(ticket.sequence);
             }
             Output::AppendLog { entries } => {
-                self.wal.submit_append(entries)?;
+                let ticket = self.wal.submit_append(entries)?;
+                self.appends_in_flight
+                    .push_back((ticket.sequence, Instant::now()));
             }
-            Output::Send(message) => self.peers.send(message),
+            Output::Send(message) => {
+                if let MessageBody::AppendEntries(append) = &message.body {
+                    let newer = self
+                        .rounds_sent
+                        .get(&message.to)
+                        .is_none_or(|(round, _)| *round < append.round);
+                    if newer {
+                        self.rounds_sent
+                            .insert(message.to, (append.round, Instant::now()));
+                    }
+                }
+                self.peers.send(message)
+            }
             Output::CompactLog { up_to } => {
                 let term = self.wal.term(up_to)?;
                 self.wal.submit_purge(up_to, term)?;
@@ -256,6 +302,7 @@ impl<R> EventLoop<R> {
 
     fn publish_status(&self) {
         let core = &self.core;
+        let metrics = &self.metrics;
         self.status.send_if_modified(|status| {
             let next = NodeStatus {
                 id: core.id(),
@@ -269,8 +316,14 @@ impl<R> EventLoop<R> {
             } else {
                 if next.role == Role::Leader && status.role != Role::Leader {
                     tracing::info!(term = %next.term, "became the leader");
-                    NodeMetrics::add(&self.metrics.elections_won, 1);
+                    metrics.elections_won.inc();
                 }
+                if next.leader != status.leader && next.leader.is_some() {
+                    metrics.leader_changes.inc();
+                }
+                metrics.term.set(next.term.0 as i64);
+                metrics.set_role(next.role);
+                metrics.commit_index.set(next.commit_index.0 as i64);
                 *status = next;
                 true
             }

@@ -1,27 +1,153 @@
-//! Counters a running node keeps, for monitoring and tests.
+//! What a running node measures, as Prometheus metrics. A program that
+//! serves `/metrics` registers them with [`NodeMetrics::register`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
-/// Monotonic counters of one node since it started.
-#[derive(Debug, Default)]
+use crate::core::Role;
+
+/// Labels of a per-peer metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: u64,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 3.3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+/// The metrics of one node. Counters and gauges are cheap to clone handles.
+#[derive(Debug)]
 pub struct NodeMetrics {
+    /// The current term.
+    pub term: Gauge,
+    /// The role: 0 follower, 1 pre-candidate, 2 candidate, 3 leader.
+    pub role: Gauge,
+    /// The highest index known to be committed.
+    pub commit_index: Gauge,
+    /// The index the state machine has applied.
+    pub applied_index: Gauge,
     /// Entries the state machine applied (commands and no-ops).
-    pub entries_applied: AtomicU64,
-    /// Snapshots of the state machine this node wrote.
-    pub snapshots_taken: AtomicU64,
-    /// Snapshots received from a leader and restored.
-    pub snapshots_installed: AtomicU64,
+    pub entries_applied: Counter,
+    /// Proposals applied and answered.
+    pub proposals_committed: Counter,
+    /// Proposals and reads that failed (not leader, leadership lost, ...).
+    pub requests_failed: Counter,
+    /// Times the known leader changed.
+    pub leader_changes: Counter,
     /// Times this node became the leader.
-    pub elections_won: AtomicU64,
+    pub elections_won: Counter,
+    /// Snapshots of the state machine this node wrote.
+    pub snapshots_taken: Counter,
+    /// Snapshots received from a leader and restored.
+    pub snapshots_installed: Counter,
+    /// From submitting log entries to the WAL to their being durable
+    /// (a write and an fdatasync, shared by a batch).
+    pub append_latency_seconds: Histogram,
+    /// From sending a heartbeat round to a peer to its answer.
+    pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> NodeMetrics {
+        NodeMetrics {
+            term: Gauge::default(),
+            role: Gauge::default(),
+            commit_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            entries_applied: Counter::default(),
+            proposals_committed: Counter::default(),
+            requests_failed: Counter::default(),
+            leader_changes: Counter::default(),
+            elections_won: Counter::default(),
+            snapshots_taken: Counter::default(),
+            snapshots_installed: Counter::default(),
+            append_latency_seconds: latency_histogram(),
+            peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl NodeMetrics {
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Registers every metric under the prefix `raft`.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("raft");
+        registry.register("term", "The current term", self.term.clone());
+        registry.register(
+            "role",
+            "0 follower, 1 pre-candidate, 2 candidate, 3 leader",
+            self.role.clone(),
+        );
+        registry.register(
+            "commit_index",
+            "The highest committed index known",
+            self.commit_index.clone(),
+        );
+        registry.register(
+            "applied_index",
+            "The index the state machine applied",
+            self.applied_index.clone(),
+        );
+        registry.register(
+            "entries_applied",
+            "Entries applied",
+            self.entries_applied.clone(),
+        );
+        registry.register(
+            "proposals_committed",
+            "Proposals applied and answered",
+            self.proposals_committed.clone(),
+        );
+        registry.register(
+            "requests_failed",
+            "Proposals and reads that failed",
+            self.requests_failed.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Times the known leader changed",
+            self.leader_changes.clone(),
+        );
+        registry.register(
+            "elections_won",
+            "Times this node became the leader",
+            self.elections_won.clone(),
+        );
+        registry.register(
+            "snapshots_taken",
+            "Snapshots written",
+            self.snapshots_taken.clone(),
+        );
+        registry.register(
+            "snapshots_installed",
+            "Snapshots received from a leader and restored",
+            self.snapshots_installed.clone(),
+        );
+        registry.register(
+            "append_latency_seconds",
+            "From submitting entries to the WAL to their being durable (write and fdatasync)",
+            self.append_latency_seconds.clone(),
+        );
+        registry.register(
+            "peer_round_trip_seconds",
+            "From sending a heartbeat round to a peer to its answer",
+            self.peer_round_trip_seconds.clone(),
+        );
     }
 
-    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
-        counter.fetch_add(amount, Ordering::Relaxed);
+    pub(crate) fn set_role(&self, role: Role) {
+        let value = match role {
+            Role::Follower => 0,
+            Role::PreCandidate => 1,
+            Role::Candidate => 2,
+            Role::Leader => 3,
+        };
+        self.role.set(value);
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::collections::BTreeMap;
+//! use std::collections::{BTreeMap, VecDeque};
 //! use raft::node::{Node, NodeOptions};
 //! use raft::storage::ClusterId;
 //! use raft::{LogIndex, NodeId, SnapshotMetadata, StateMachine, StateMachineSnapshot};
@@ -67,7 +67,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -297,8 +297,8 @@ impl<M: StateMachine> Node<M> {
             let _ = listener_events.send(Event::Durable(durable));
         });
 
-        let requests = Arc::new(Requests::new());
         let metrics = Arc::new(NodeMetrics::default());
+        let requests = Arc::new(Requests::new(metrics.clone()));
         let state_machine = Arc::new(RwLock::new(state_machine));
         let (applied_sender, applied_watch) = watch::channel(applied);
         let (work, work_receiver) = std::sync::mpsc::channel();
@@ -374,6 +374,8 @@ impl<M: StateMachine> Node<M> {
             reported,
             fatal: None,
             metrics: metrics.clone(),
+            appends_in_flight: VecDeque::new(),
+            rounds_sent: BTreeMap::new(),
         };
         let node_id = options.id;
         let event_loop = tokio::spawn(async move {

@@ -3,11 +3,12 @@
 //! answers a proposal with its state machine response).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::node::error::RequestFailure;
+use crate::node::metrics::NodeMetrics;
 use crate::types::{LogIndex, RequestId, Term};
 
 /// Where a read's answer goes: the read index once leadership is confirmed.
@@ -30,11 +31,13 @@ struct Inner<R> {
 /// The registry of requests in flight.
 pub(crate) struct Requests<R> {
     inner: Mutex<Inner<R>>,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl<R> Requests<R> {
-    pub(crate) fn new() -> Requests<R> {
+    pub(crate) fn new(metrics: Arc<NodeMetrics>) -> Requests<R> {
         Requests {
+            metrics,
             inner: Mutex::new(Inner {
                 next_id: 1,
                 waiters: HashMap::new(),
@@ -87,6 +90,7 @@ impl<R> Requests<R> {
 
     /// The request `id` failed.
     pub(crate) fn fail(&self, id: RequestId, failure: RequestFailure) {
+        self.metrics.requests_failed.inc();
         let mut inner = self.lock();
         inner.accepted.retain(|_, (_, accepted)| *accepted != id);
         match inner.waiters.remove(&id) {
@@ -113,8 +117,14 @@ impl<R> Requests<R> {
         };
         drop(inner);
         let answer = match response {
-            Some(response) if accepted_term == term => Ok(response),
-            _ => Err(RequestFailure::Lost),
+            Some(response) if accepted_term == term => {
+                self.metrics.proposals_committed.inc();
+                Ok(response)
+            }
+            _ => {
+                self.metrics.requests_failed.inc();
+                Err(RequestFailure::Lost)
+            }
         };
         let _ = reply.send(answer);
     }
