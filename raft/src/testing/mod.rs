@@ -4,8 +4,13 @@
 //! on fresh stores; [`run_log_store_reopen_suite`] checks that a durable
 //! store gives everything back after being closed and reopened. Every
 //! implementation runs both (the in-memory store runs the first only).
+//!
+//! [`open_wal_with_records`] and [`check_recovered_log`] put arbitrary
+//! bytes in a WAL segment and check what recovery makes of them.
 
 mod log_store;
 mod log_store_model;
+mod wal_recovery;
 
 pub use self::log_store::{run_log_store_reopen_suite, run_log_store_suite};
+pub use self::wal_recovery::{check_recovered_log, open_wal_with_records};
