@@ -6,9 +6,14 @@
 //!
 //! One run prints, in order:
 //!
-//! 1. the raw rate of the disk under the directory: a loop of one 4 KiB
-//!    write appended to a file and one fdatasync, as a log without group
-//!    commit would do (operations per second, p50 and p99 latency);
+//! 1. the raw rate of the disk under the directory: a loop of one write
+//!    (4 KiB, or `--raw-write-bytes`) appended to a file and one fdatasync,
+//!    as a log without group commit would do (operations per second, p50
+//!    and p99 latency). It runs
+//!    in slices that alternate with those of the run with the fewest
+//!    appenders: on a shared or virtual disk the cost of an fdatasync can
+//!    change several-fold from one second to the next, and only what is
+//!    measured over the same seconds can be compared;
 //! 2. for each count of concurrent appenders: every appender is a thread
 //!    that appends one entry of `--entry-bytes` bytes, waits until it is
 //!    durable ([`Wal::submit_append`] then [`Wal::wait`]), records the
@@ -39,8 +44,9 @@ use hdrhistogram::Histogram;
 use raft::storage::{ClusterId, Wal, WalOptions};
 use raft::{Entry, EntryPayload, LogIndex, NodeId, Term};
 
-/// Size of each write in the raw disk loop.
-const RAW_WRITE_BYTES: usize = 4096;
+/// Slices in which the raw loop and the run with the fewest appenders
+/// alternate.
+const INTERLEAVED_SLICES: u32 = 10;
 
 /// Latencies are recorded in nanoseconds, up to this bound.
 const LATENCY_MAX_NS: u64 = 60_000_000_000;
@@ -71,6 +77,10 @@ struct Args {
     /// Bytes of each entry's command.
     #[arg(long, default_value_t = 256)]
     entry_bytes: usize,
+    /// Bytes of each write in the raw loop. One 256-byte entry is a
+    /// 285-byte record: pass that to compare writes of the same size.
+    #[arg(long, default_value_t = 4096)]
+    raw_write_bytes: usize,
 }
 
 fn main() -> Result<()> {
@@ -78,6 +88,10 @@ fn main() -> Result<()> {
     ensure!(
         args.secs.is_finite() && args.secs > 0.0,
         "--secs must be positive"
+    );
+    ensure!(
+        args.raw_write_bytes > 0,
+        "--raw-write-bytes must be positive"
     );
     ensure!(
         !args.appenders.is_empty() && !args.appenders.contains(&0),
@@ -115,15 +129,35 @@ fn main() -> Result<()> {
         args.entry_bytes
     );
 
-    let raw = measure_raw_disk(&directory, duration)?;
+    let fewest = args.appenders.iter().copied().min().unwrap_or(1);
+    let slice = duration / INTERLEAVED_SLICES;
+    let mut raw_disk = RawDisk::create(&directory, args.raw_write_bytes)?;
+    let mut interleaved = Some(measure_wal(
+        &directory,
+        fewest,
+        args.entry_bytes,
+        (slice, INTERLEAVED_SLICES),
+        || raw_disk.run_for(slice),
+    )?);
+    let raw = raw_disk.finish()?;
     println!(
-        "raw {RAW_WRITE_BYTES}-byte append + fdatasync: fdatasyncs_per_s={:.0} p50_us={:.1} p99_us={:.1}",
-        raw.fdatasyncs_per_s, raw.latency_us_p50, raw.latency_us_p99
+        "raw {}-byte append + fdatasync (interleaved with appenders={fewest}): \
+         fdatasyncs_per_s={:.0} p50_us={:.1} p99_us={:.1}",
+        args.raw_write_bytes, raw.fdatasyncs_per_s, raw.latency_us_p50, raw.latency_us_p99
     );
 
     let mut runs = Vec::new();
     for &appenders in &args.appenders {
-        let run = measure_wal(&directory, appenders, args.entry_bytes, duration)?;
+        let run = match interleaved.take_if(|_| appenders == fewest) {
+            Some(run) => run,
+            None => measure_wal(
+                &directory,
+                appenders,
+                args.entry_bytes,
+                (duration, 1),
+                || Ok(()),
+            )?,
+        };
         println!(
             "appenders={appenders} entries_per_s={:.0} payload_mb_per_s={:.2} written_mb_per_s={:.2} \
              fdatasyncs_per_s={:.0} entries_per_fdatasync={:.1} p50_us={:.1} p99_us={:.1}",
@@ -172,42 +206,64 @@ struct RawResult {
     latency_us_p99: f64,
 }
 
-/// Appends 4 KiB and fdatasyncs, in a loop, for `duration`: the file grows
-/// as a WAL segment does, so each sync also commits the new size.
-fn measure_raw_disk(directory: &Path, duration: Duration) -> Result<RawResult> {
-    let path = directory.join("raw-fdatasync.bin");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    let block = vec![0xA5; RAW_WRITE_BYTES];
-    let mut latencies = new_histogram()?;
-    let mut offset = 0;
-    let started = Instant::now();
-    let mut operations = 0u64;
-    while started.elapsed() < duration {
-        let before = Instant::now();
-        write_and_sync(&file, &block, offset)
-            .with_context(|| format!("writing {}", path.display()))?;
-        latencies.saturating_record(nanoseconds(before.elapsed()));
-        offset += RAW_WRITE_BYTES as u64;
-        operations += 1;
-    }
-    let elapsed = started.elapsed();
-    drop(file);
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    Ok(RawResult {
-        fdatasyncs_per_s: operations as f64 / elapsed.as_secs_f64(),
-        latency_us_p50: quantile_us(&latencies, 0.50),
-        latency_us_p99: quantile_us(&latencies, 0.99),
-    })
+/// A file that grows by one write per fdatasync, as a WAL segment grows,
+/// so that each sync also commits the new size.
+struct RawDisk {
+    path: PathBuf,
+    file: File,
+    block: Vec<u8>,
+    offset: u64,
+    latencies: Histogram<u64>,
+    elapsed: Duration,
 }
 
-fn write_and_sync(file: &File, block: &[u8], offset: u64) -> std::io::Result<()> {
-    file.write_all_at(block, offset)?;
-    file.sync_data()
+impl RawDisk {
+    fn create(directory: &Path, write_bytes: usize) -> Result<RawDisk> {
+        let path = directory.join("raw-fdatasync.bin");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(RawDisk {
+            path,
+            file,
+            block: vec![0xA5; write_bytes],
+            offset: 0,
+            latencies: new_histogram()?,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// Appends and fdatasyncs, in a loop, for `duration`.
+    fn run_for(&mut self, duration: Duration) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < duration {
+            let before = Instant::now();
+            self.file
+                .write_all_at(&self.block, self.offset)
+                .and_then(|()| self.file.sync_data())
+                .with_context(|| format!("writing {}", self.path.display()))?;
+            self.latencies
+                .saturating_record(nanoseconds(before.elapsed()));
+            self.offset += self.block.len() as u64;
+        }
+        self.elapsed += started.elapsed();
+        Ok(())
+    }
+
+    /// The figures so far; removes the file.
+    fn finish(self) -> Result<RawResult> {
+        drop(self.file);
+        std::fs::remove_file(&self.path)
+            .with_context(|| format!("removing {}", self.path.display()))?;
+        Ok(RawResult {
+            fdatasyncs_per_s: self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
+            latency_us_p50: quantile_us(&self.latencies, 0.50),
+            latency_us_p99: quantile_us(&self.latencies, 0.99),
+        })
+    }
 }
 
 struct WalResult {
@@ -220,12 +276,14 @@ struct WalResult {
 }
 
 /// `appenders` threads append and wait, each with one entry outstanding,
-/// for `duration`.
+/// on a fresh WAL, during `slices.1` slices of `slices.0`; `before_slice`
+/// runs before each slice, while the appenders are idle.
 fn measure_wal(
     directory: &Path,
     appenders: usize,
     entry_bytes: usize,
-    duration: Duration,
+    slices: (Duration, u32),
+    mut before_slice: impl FnMut() -> Result<()>,
 ) -> Result<WalResult> {
     let data_directory = directory.join(format!("wal-{appenders}-appenders"));
     let options = WalOptions::new(ClusterId(1), NodeId(1));
@@ -235,32 +293,18 @@ fn measure_wal(
     // The next index to hand out; held while submitting, so that the log
     // receives entries in index order.
     let next_index = Mutex::new(1u64);
-    // Everyone starts together, once all threads exist.
-    let start = Barrier::new(appenders + 1);
     let before = wal.stats();
-    let (elapsed, latencies) = std::thread::scope(|scope| -> Result<_> {
-        let threads: Vec<_> = (0..appenders)
-            .map(|_| {
-                scope.spawn(|| {
-                    start.wait();
-                    append_until(&wal, &next_index, &command, Instant::now() + duration)
-                })
-            })
-            .collect();
-        start.wait();
-        let started = Instant::now();
-        let mut latencies = new_histogram()?;
-        for thread in threads {
-            let thread_latencies = match thread.join() {
-                Ok(result) => result?,
-                Err(_) => bail!("an appender thread panicked"),
-            };
-            latencies
-                .add(thread_latencies)
-                .context("merging latency histograms")?;
-        }
-        Ok((started.elapsed(), latencies))
-    })?;
+    let mut elapsed = Duration::ZERO;
+    let mut latencies = new_histogram()?;
+    for _ in 0..slices.1 {
+        before_slice()?;
+        let (slice_elapsed, slice_latencies) =
+            run_appenders(&wal, appenders, &next_index, &command, slices.0)?;
+        elapsed += slice_elapsed;
+        latencies
+            .add(slice_latencies)
+            .context("merging latency histograms")?;
+    }
     let after = wal.stats();
     let entries = after.entries_submitted - before.entries_submitted;
     ensure!(
@@ -281,6 +325,41 @@ fn measure_wal(
         fdatasyncs_per_s: (after.fdatasyncs - before.fdatasyncs) as f64 / seconds,
         latency_us_p50: quantile_us(&latencies, 0.50),
         latency_us_p99: quantile_us(&latencies, 0.99),
+    })
+}
+
+/// Runs `appenders` threads for `duration`, from the moment all exist;
+/// returns the wall time until the last one finished, and the latencies.
+fn run_appenders(
+    wal: &Wal,
+    appenders: usize,
+    next_index: &Mutex<u64>,
+    command: &Bytes,
+    duration: Duration,
+) -> Result<(Duration, Histogram<u64>)> {
+    let start = Barrier::new(appenders + 1);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..appenders)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    append_until(wal, next_index, command, Instant::now() + duration)
+                })
+            })
+            .collect();
+        start.wait();
+        let started = Instant::now();
+        let mut latencies = new_histogram()?;
+        for thread in threads {
+            let thread_latencies = match thread.join() {
+                Ok(result) => result?,
+                Err(_) => bail!("an appender thread panicked"),
+            };
+            latencies
+                .add(thread_latencies)
+                .context("merging latency histograms")?;
+        }
+        Ok((started.elapsed(), latencies))
     })
 }
 
