@@ -1,11 +1,13 @@
 //! Integration tests of the on-disk storage: conformance, recovery from
-//! torn and corrupt files, data directory checks, group commit, and
-//! snapshots (store, damage, transfer, size). One test binary, for fast linking; the SIGKILL crash test is
+//! torn, corrupt and arbitrary files, data directory checks, group commit,
+//! and snapshots (store, damage, transfer, size). One test binary, for fast
+//! linking; the SIGKILL crash test is
 //! `wal_crash.rs`.
 
 mod storage {
     pub mod support;
 
+    mod arbitrary_segments;
     mod conformance;
     mod data_directory;
     mod group_commit;

@@ -6,11 +6,16 @@
 //! implementation runs both (the in-memory store runs the first only).
 //!
 //! [`OrderedMapStateMachine`] is a small [`crate::StateMachine`] for tests
-//! of snapshots and, later, of the driver.
+//! of snapshots and of the driver.
+//!
+//! [`open_wal_with_records`] and [`check_recovered_log`] put arbitrary
+//! bytes in a WAL segment and check what recovery makes of them.
 
 mod log_store;
 mod log_store_model;
 mod ordered_map;
+mod wal_recovery;
 
 pub use self::log_store::{run_log_store_reopen_suite, run_log_store_suite};
 pub use self::ordered_map::{MapCommand, MapResponse, OrderedMapSnapshot, OrderedMapStateMachine};
+pub use self::wal_recovery::{check_recovered_log, open_wal_with_records};

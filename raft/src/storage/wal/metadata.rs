@@ -38,7 +38,7 @@ pub const METADATA_FORMAT_VERSION: u32 = 1;
 
 const METADATA_FILE: &str = "metadata";
 const LOCK_FILE: &str = "LOCK";
-const WAL_DIRECTORY: &str = "wal";
+pub(crate) const WAL_DIRECTORY: &str = "wal";
 const TITLE: &str = "RustyRaft data directory";
 
 /// A data directory in use by this process.

@@ -94,6 +94,7 @@ use self::segment::{SegmentFile, SegmentId, SEGMENT_HEADER_BYTES};
 use self::writer::{Commit, Shared, WriteOp};
 
 pub use self::metadata::METADATA_FORMAT_VERSION;
+pub(crate) use self::metadata::WAL_DIRECTORY;
 pub use self::recovery::{RecoveryReport, TornTail};
 pub use self::writer::{Durable, Ticket, WalStats};
 
