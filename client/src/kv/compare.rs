@@ -34,7 +34,7 @@ fn compare_entry(comparison: &Compare, entry: Option<&Entry>) -> bool {
     let number = |field: fn(&Entry) -> i64| entry.map_or(0, field);
     let ordering = match comparison.target() {
         CompareTarget::Value => match entry {
-            Some(entry) => entry.value.as_slice().cmp(value_operand(comparison)),
+            Some(entry) => entry.value.as_ref().cmp(value_operand(comparison)),
             None => return false,
         },
         CompareTarget::Version => number(|entry| entry.version).cmp(&number_operand(comparison)),

@@ -19,7 +19,7 @@ impl KvStore {
 }
 
 fn digest_entry(mut checksum: u32, key: &[u8], entry: &Entry) -> u32 {
-    for bytes in [key, entry.value.as_slice()] {
+    for bytes in [key, entry.value.as_ref()] {
         checksum = crc32c::crc32c_append(checksum, &(bytes.len() as u64).to_le_bytes());
         checksum = crc32c::crc32c_append(checksum, bytes);
     }

@@ -1,12 +1,14 @@
 //! What the store keeps for one live key.
 
+use bytes::Bytes;
 use raft_proto::etcd::mvccpb::KeyValue;
 
 /// A live key's value and history counters. Deleting a key removes its
 /// entry, so a key created again starts over at version 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub(crate) value: Vec<u8>,
+    /// Shared, so that copying the map (for a snapshot) copies no values.
+    pub(crate) value: Bytes,
     /// Revision of the put that created the key.
     pub(crate) create_revision: i64,
     /// Revision of the latest put.
@@ -27,7 +29,7 @@ impl Entry {
             mod_revision: self.mod_revision,
             version: self.version,
             value: if with_value {
-                self.value.clone()
+                self.value.to_vec()
             } else {
                 Vec::new()
             },

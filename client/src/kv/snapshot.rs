@@ -14,7 +14,8 @@
 //! encoding. Reading stops right after the trailer, so a snapshot may be
 //! followed by other data in the same stream.
 
-use std::collections::BTreeMap;
+use bytes::Bytes;
+use imbl::OrdMap;
 use std::io::{self, BufWriter, Read, Write};
 
 use prost::Message;
@@ -90,7 +91,7 @@ impl KvStore {
             )));
         }
 
-        let mut entries = BTreeMap::new();
+        let mut entries = OrdMap::new();
         for _ in 0..key_count {
             let payload = records.next()?;
             let key_value = KeyValue::decode(payload.as_slice())
@@ -100,7 +101,7 @@ impl KvStore {
             entries.insert(
                 key_value.key,
                 Entry {
-                    value: key_value.value,
+                    value: Bytes::from(key_value.value),
                     create_revision: key_value.create_revision,
                     mod_revision: key_value.mod_revision,
                     version: key_value.version,
@@ -128,12 +129,12 @@ impl KvStore {
 fn check_key_value(
     key_value: &KeyValue,
     revision: i64,
-    entries_so_far: &BTreeMap<Vec<u8>, Entry>,
+    entries_so_far: &OrdMap<Vec<u8>, Entry>,
 ) -> Result<(), String> {
     if key_value.key.is_empty() {
         return Err("empty key".to_string());
     }
-    if let Some((last, _)) = entries_so_far.last_key_value() {
+    if let Some((last, _)) = entries_so_far.get_max() {
         if key_value.key <= *last {
             return Err("keys are not in increasing order".to_string());
         }

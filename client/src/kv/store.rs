@@ -1,6 +1,7 @@
 //! The key-value store: live keys, the global revision, and applying writes.
 
-use std::collections::BTreeMap;
+use bytes::Bytes;
+use imbl::OrdMap;
 
 use raft::LogIndex;
 use raft_proto::etcd::etcdserverpb::{
@@ -33,7 +34,10 @@ pub const INITIAL_REVISION: i64 = 1;
 /// creation); deleting a key forgets all three.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvStore {
-    pub(super) entries: BTreeMap<Vec<u8>, Entry>,
+    /// A persistent (copy-on-write) ordered map: cloning the store for a
+    /// snapshot is O(1), and writes after the clone copy only the nodes
+    /// they touch.
+    pub(super) entries: OrdMap<Vec<u8>, Entry>,
     pub(super) revision: i64,
     pub(super) applied_index: LogIndex,
 }
@@ -55,7 +59,7 @@ impl KvStore {
     /// An empty store at [`INITIAL_REVISION`], nothing applied.
     pub fn new() -> KvStore {
         KvStore {
-            entries: BTreeMap::new(),
+            entries: OrdMap::new(),
             revision: INITIAL_REVISION,
             applied_index: LogIndex(0),
         }
@@ -136,7 +140,7 @@ impl KvStore {
             .filter(|_| request.prev_kv)
             .map(|entry| entry.to_key_value(&request.key, true));
         let entry = Entry {
-            value: request.value.clone(),
+            value: Bytes::copy_from_slice(&request.value),
             create_revision: previous.map_or(pending.revision, |entry| entry.create_revision),
             mod_revision: pending.revision,
             version: previous.map_or(0, |entry| entry.version) + 1,
@@ -183,7 +187,7 @@ impl KvStore {
         &'store self,
         range: &KeyRange,
     ) -> impl Iterator<Item = (&'store Vec<u8>, &'store Entry)> + 'store {
-        self.entries.range::<[u8], _>(range.bounds())
+        self.entries.range::<_, [u8]>(range.bounds())
     }
 }
 
