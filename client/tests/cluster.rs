@@ -1,6 +1,7 @@
 //! End-to-end tests of real `raft_client run` processes: a 3-node cluster
 //! on 127.0.0.1 answering the etcd v3 API, losing its leader to SIGKILL,
-//! restarting whole, refusing bad input and strangers.
+//! restarting whole, refusing bad input and strangers; `etcdctl` against
+//! it.
 //!
 //! Every node is a child process with its own data directory and log in a
 //! temporary directory, killed when its test ends (see `support/`). A
@@ -8,6 +9,8 @@
 
 mod support;
 
+#[path = "cluster/etcdctl.rs"]
+mod etcdctl;
 #[path = "cluster/refusals.rs"]
 mod refusals;
 
