@@ -1,7 +1,7 @@
 //! End-to-end tests of real `raft_client run` processes: a 3-node cluster
 //! on 127.0.0.1 answering the etcd v3 API, losing its leader to SIGKILL,
-//! restarting whole, refusing bad input and strangers; `etcdctl` against
-//! it.
+//! restarting whole, refusing bad input and strangers; `etcdctl` and the
+//! `etcd-client` crate against it.
 //!
 //! Every node is a child process with its own data directory and log in a
 //! temporary directory, killed when its test ends (see `support/`). A
@@ -9,6 +9,9 @@
 
 mod support;
 
+#[cfg(feature = "etcd-client-tests")]
+#[path = "cluster/etcd_client.rs"]
+mod etcd_client_crate;
 #[path = "cluster/etcdctl.rs"]
 mod etcdctl;
 #[path = "cluster/refusals.rs"]
