@@ -1,0 +1,147 @@
+//! The `etcd-client` crate (a Rust client written for etcd) against a
+//! 3-node cluster. Built only with `--features etcd-client-tests`: that
+//! crate compiles its protos with a system `protoc`, which the default
+//! build never needs.
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+
+use crate::support::cluster::Cluster;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn etcd_client_crate_puts_gets_ranges_runs_txns_and_deletes() {
+    let cluster = Cluster::start(3).await;
+    let endpoints: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| format!("http://{}", cluster.node(id).address))
+        .collect();
+    let mut client = Client::connect(&endpoints, None)
+        .await
+        .expect("connect to the cluster");
+
+    // put, put with prev_kv, get.
+    let first = client.put("greeting", "hello", None).await.expect("put");
+    let created = first.header().expect("a header").revision();
+    let second = client
+        .put("greeting", "hi", Some(PutOptions::new().with_prev_key()))
+        .await
+        .expect("put with prev_kv");
+    assert_eq!(second.header().expect("a header").revision(), created + 1);
+    assert_eq!(
+        second.prev_key().map(|kv| text(kv.value())),
+        Some("hello".into())
+    );
+    let read = client.get("greeting", None).await.expect("get");
+    let entry = &read.kvs()[0];
+    assert_eq!((text(entry.value()), entry.version()), ("hi".into(), 2));
+    assert_eq!(
+        (entry.create_revision(), entry.mod_revision()),
+        (created, created + 1)
+    );
+
+    // Ranges: a prefix, limited, counted, keys only.
+    for (key, value) in [
+        ("fruit/cherry", "red"),
+        ("fruit/apple", "green"),
+        ("fruity", "no"),
+    ] {
+        client.put(key, value, None).await.expect("put");
+    }
+    let prefix = || GetOptions::new().with_prefix();
+    let keys = |response: &etcd_client::GetResponse| -> Vec<String> {
+        response.kvs().iter().map(|kv| text(kv.key())).collect()
+    };
+    let all = client.get("fruit/", Some(prefix())).await.expect("range");
+    assert_eq!(keys(&all), ["fruit/apple", "fruit/cherry"]);
+    assert_eq!(all.count(), 2);
+    let limited = client
+        .get("fruit/", Some(prefix().with_limit(1)))
+        .await
+        .expect("limited range");
+    assert_eq!(keys(&limited), ["fruit/apple"]);
+    assert!(limited.more());
+    assert_eq!(limited.count(), 2);
+    let counted = client
+        .get("fruit/", Some(prefix().with_count_only()))
+        .await
+        .expect("count");
+    assert_eq!((counted.kvs().len(), counted.count()), (0, 2));
+    let keys_only = client
+        .get("fruit/", Some(prefix().with_keys_only()))
+        .await
+        .expect("keys only");
+    assert_eq!(keys(&keys_only), ["fruit/apple", "fruit/cherry"]);
+    assert!(keys_only.kvs().iter().all(|kv| kv.value().is_empty()));
+
+    // Transactions: the success branch, then the failure branch.
+    let swap = |expected: &str, replacement: &str| {
+        Txn::new()
+            .when([Compare::value("greeting", CompareOp::Equal, expected)])
+            .and_then([
+                TxnOp::put("greeting", replacement, None),
+                TxnOp::get("greeting", None),
+            ])
+            .or_else([TxnOp::get("greeting", None)])
+    };
+    let read_value = |responses: Vec<TxnOpResponse>| -> Vec<String> {
+        responses
+            .into_iter()
+            .filter_map(|response| match response {
+                TxnOpResponse::Get(read) => Some(text(read.kvs()[0].value())),
+                _ => None,
+            })
+            .collect()
+    };
+    let succeeded = client.txn(swap("hi", "bye")).await.expect("txn");
+    assert!(succeeded.succeeded());
+    assert_eq!(read_value(succeeded.op_responses()), ["bye"]);
+    let failed = client.txn(swap("hi", "lost")).await.expect("txn");
+    assert!(!failed.succeeded());
+    assert_eq!(read_value(failed.op_responses()), ["bye"]);
+
+    // Deletes with prev_kv.
+    let deleted = client
+        .delete(
+            "fruit/",
+            Some(DeleteOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .expect("delete a prefix");
+    assert_eq!(deleted.deleted(), 2);
+    let previous: Vec<(String, String)> = deleted
+        .prev_kvs()
+        .iter()
+        .map(|kv| (text(kv.key()), text(kv.value())))
+        .collect();
+    assert_eq!(
+        previous,
+        [
+            ("fruit/apple".to_string(), "green".to_string()),
+            ("fruit/cherry".to_string(), "red".to_string())
+        ]
+    );
+    assert_eq!(
+        client
+            .get("fruit/", Some(prefix()))
+            .await
+            .expect("get")
+            .count(),
+        0
+    );
+    assert_eq!(client.get("fruity", None).await.expect("get").count(), 1);
+
+    // Members and status.
+    let members = client.member_list().await.expect("member list");
+    let mut ids: Vec<u64> = members.members().iter().map(|member| member.id()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, cluster.ids());
+    let status = client.status().await.expect("status");
+    assert_eq!(status.version(), "3.4.0");
+    assert!(cluster.ids().contains(&status.leader()));
+}

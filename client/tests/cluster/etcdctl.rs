@@ -1,0 +1,198 @@
+//! etcd's own command-line client, `etcdctl` (API v3), against a 3-node
+//! cluster. Skipped with a message when `etcdctl` is not on PATH, unless
+//! `RUSTYRAFT_REQUIRE_TOOLS=1` (as in CI), which makes a missing tool fail.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::cluster::Cluster;
+use crate::support::process::{read_log, ChildGuard};
+
+/// Set to `1` to make a missing external tool fail the tests that use it.
+pub const REQUIRE_TOOLS: &str = "RUSTYRAFT_REQUIRE_TOOLS";
+
+/// How long one `etcdctl` command may run (its own timeouts are shorter).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `RUSTYRAFT_REQUIRE_TOOLS=1`.
+pub fn tools_required() -> bool {
+    std::env::var(REQUIRE_TOOLS).is_ok_and(|value| value == "1")
+}
+
+/// `name` on PATH; `None` (after saying why the test is skipped) when it is
+/// missing and tools are not required; a panic when they are.
+pub fn find_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|directory| directory.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !tools_required(),
+            "{name} is not on PATH and {REQUIRE_TOOLS}=1: {install_hint}"
+        );
+        eprintln!(
+            "SKIPPED: {name} is not on PATH ({install_hint}; set {REQUIRE_TOOLS}=1 to make \
+             this a failure)"
+        );
+    }
+    found
+}
+
+/// What one `etcdctl` run printed.
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `etcdctl` with API v3 on `endpoints` and `arguments`, feeding it
+/// `stdin`; bounded by [`COMMAND_TIMEOUT`].
+fn etcdctl(
+    program: &Path,
+    scratch: &Path,
+    endpoints: &str,
+    arguments: &[&str],
+    stdin: &str,
+) -> Output {
+    let stdout_path = scratch.join("etcdctl.stdout");
+    let stderr_path = scratch.join("etcdctl.stderr");
+    let mut command = Command::new(program);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(["--dial-timeout=5s", "--command-timeout=10s"])
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(File::create(&stdout_path).expect("etcdctl stdout file"))
+        .stderr(File::create(&stderr_path).expect("etcdctl stderr file"));
+    let mut child = ChildGuard::start(command);
+    let mut input = child.take_stdin().expect("piped stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .expect("write etcdctl stdin");
+    drop(input);
+    let status = child
+        .wait_for_exit(COMMAND_TIMEOUT)
+        .unwrap_or_else(|| panic!("etcdctl {arguments:?} still running after {COMMAND_TIMEOUT:?}"));
+    Output {
+        success: status.success(),
+        stdout: read_log(&stdout_path),
+        stderr: read_log(&stderr_path),
+    }
+}
+
+#[tokio::test]
+async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
+    let Some(program) = find_tool("etcdctl", "install it with `apt-get install etcd-client`")
+    else {
+        return;
+    };
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower_of(leader);
+    let all = cluster.addresses();
+    let through_follower = cluster.node(follower).address.clone();
+    let run = |endpoints: &str, arguments: &[&str], stdin: &str| {
+        etcdctl(&program, cluster.scratch(), endpoints, arguments, stdin)
+    };
+    let stdout = |endpoints: &str, arguments: &[&str]| {
+        let output = run(endpoints, arguments, "");
+        assert!(
+            output.success,
+            "etcdctl {arguments:?} failed: {}",
+            output.stderr
+        );
+        output.stdout
+    };
+
+    // put / get / del, through a follower alone (forwarded) and all.
+    assert_eq!(
+        stdout(&through_follower, &["put", "greeting", "hello"]),
+        "OK\n"
+    );
+    assert_eq!(stdout(&all, &["get", "greeting"]), "greeting\nhello\n");
+    for (key, value) in [("fruit/apple", "red"), ("fruit/banana", "yellow")] {
+        assert_eq!(stdout(&all, &["put", key, value]), "OK\n");
+    }
+    assert_eq!(
+        stdout(&through_follower, &["get", "--prefix", "fruit/"]),
+        "fruit/apple\nred\nfruit/banana\nyellow\n"
+    );
+    assert_eq!(
+        stdout(&all, &["get", "--prefix", "--print-value-only", "fruit/"]),
+        "red\nyellow\n"
+    );
+    assert_eq!(
+        stdout(&all, &["get", "--prefix", "--keys-only", "fruit/"]),
+        "fruit/apple\n\nfruit/banana\n\n"
+    );
+
+    // txn from standard input: compares, blank line, success operations,
+    // blank line, failure operations.
+    let succeeded = run(
+        &through_follower,
+        &["txn"],
+        "value(\"greeting\") = \"hello\"\n\nput greeting bye\nget greeting\n\nget greeting\n\n",
+    );
+    assert!(succeeded.success, "{}", succeeded.stderr);
+    assert_eq!(succeeded.stdout, "SUCCESS\n\nOK\n\ngreeting\nbye\n");
+    let failed = run(
+        &all,
+        &["txn"],
+        "value(\"greeting\") = \"hello\"\n\nput greeting lost\n\nget greeting\n\n",
+    );
+    assert!(failed.success, "{}", failed.stderr);
+    assert_eq!(failed.stdout, "FAILURE\n\ngreeting\nbye\n");
+
+    assert_eq!(stdout(&through_follower, &["del", "greeting"]), "1\n");
+    assert_eq!(stdout(&all, &["get", "greeting"]), "");
+    assert_eq!(stdout(&all, &["del", "--prefix", "fruit/"]), "2\n");
+    assert_eq!(stdout(&all, &["del", "greeting"]), "0\n");
+
+    // member list: id (hex), status, name, peer and client URLs, learner.
+    let members = stdout(&all, &["member", "list"]);
+    let expected: String = cluster
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let address = &cluster.node(id).address;
+            format!("{id:x}, started, node-{id}, http://{address}, http://{address}, false\n")
+        })
+        .collect();
+    assert_eq!(members, expected);
+
+    // endpoint status: one line per endpoint; exactly the leader says so.
+    let status = stdout(&all, &["endpoint", "status"]);
+    let lines: Vec<Vec<&str>> = status
+        .lines()
+        .map(|line| line.split(", ").collect())
+        .collect();
+    assert_eq!(lines.len(), 3, "{status}");
+    for (id, columns) in cluster.ids().into_iter().zip(&lines) {
+        // endpoint, id, version, db size, is leader, is learner, term,
+        // index, applied index, errors
+        assert_eq!(columns[0], cluster.node(id).address, "{status}");
+        assert_eq!(columns[1], format!("{id:x}"), "{status}");
+        assert_eq!(columns[2], "3.4.0", "{status}");
+        let is_leader = if id == leader { "true" } else { "false" };
+        assert_eq!(columns[4], is_leader, "{status}");
+        assert!(
+            columns[7].parse::<u64>().is_ok_and(|index| index > 0),
+            "{status}"
+        );
+    }
+
+    // A refused request is an error with the server's reason.
+    let historical = run(&all, &["get", "--rev=1", "greeting"], "");
+    assert!(!historical.success);
+    assert!(
+        historical.stderr.contains("Unimplemented"),
+        "{}",
+        historical.stderr
+    );
+}

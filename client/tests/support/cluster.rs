@@ -1,0 +1,378 @@
+//! A cluster of `raft_client run` processes on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use raft_client::cli::endpoints::Clients;
+use raft_proto::etcd::etcdserverpb::{HashKvRequest, StatusRequest, StatusResponse};
+use rustix::process::Signal;
+use tempfile::TempDir;
+
+use super::eventually;
+use super::process::{read_log, ChildGuard};
+
+/// The cluster token the harness starts nodes with.
+pub const TOKEN: &str = "rustyraft-e2e";
+
+/// Election timing for the tests: wider than the defaults, so that a busy
+/// machine (two cores shared with compilers) does not trigger elections
+/// under a healthy leader, which would fail writes the tests expect to
+/// succeed. Failover still takes about a second.
+const TIMING_ARGUMENTS: [&str; 6] = [
+    "--election-timeout-min-ms",
+    "500",
+    "--election-timeout-max-ms",
+    "1000",
+    "--heartbeat-ms",
+    "100",
+];
+
+/// How long a node has to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Lines of each node's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// One member of the cluster and its process, if running.
+pub struct Node {
+    /// Its id.
+    pub id: u64,
+    /// `127.0.0.1:port`, for peers and clients.
+    pub address: String,
+    /// Its data directory.
+    pub data_directory: PathBuf,
+    /// Its log (standard error of every run, appended).
+    pub log_path: PathBuf,
+    /// The cluster token it is started with.
+    pub token: String,
+    /// Clients of its etcd services, made on first use (inside a runtime)
+    /// and kept: their channels reconnect after a restart.
+    clients: OnceLock<Clients>,
+    process: Mutex<Option<ChildGuard>>,
+    starts: u32,
+}
+
+/// Members of one cluster, their data directories and logs in one temporary
+/// directory. Dropping it kills every node; if the test is failing, the
+/// tail of each node's log is printed first.
+pub struct Cluster {
+    nodes: BTreeMap<u64, Node>,
+    members: String,
+    scratch: TempDir,
+}
+
+/// `count` distinct ports free on 127.0.0.1 now (held open together while
+/// they are picked, so that they differ).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("local address").port())
+        .collect()
+}
+
+impl Cluster {
+    /// A cluster of `size` members (ids 1 to `size`), none started.
+    pub fn new(size: u64) -> Cluster {
+        let scratch = tempfile::tempdir().expect("temporary directory");
+        let ports = free_ports(size as usize);
+        let nodes: BTreeMap<u64, Node> = (1..=size)
+            .zip(ports)
+            .map(|(id, port)| {
+                let address = format!("127.0.0.1:{port}");
+                let node = Node {
+                    id,
+                    clients: OnceLock::new(),
+                    address,
+                    data_directory: scratch.path().join(format!("data-{id}")),
+                    log_path: scratch.path().join(format!("node-{id}.log")),
+                    token: TOKEN.to_string(),
+                    process: Mutex::new(None),
+                    starts: 0,
+                };
+                (id, node)
+            })
+            .collect();
+        let members = nodes
+            .values()
+            .map(|node| format!("{}={}", node.id, node.address))
+            .collect::<Vec<_>>()
+            .join(",");
+        Cluster {
+            nodes,
+            members,
+            scratch,
+        }
+    }
+
+    /// Starts a cluster of `size` members and waits until they agree on a
+    /// leader.
+    pub async fn start(size: u64) -> Cluster {
+        let mut cluster = Cluster::new(size);
+        cluster.start_all();
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    /// The temporary directory holding data directories and logs.
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The member list, `1=127.0.0.1:p1,2=...`.
+    pub fn members(&self) -> &str {
+        &self.members
+    }
+
+    /// Every member's id.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Member `id`.
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// Member `id`, to change how it will be started.
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes.get_mut(&id).expect("a member of the cluster")
+    }
+
+    /// Clients of member `id` (call inside a Tokio runtime).
+    pub fn clients(&self, id: u64) -> Clients {
+        let node = self.node(id);
+        let endpoint = format!("http://{}", node.address);
+        node.clients.get_or_init(|| Clients::new(&endpoint)).clone()
+    }
+
+    /// Every member's `host:port`, comma-separated.
+    pub fn addresses(&self) -> String {
+        let addresses: Vec<&str> = self.nodes.values().map(|n| n.address.as_str()).collect();
+        addresses.join(",")
+    }
+
+    /// The arguments that run member `id`: `run <id> <address> <members>`,
+    /// its data directory, token and the test timing.
+    pub fn run_arguments(&self, id: u64) -> Vec<String> {
+        let node = self.node(id);
+        let mut arguments: Vec<String> = vec![
+            "run".into(),
+            id.to_string(),
+            node.address.clone(),
+            self.members.clone(),
+            "--data-dir".into(),
+            node.data_directory.display().to_string(),
+            "--cluster-token".into(),
+            node.token.clone(),
+        ];
+        arguments.extend(TIMING_ARGUMENTS.iter().map(|argument| argument.to_string()));
+        arguments
+    }
+
+    /// Starts member `id` (which must not be running).
+    pub fn start_node(&mut self, id: u64) {
+        let arguments = self.run_arguments(id);
+        let node = self.node_mut(id);
+        node.starts += 1;
+        let mut process = node.process.lock().expect("process lock");
+        assert!(process.is_none(), "node {id} is already running");
+        append_marker(
+            &node.log_path,
+            &format!("===== start {} of node {id} =====", node.starts),
+        );
+        *process = Some(ChildGuard::spawn(&arguments, &node.log_path));
+    }
+
+    /// Starts every member.
+    pub fn start_all(&mut self) {
+        for id in self.ids() {
+            self.start_node(id);
+        }
+    }
+
+    /// Kills member `id` with SIGKILL.
+    pub fn kill(&mut self, id: u64) {
+        let mut process = self.node(id).process.lock().expect("process lock");
+        process.take().expect("the node is running").kill();
+    }
+
+    /// Sends SIGTERM to member `id` and waits for it to exit (bounded).
+    pub fn terminate(&mut self, id: u64) -> ExitStatus {
+        let mut process = self.node(id).process.lock().expect("process lock");
+        let mut child = process.take().expect("the node is running");
+        child.signal(Signal::TERM);
+        child
+            .wait_for_exit(STOP_TIMEOUT)
+            .unwrap_or_else(|| panic!("node {id} did not stop within {STOP_TIMEOUT:?} of SIGTERM"))
+    }
+
+    /// The members whose process was started and not stopped by the test.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|node| node.process.lock().expect("process lock").is_some())
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// Panics if a member that should be running has exited.
+    pub fn assert_alive(&self) {
+        for node in self.nodes.values() {
+            let mut process = node.process.lock().expect("process lock");
+            if let Some(status) = process.as_mut().and_then(ChildGuard::try_status) {
+                panic!(
+                    "node {} exited unexpectedly ({status}); its log:\n{}",
+                    node.id,
+                    read_log(&node.log_path)
+                );
+            }
+        }
+    }
+
+    /// Member `id`'s log so far.
+    pub fn log(&self, id: u64) -> String {
+        read_log(&self.node(id).log_path)
+    }
+
+    /// Member `id`'s `Maintenance.Status`.
+    pub async fn status(&self, id: u64) -> Result<StatusResponse, String> {
+        let mut clients = self.clients(id);
+        match clients.maintenance.status(StatusRequest {}).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(format!("node {id}: {status}")),
+        }
+    }
+
+    /// Waits until every running member names the same running leader, and
+    /// returns it.
+    pub async fn wait_for_leader(&self) -> u64 {
+        self.wait_for_leader_among(&self.running()).await
+    }
+
+    /// Waits until members `ids` (running) all name the same leader, one of
+    /// them, and returns it.
+    pub async fn wait_for_leader_among(&self, ids: &[u64]) -> u64 {
+        eventually("the nodes to agree on a leader", || async {
+            self.assert_alive();
+            let mut leaders = BTreeMap::new();
+            for &id in ids {
+                leaders.insert(id, self.status(id).await?.leader);
+            }
+            let first = leaders.values().next().copied().unwrap_or(0);
+            if ids.contains(&first) && leaders.values().all(|&leader| leader == first) {
+                Ok(first)
+            } else {
+                Err(format!("leaders seen (node: leader): {leaders:?}"))
+            }
+        })
+        .await
+    }
+
+    /// A running member other than `leader`.
+    pub fn follower_of(&self, leader: u64) -> u64 {
+        self.running()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("a running follower")
+    }
+
+    /// Waits until every running member has applied everything any of them
+    /// knows to be committed, then returns each member's applied index,
+    /// HashKV hash and revision, read while no applied index moved.
+    pub async fn converged_hashes(&self) -> BTreeMap<u64, (u64, u32, i64)> {
+        eventually(
+            "every running node to apply the same, fully committed, log",
+            || async {
+                self.assert_alive();
+                let applied = self.applied_indexes().await?;
+                let hashes = self.hashes(&applied).await?;
+                if self.applied_indexes().await? != applied {
+                    return Err("an applied index moved while hashing".to_string());
+                }
+                Ok(hashes)
+            },
+        )
+        .await
+    }
+
+    /// Each running member's applied index, if all are equal to the
+    /// highest commit index any of them reports.
+    async fn applied_indexes(&self) -> Result<BTreeMap<u64, u64>, String> {
+        let mut statuses = BTreeMap::new();
+        for id in self.running() {
+            statuses.insert(id, self.status(id).await?);
+        }
+        let committed = statuses.values().map(|s| s.raft_index).max().unwrap_or(0);
+        let applied: BTreeMap<u64, u64> = statuses
+            .iter()
+            .map(|(&id, status)| (id, status.raft_applied_index))
+            .collect();
+        if applied.values().all(|&index| index == committed) {
+            Ok(applied)
+        } else {
+            Err(format!(
+                "highest commit index {committed}, applied indexes {applied:?}"
+            ))
+        }
+    }
+
+    async fn hashes(
+        &self,
+        applied: &BTreeMap<u64, u64>,
+    ) -> Result<BTreeMap<u64, (u64, u32, i64)>, String> {
+        let mut hashes = BTreeMap::new();
+        for (&id, &index) in applied {
+            let mut clients = self.clients(id);
+            let response = clients
+                .maintenance
+                .hash_kv(HashKvRequest { revision: 0 })
+                .await
+                .map_err(|status| format!("node {id}: HashKV: {status}"))?
+                .into_inner();
+            hashes.insert(id, (index, response.hash, response.hash_revision));
+        }
+        Ok(hashes)
+    }
+}
+
+fn append_marker(log: &Path, line: &str) {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open a node log");
+    writeln!(file, "{line}").expect("write a node log");
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut report = String::new();
+        for node in self.nodes.values() {
+            let log = read_log(&node.log_path);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            let _ = writeln!(
+                report,
+                "----- node {} ({}), last {} lines of {} -----\n{}",
+                node.id,
+                node.address,
+                tail.len(),
+                node.log_path.display(),
+                tail.join("\n")
+            );
+        }
+        eprintln!("{report}");
+    }
+}
