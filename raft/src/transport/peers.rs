@@ -196,8 +196,9 @@ async fn run_peer(
                 .stream(ReceiverStream::new(stream_receiver))
                 .await
         });
+        let opened = tokio::time::Instant::now();
         let mut next = Some(first);
-        let healthy = loop {
+        loop {
             let outbound = match next.take() {
                 Some(outbound) => outbound,
                 None => tokio::select! {
@@ -207,26 +208,35 @@ async fn run_peer(
                     },
                     ended = &mut call => {
                         if let Ok(Err(status)) = ended {
-                            tracing::debug!(peer = %node, %status, "peer stream ended");
+                            if status.code() == tonic::Code::PermissionDenied {
+                                tracing::warn!(peer = %node, reason = status.message(),
+                                    "the peer refuses this node's messages");
+                            } else {
+                                tracing::debug!(peer = %node, %status, "peer stream ended");
+                            }
                         }
-                        break false;
+                        break;
                     }
                 },
             };
             match outbound {
                 Outbound::Message(message) => {
                     if stream_sender.send(message).await.is_err() {
-                        break false;
+                        break;
                     }
                     counters.sent.fetch_add(1, Ordering::Relaxed);
-                    backoff = options.backoff_min;
                 }
                 Outbound::Snapshot(message) => snapshots.send(client.clone(), message),
             }
-        };
+        }
         drop(stream_sender);
         call.abort();
-        if !healthy {
+        // A stream that lived a while was healthy: reconnect at once. One
+        // that ended quickly (refused, or the peer is going down) backs off,
+        // so a peer that refuses us is not hammered.
+        if opened.elapsed() >= options.backoff_max {
+            backoff = options.backoff_min;
+        } else {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(options.backoff_max);
         }

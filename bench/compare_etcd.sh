@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs the same closed-loop load (raft_client bench, 256-byte puts) against a
+# 3-node etcd and a 3-node RustyRaft cluster on loopback, both fsyncing every
+# commit, and prints a side-by-side table with ratios.
+#
+#   bench/compare_etcd.sh [--secs S] [--clients "1 64 256"] [--value-size B]
+#
+# Needs `etcd` (Debian package etcd-server) on the PATH. Builds raft_client in
+# release mode. Data directories go under target/compare_etcd (a real disk,
+# not tmpfs), removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=10
+clients_list="1 64 256"
+value_size=256
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --secs) secs="$2"; shift 2 ;;
+    --clients) clients_list="$2"; shift 2 ;;
+    --value-size) value_size="$2"; shift 2 ;;
+    *) echo "unknown argument: $1 (see the comment at the top of $0)" >&2; exit 2 ;;
+  esac
+done
+
+command -v etcd >/dev/null || { echo "etcd is not installed: apt-get install etcd-server" >&2; exit 1; }
+cargo build --release --bin raft_client >/dev/null
+client=./target/release/raft_client
+work=target/compare_etcd
+rm -rf "$work"
+mkdir -p "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_ready() { # endpoints
+  for _ in $(seq 1 100); do
+    if "$client" put bench/ready yes --endpoints "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "cluster at $1 did not become ready" >&2
+  return 1
+}
+
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+start_etcd() {
+  local cluster=""
+  for i in 1 2 3; do cluster+="e$i=http://127.0.0.1:$((12380 + i * 10)),"; done
+  cluster=${cluster%,}
+  for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$work/etcd-$i" \
+      --listen-client-urls "http://127.0.0.1:$((12379 + i * 10))" \
+      --advertise-client-urls "http://127.0.0.1:$((12379 + i * 10))" \
+      --listen-peer-urls "http://127.0.0.1:$((12380 + i * 10))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((12380 + i * 10))" \
+      --initial-cluster "$cluster" --initial-cluster-state new \
+      --initial-cluster-token compare >"$work/etcd-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  echo "127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
+}
+
+start_rustyraft() {
+  local members="1=127.0.0.1:22389,2=127.0.0.1:22399,3=127.0.0.1:22409"
+  for i in 1 2 3; do
+    RUST_LOG=warn "$client" run "$i" "127.0.0.1:$((22379 + i * 10))" "$members" \
+      --data-dir "$work/rustyraft-$i" >"$work/rustyraft-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  echo "127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
+}
+
+run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
+  local connections=$(( $2 < 16 ? $2 : 16 ))
+  "$client" bench --endpoints "$1" --clients "$2" --conns "$connections" \
+    --secs "$secs" --value-size "$value_size" | tail -1 |
+    sed -E 's/.*ops_per_s=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+).*/\1 \2 \3/'
+}
+
+declare -A etcd_results rusty_results
+endpoints=$(start_etcd)
+wait_ready "$endpoints"
+for c in $clients_list; do etcd_results[$c]=$(run_bench "$endpoints" "$c"); done
+stop_all
+
+endpoints=$(start_rustyraft)
+wait_ready "$endpoints"
+for c in $clients_list; do rusty_results[$c]=$(run_bench "$endpoints" "$c"); done
+stop_all
+
+printf '\n%-8s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
+  "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
+for c in $clients_list; do
+  read -r e_ops e_p50 e_p99 <<<"${etcd_results[$c]}"
+  read -r r_ops r_p50 r_p99 <<<"${rusty_results[$c]}"
+  ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  ratio_p50=$(awk -v a="$r_p50" -v b="$e_p50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  printf '%-8s | %10.0f %8s %8s | %15.0f %8s %8s | %8s× %9s×\n' "$c" "$e_ops" "$e_p50" "$e_p99" \
+    "$r_ops" "$r_p50" "$r_p99" "$ratio_ops" "$ratio_p50"
+done
