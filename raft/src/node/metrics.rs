@@ -50,6 +50,8 @@ pub struct NodeMetrics {
     /// From submitting log entries to the WAL to their being durable
     /// (a write and an fdatasync, shared by a batch).
     pub append_latency_seconds: Histogram,
+    /// One fdatasync of a WAL segment.
+    pub fsync_latency_seconds: Histogram,
     /// From sending a heartbeat round to a peer to its answer.
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
 }
@@ -69,6 +71,7 @@ impl Default for NodeMetrics {
             snapshots_taken: Counter::default(),
             snapshots_installed: Counter::default(),
             append_latency_seconds: latency_histogram(),
+            fsync_latency_seconds: latency_histogram(),
             peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
         }
     }
@@ -133,6 +136,11 @@ impl NodeMetrics {
             "append_latency_seconds",
             "From submitting entries to the WAL to their being durable (write and fdatasync)",
             self.append_latency_seconds.clone(),
+        );
+        registry.register(
+            "fsync_latency_seconds",
+            "One fdatasync of a WAL segment",
+            self.fsync_latency_seconds.clone(),
         );
         registry.register(
             "peer_round_trip_seconds",

@@ -298,6 +298,8 @@ impl<M: StateMachine> Node<M> {
         });
 
         let metrics = Arc::new(NodeMetrics::default());
+        let fsync_latency = metrics.fsync_latency_seconds.clone();
+        wal.set_sync_observer(move |took| fsync_latency.observe(took.as_secs_f64()));
         let requests = Arc::new(Requests::new(metrics.clone()));
         let state_machine = Arc::new(RwLock::new(state_machine));
         let (applied_sender, applied_watch) = watch::channel(applied);

@@ -363,6 +363,16 @@ impl Wal {
         self.shared.set_listener(Box::new(listener));
     }
 
+    /// Sets a callback told how long each fdatasync of a segment took (for
+    /// metrics). It runs on the thread that synced and must be quick. Only
+    /// the first call has an effect.
+    pub fn set_sync_observer(
+        &self,
+        observer: impl Fn(std::time::Duration) + Send + Sync + 'static,
+    ) {
+        self.shared.set_sync_observer(Box::new(observer));
+    }
+
     /// Queues `entries` with [`LogStore::append`]'s rules and returns at
     /// once, before any I/O. The entries are readable immediately; they are
     /// durable when [`Wal::wait`] on the ticket returns or the listener

@@ -250,6 +250,8 @@ struct Batch {
 }
 
 type Listener = Box<dyn FnMut(Durable) + Send>;
+/// Told how long each fdatasync of a segment took, for metrics.
+pub(crate) type SyncObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// What the WAL handle, the writer thread and waiting callers share.
 pub(crate) struct Shared {
@@ -262,6 +264,7 @@ pub(crate) struct Shared {
     /// that it never hears of durability going backwards).
     listener: Mutex<(Option<Listener>, u64)>,
     pub counters: Counters,
+    sync_observer: std::sync::OnceLock<SyncObserver>,
 }
 
 impl Shared {
@@ -272,7 +275,24 @@ impl Shared {
             batch_done: [Condvar::new(), Condvar::new()],
             listener: Mutex::new((None, 0)),
             counters: Counters::default(),
+            sync_observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the fdatasync observer; later calls are ignored.
+    pub fn set_sync_observer(&self, observer: SyncObserver) {
+        let _ = self.sync_observer.set(observer);
+    }
+
+    /// fdatasyncs a segment written in a batch, timing it for the observer.
+    fn sync_segment(&self, segment: &SegmentFile) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        segment.sync()?;
+        Counters::add(&self.counters.fdatasyncs, 1);
+        if let Some(observer) = self.sync_observer.get() {
+            observer(started.elapsed());
+        }
+        Ok(())
     }
 
     /// Locks the state. A panic while it was held cannot leave it torn
@@ -383,8 +403,7 @@ impl Shared {
             match operation {
                 WriteOp::Create { segment, initial } => {
                     for written in dirty.drain(..) {
-                        written.sync()?;
-                        Counters::add(&self.counters.fdatasyncs, 1);
+                        self.sync_segment(written)?;
                     }
                     if !removals.is_empty() {
                         self.remove_segments(&std::mem::take(&mut removals))?;
@@ -409,8 +428,7 @@ impl Shared {
             }
         }
         for written in dirty {
-            written.sync()?;
-            Counters::add(&self.counters.fdatasyncs, 1);
+            self.sync_segment(written)?;
         }
         Counters::add(&self.counters.batches, 1);
         Ok(removals)
