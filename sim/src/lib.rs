@@ -13,6 +13,7 @@ pub mod disk;
 pub mod invariants;
 pub mod kv;
 pub mod linearizability;
+pub mod local_cluster;
 pub mod log_view;
 mod nemesis;
 pub mod network;
