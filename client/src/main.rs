@@ -2,20 +2,16 @@
 //! etcd v3 API (`put`, `get`, `del`, `status`, `members`) and a load
 //! generator (`bench`).
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
-use raft::NodeId;
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
 use raft_client::cli::endpoints::parse_endpoints;
-use raft_client::kv::Limits;
-use raft_client::server::{serve, ServerOptions};
+use raft_client::cli::logging::init_logging;
+use raft_client::cli::run::{run_node, RunArguments};
 
 /// A node allocates and frees small buffers for every request on several
 /// threads at once; mimalloc does that several times faster than the
@@ -88,37 +84,6 @@ struct EndpointArguments {
 }
 
 #[derive(clap::Args, Debug)]
-struct RunArguments {
-    /// This node's id (a positive integer).
-    node_id: u64,
-    /// The address to listen on, `host:port`, for peers and clients.
-    server_address: String,
-    /// Every member as `id=host:port`, comma-separated, this node included.
-    clients_info: String,
-    /// The data directory [default: ./data/node-<id>].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Shortest election timeout in milliseconds.
-    #[arg(long, default_value_t = 150)]
-    election_timeout_min_ms: u64,
-    /// Longest election timeout in milliseconds.
-    #[arg(long, default_value_t = 300)]
-    election_timeout_max_ms: u64,
-    /// Heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    heartbeat_ms: u64,
-    /// Names the cluster; the cluster id derives from it and the members.
-    #[arg(long, default_value = "rustyraft")]
-    cluster_token: String,
-    /// Largest request accepted, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_request_bytes)]
-    max_request_bytes: usize,
-    /// Serve Prometheus metrics at http://<address>/metrics (off by default).
-    #[arg(long)]
-    metrics_address: Option<String>,
-}
-
-#[derive(clap::Args, Debug)]
 struct BenchArguments {
     #[command(flatten)]
     endpoints: EndpointArguments,
@@ -139,107 +104,10 @@ struct BenchArguments {
     read: bool,
 }
 
-/// Parses `1=host:port,2=host:port`.
-fn parse_members(list: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
-    let mut members = BTreeMap::new();
-    for item in list
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-    {
-        let (id, address) = item
-            .split_once('=')
-            .with_context(|| format!("member {item:?} is not of the form id=host:port"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .with_context(|| format!("member id {id:?} is not a positive integer"))?;
-        if id == 0 {
-            bail!("member id 0 is reserved; use ids from 1");
-        }
-        let address = address.trim();
-        if address
-            .rsplit_once(':')
-            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-        {
-            bail!("member {id}'s address {address:?} is not of the form host:port");
-        }
-        if members.insert(NodeId(id), address.to_string()).is_some() {
-            bail!("member id {id} appears twice");
-        }
-    }
-    if members.is_empty() {
-        bail!("the member list is empty; give every member as id=host:port, comma-separated");
-    }
-    Ok(members)
-}
-
-fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {address:?} (expected host:port)"))?
-        .next()
-        .with_context(|| format!("{address:?} resolves to no address"))
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-}
-
-async fn run_node(arguments: RunArguments) -> anyhow::Result<()> {
-    if arguments.node_id == 0 {
-        bail!("node id 0 is reserved; use ids from 1");
-    }
-    let members = parse_members(&arguments.clients_info)?;
-    let id = NodeId(arguments.node_id);
-    let options = ServerOptions {
-        id,
-        listen: resolve(&arguments.server_address)?,
-        members,
-        data_directory: arguments
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", arguments.node_id))),
-        election_timeout_min: Duration::from_millis(arguments.election_timeout_min_ms),
-        election_timeout_max: Duration::from_millis(arguments.election_timeout_max_ms),
-        heartbeat: Duration::from_millis(arguments.heartbeat_ms),
-        cluster_token: arguments.cluster_token,
-        limits: Limits {
-            max_request_bytes: arguments.max_request_bytes,
-            ..Limits::default()
-        },
-        metrics_address: arguments
-            .metrics_address
-            .as_deref()
-            .map(resolve)
-            .transpose()?,
-    };
-    serve(options, shutdown_signal()).await?;
-    Ok(())
-}
-
 async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
     let endpoints = |list: &EndpointArguments| parse_endpoints(&list.endpoints);
     let output = match arguments.command {
-        Subcommands::Run(run) => return run_node(run).await,
+        Subcommands::Run(run) => return Ok(run_node(&run).await?),
         Subcommands::Put {
             key,
             value,
@@ -284,15 +152,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging("info");
     let arguments = Arguments::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,6 +14,7 @@ mod disk_faults;
 pub mod invariants;
 pub mod kv;
 pub mod linearizability;
+pub mod local_cluster;
 pub mod log_view;
 mod nemesis;
 pub mod network;

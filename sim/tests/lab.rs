@@ -6,12 +6,14 @@
 //! first appends a no-op entry, so indexes are one higher than the lab's.
 //!
 //! The `simulation_checks` module tests the randomized simulator itself:
-//! determinism, healthy seeds, and that each injected bug is caught. (One
-//! test binary for the crate keeps linking fast.)
+//! determinism, healthy seeds, and that each injected bug is caught; the
+//! `run_n_clients` module runs the local cluster runner, real processes and
+//! all. (One test binary for the crate keeps linking fast.)
 
 mod lab_disk_faults;
 mod lab_persistence;
 mod lab_support;
+mod run_n_clients;
 mod simulation_checks;
 
 use std::collections::BTreeSet;

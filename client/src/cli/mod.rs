@@ -4,3 +4,6 @@
 pub mod bench;
 pub mod commands;
 pub mod endpoints;
+pub mod logging;
+pub mod members;
+pub mod run;

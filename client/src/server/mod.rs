@@ -20,6 +20,7 @@ use raft_proto::etcd::etcdserverpb::watch_server::WatchServer;
 use thiserror::Error;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::cli::members::format_members;
 use crate::kv::Limits;
 
 pub mod cluster_service;
@@ -152,11 +153,7 @@ impl ServerOptions {
             return fail(format!(
                 "node {} is not in the member list ({})",
                 self.id,
-                self.members
-                    .iter()
-                    .map(|(id, address)| format!("{}={address}", id.get()))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                format_members(&self.members)
             ));
         }
         let tick = [heartbeat, minimum, maximum]

@@ -1,0 +1,137 @@
+//! `raft_client run`: the arguments of a node and running it until SIGINT
+//! or SIGTERM. Other launchers (the local cluster runner in `sim`) embed the
+//! same arguments, so a node starts the same way from either.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft::NodeId;
+use thiserror::Error;
+
+use crate::cli::members::{parse_members, MembersError};
+use crate::kv::Limits;
+use crate::server::{serve, ServerError, ServerOptions};
+
+/// How to run a node.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArguments {
+    /// This node's id (a positive integer).
+    pub node_id: u64,
+    /// The address to listen on, `host:port`, for peers and clients.
+    pub server_address: String,
+    /// Every member as `id=host:port`, comma-separated, this node included.
+    pub clients_info: String,
+    /// The data directory [default: ./data/node-<id>].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Shortest election timeout in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    pub election_timeout_min_ms: u64,
+    /// Longest election timeout in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub election_timeout_max_ms: u64,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// Names the cluster; the cluster id derives from it and the members.
+    #[arg(long, default_value = "rustyraft")]
+    pub cluster_token: String,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_request_bytes)]
+    pub max_request_bytes: usize,
+    /// Serve Prometheus metrics at http://<address>/metrics (off by default).
+    #[arg(long)]
+    pub metrics_address: Option<String>,
+}
+
+/// Why a node could not run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The node id is 0.
+    #[error("node id 0 is reserved; use ids from 1")]
+    ReservedId,
+    /// The member list is wrong.
+    #[error(transparent)]
+    Members(#[from] MembersError),
+    /// The listen address does not resolve.
+    #[error("cannot resolve {address:?} (expected host:port): {reason}")]
+    Resolve {
+        /// The address as given.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, RunError> {
+    let failure = |reason: String| RunError::Resolve {
+        address: address.to_string(),
+        reason,
+    };
+    address
+        .to_socket_addrs()
+        .map_err(|error| failure(error.to_string()))?
+        .next()
+        .ok_or_else(|| failure("it resolves to no address".to_string()))
+}
+
+impl RunArguments {
+    /// The server's options these arguments describe.
+    pub fn server_options(&self) -> Result<ServerOptions, RunError> {
+        if self.node_id == 0 {
+            return Err(RunError::ReservedId);
+        }
+        Ok(ServerOptions {
+            id: NodeId(self.node_id),
+            listen: resolve(&self.server_address)?,
+            members: parse_members(&self.clients_info)?,
+            data_directory: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.node_id))),
+            election_timeout_min: Duration::from_millis(self.election_timeout_min_ms),
+            election_timeout_max: Duration::from_millis(self.election_timeout_max_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            cluster_token: self.cluster_token.clone(),
+            limits: Limits {
+                max_request_bytes: self.max_request_bytes,
+                ..Limits::default()
+            },
+            metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
+        })
+    }
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM, then stops it cleanly.
+pub async fn run_node(arguments: &RunArguments) -> Result<(), RunError> {
+    serve(arguments.server_options()?, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `run_n_clients`: runs a local cluster of real nodes, writes to it while
+//! killing its leader again and again, and checks that nothing
+//! acknowledged was lost and that every node ends with the same store.
+//!
+//! ```text
+//! run_n_clients [NUMBER_OF_NODES] [--duration S] [--kill-every S]
+//!               [--clients N] [--data-dir DIR] [--keep]
+//! ```
+//!
+//! The last line is `verdict=OK` or `verdict=FAIL <reason>` (exit status
+//! 1). The nodes are this executable re-run with the hidden `node`
+//! subcommand, which takes the arguments of `raft_client run`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use raft_client::cli::logging::init_logging;
+use raft_client::cli::run::shutdown_signal;
+use sim::local_cluster::node_process::{run_node_process, NodeArguments};
+use sim::local_cluster::{run, LocalCluster, RunnerOptions};
+
+/// Runs a local cluster of RustyRaft nodes under a write workload, killing
+/// the leader at intervals, and checks it.
+#[derive(Parser, Debug)]
+#[command(name = "run_n_clients", args_conflicts_with_subcommands = true)]
+struct Arguments {
+    #[command(subcommand)]
+    node: Option<NodeCommand>,
+    #[command(flatten)]
+    cluster: ClusterArguments,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Runs one node (what the launcher starts for each).
+    #[command(hide = true)]
+    Node(NodeArguments),
+}
+
+#[derive(clap::Args, Debug)]
+struct ClusterArguments {
+    /// How many nodes to run.
+    #[arg(default_value_t = 5)]
+    number_of_nodes: usize,
+    /// Seconds of writes (and leader kills).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds between leader kills (SIGKILL); 0: none.
+    #[arg(long, default_value_t = 5)]
+    kill_every: u64,
+    /// Concurrent write clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Where the nodes keep data and logs (node-<id>/, node-<id>.log); an
+    /// empty or missing directory [default: a temporary one, removed at
+    /// the end unless the run fails].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Leave the cluster running after the checks, until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Prints how to reach the kept cluster, then waits for Ctrl-C.
+async fn keep_running(cluster: &LocalCluster) {
+    let endpoints = cluster
+        .members()
+        .values()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    println!("the cluster keeps running; Ctrl-C stops it");
+    for (id, pid) in cluster.process_ids() {
+        println!("node {} pid {pid} {}", id.get(), cluster.members()[&id]);
+    }
+    println!("endpoints={endpoints}");
+    println!("try: etcdctl --endpoints={endpoints} put greeting hello");
+    println!("     etcdctl --endpoints={endpoints} endpoint status -w table");
+    shutdown_signal().await;
+    println!("stopping every node");
+}
+
+async fn launch(arguments: ClusterArguments) -> anyhow::Result<ExitCode> {
+    let options = RunnerOptions {
+        nodes: arguments.number_of_nodes,
+        duration: Duration::from_secs(arguments.duration),
+        kill_every: Duration::from_secs(arguments.kill_every),
+        clients: arguments.clients,
+        data_directory: arguments.data_dir,
+        executable: std::env::current_exe()?,
+        terminal: std::io::stdout().is_terminal(),
+    };
+    // Dropping the run on Ctrl-C drops the cluster, which stops every node.
+    let (summary, mut cluster) = tokio::select! {
+        outcome = run(options) => outcome?,
+        _ = shutdown_signal() => {
+            println!("interrupted: stopping every node");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    for line in summary.lines() {
+        println!("{line}");
+    }
+    if arguments.keep {
+        keep_running(&cluster).await;
+    }
+    cluster.stop();
+    Ok(if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    init_logging("warn");
+    let arguments = Arguments::parse();
+    if let Some(NodeCommand::Node(node)) = arguments.node {
+        return match run_node_process(&node) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // One thread: every node is started from the main thread, which the
+    // nodes' parent-death signal watches (see `node_process`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(launch(arguments.cluster)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

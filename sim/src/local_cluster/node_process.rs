@@ -1,0 +1,71 @@
+//! The node side of a local cluster: `run_n_clients node <id> <address>
+//! <members> ...` runs one node exactly as `raft_client run` does (the same
+//! arguments, from `raft_client::cli::run`), and dies with its launcher.
+
+use raft_client::cli::run::{run_node, RunArguments, RunError};
+use thiserror::Error;
+
+/// The hidden `node` subcommand's arguments.
+#[derive(clap::Args, Debug)]
+pub struct NodeArguments {
+    #[command(flatten)]
+    /// The node's own arguments.
+    pub run: RunArguments,
+    /// The launcher's process id: the node is killed when the launcher
+    /// dies, even by SIGKILL.
+    #[arg(long)]
+    pub parent_pid: Option<u32>,
+}
+
+/// Why a node process stopped with an error.
+#[derive(Debug, Error)]
+pub enum NodeProcessError {
+    /// The kernel cannot be asked to kill the node with its launcher.
+    #[error("cannot ask to be killed with the launcher: {0}")]
+    DeathSignal(std::io::Error),
+    /// The launcher died before the node started.
+    #[error("the launcher (process {0}) is gone; not starting")]
+    LauncherGone(u32),
+    /// No async runtime.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The node failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Runs the node until SIGINT or SIGTERM (or the launcher's death).
+pub fn run_node_process(arguments: &NodeArguments) -> Result<(), NodeProcessError> {
+    if let Some(launcher) = arguments.parent_pid {
+        die_with_launcher(launcher)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(NodeProcessError::Runtime)?;
+    runtime.block_on(run_node(&arguments.run))?;
+    Ok(())
+}
+
+/// Asks the kernel to SIGKILL this process when the thread that started
+/// it exits (the launcher starts nodes from its only runtime thread, its
+/// main thread). SIGKILL because nobody is left to read the answers, and it
+/// cannot be caught or delayed.
+#[cfg(target_os = "linux")]
+fn die_with_launcher(launcher: u32) -> Result<(), NodeProcessError> {
+    use rustix::process::{getppid, set_parent_process_death_signal, Pid, Signal};
+    set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|error| NodeProcessError::DeathSignal(error.into()))?;
+    // The launcher may have died before the call above, and this process
+    // been handed to another parent already.
+    if u32::try_from(Pid::as_raw(getppid())).ok() != Some(launcher) {
+        return Err(NodeProcessError::LauncherGone(launcher));
+    }
+    Ok(())
+}
+
+/// Elsewhere the launcher's destructors are the only guard.
+#[cfg(not(target_os = "linux"))]
+fn die_with_launcher(_launcher: u32) -> Result<(), NodeProcessError> {
+    Ok(())
+}
