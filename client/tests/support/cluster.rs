@@ -68,7 +68,7 @@ pub struct Cluster {
 
 /// `count` distinct ports free on 127.0.0.1 now (held open together while
 /// they are picked, so that they differ).
-fn free_ports(count: usize) -> Vec<u16> {
+pub fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
         .collect();
