@@ -1,5 +1,5 @@
 //! `raft_client`: the RustyRaft node binary (`run`), human commands over the
-//! etcd v3 API (`put`, `get`, `del`, `status`, `members`) and a load
+//! etcd v3 API (`put`, `get`, `del`, `status`, `hash`, `members`) and a load
 //! generator (`bench`).
 
 use std::collections::BTreeMap;
@@ -61,6 +61,11 @@ enum Subcommands {
     },
     /// Show each endpoint's member id, leader, term and indexes.
     Status {
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Show each endpoint's member id, key-space digest and its revision.
+    Hash {
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
@@ -250,6 +255,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
             endpoints: list,
         } => commands::delete(&endpoints(&list)?, &key, prefix).await,
         Subcommands::Status { endpoints: list } => commands::status(&endpoints(&list)?).await,
+        Subcommands::Hash { endpoints: list } => commands::hash(&endpoints(&list)?).await,
         Subcommands::Members { endpoints: list } => commands::members(&endpoints(&list)?).await,
         Subcommands::Bench(arguments) => {
             let report = bench::run(BenchOptions {
