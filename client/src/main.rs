@@ -1,5 +1,5 @@
 //! `raft_client`: the RustyRaft node binary (`run`), human commands over the
-//! etcd v3 API (`put`, `get`, `del`, `status`, `members`) and a load
+//! etcd v3 API (`put`, `get`, `del`, `status`, `hash`, `members`) and a load
 //! generator (`bench`).
 
 use std::process::ExitCode;
@@ -66,6 +66,11 @@ enum Subcommands {
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
+    /// Show each endpoint's member id, key-space digest and its revision.
+    Hash {
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
     /// List the cluster's members.
     Members {
         #[command(flatten)]
@@ -124,6 +129,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
             endpoints: list,
         } => commands::delete(&endpoints(&list)?, &key, prefix).await,
         Subcommands::Status { endpoints: list } => commands::status(&endpoints(&list)?).await,
+        Subcommands::Hash { endpoints: list } => commands::hash(&endpoints(&list)?).await,
         Subcommands::Members { endpoints: list } => commands::members(&endpoints(&list)?).await,
         Subcommands::Bench(arguments) => {
             let report = bench::run(BenchOptions {

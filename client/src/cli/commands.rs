@@ -1,10 +1,11 @@
-//! The human commands: put, get, del, status, members. Each tries the
-//! endpoints in turn and retries briefly while the cluster has no leader.
+//! The human commands: put, get, del, status, hash, members. Each tries the
+//! endpoints in turn and retries briefly while the cluster has no leader
+//! (status and hash ask every endpoint once instead).
 
 use std::time::Duration;
 
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, MemberListRequest, PutRequest, RangeRequest, StatusRequest,
+    DeleteRangeRequest, HashKvRequest, MemberListRequest, PutRequest, RangeRequest, StatusRequest,
 };
 use tonic::{Code, Status};
 
@@ -145,6 +146,41 @@ pub async fn status(endpoints: &[String]) -> Result<String, Status> {
     Ok(lines.join("\n"))
 }
 
+/// `hash`: one line per endpoint with its member id, the digest of its key
+/// space and the revision it was taken at (Maintenance.HashKV), so that
+/// replicas can be compared; an unreachable endpoint says so.
+pub async fn hash(endpoints: &[String]) -> Result<String, Status> {
+    let mut lines = vec![format!(
+        "{:<24} {:>10} {:>10} {:>10}",
+        "ENDPOINT", "MEMBER", "HASH", "REVISION"
+    )];
+    let mut reachable = 0;
+    for endpoint in endpoints {
+        let shown = endpoint.trim_start_matches("http://");
+        let mut clients = Clients::new(endpoint);
+        match clients
+            .maintenance
+            .hash_kv(HashKvRequest { revision: 0 })
+            .await
+        {
+            Ok(response) => {
+                reachable += 1;
+                let response = response.into_inner();
+                let member = response.header.unwrap_or_default().member_id;
+                lines.push(format!(
+                    "{shown:<24} {member:>10} {:>10} {:>10}",
+                    response.hash, response.hash_revision
+                ));
+            }
+            Err(error) => lines.push(format!("{shown:<24} unreachable: {}", error.message())),
+        }
+    }
+    if reachable == 0 {
+        return Err(Status::unavailable(lines[1..].join("\n")));
+    }
+    Ok(lines.join("\n"))
+}
+
 /// `members`: one line per member.
 pub async fn members(endpoints: &[String]) -> Result<String, Status> {
     let response = with_any(endpoints, |mut clients| async move {
@@ -172,4 +208,79 @@ pub async fn members(endpoints: &[String]) -> Result<String, Status> {
         ));
     }
     Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use raft::NodeId;
+
+    use super::*;
+    use crate::kv::Limits;
+    use crate::server::{serve, ServerOptions};
+
+    /// The member, hash and revision columns of `hash`'s line for one endpoint.
+    fn hash_line(output: &str) -> (String, String, String) {
+        let line = output.lines().nth(1).expect("a line for the endpoint");
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let [_, member, hash, revision] = columns[..] else {
+            panic!("unexpected line {line:?}");
+        };
+        (member.into(), hash.into(), revision.into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hash_reports_a_digest_that_changes_with_the_key_space_only() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let options = ServerOptions {
+            id: NodeId(1),
+            listen: address.parse().expect("an address"),
+            members: BTreeMap::from([(NodeId(1), address.clone())]),
+            data_directory: directory.path().join("node-1"),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(50),
+            cluster_token: "hash-test".into(),
+            limits: Limits::default(),
+            metrics_address: None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let node = tokio::spawn(serve(options, async {
+            let _ = stopped.await;
+        }));
+        let endpoints = [format!("http://{address}")];
+
+        put(&endpoints, "a", "1").await.expect("the first put");
+        let first = hash_line(&hash(&endpoints).await.expect("hash"));
+        assert_eq!((first.0.as_str(), first.2.as_str()), ("1", "2"));
+        let again = hash_line(&hash(&endpoints).await.expect("hash"));
+        assert_eq!(again, first, "nothing was written in between");
+
+        put(&endpoints, "b", "2").await.expect("the second put");
+        let second = hash_line(&hash(&endpoints).await.expect("hash"));
+        assert_eq!(second.2, "3");
+        assert_ne!(second.1, first.1, "a new key changes the digest");
+
+        // An endpoint that does not answer is listed, not fatal, unless none answers.
+        let unreachable = "http://127.0.0.1:1".to_string();
+        let mixed = hash(&[endpoints[0].clone(), unreachable.clone()])
+            .await
+            .expect("one endpoint answers");
+        assert!(mixed
+            .lines()
+            .nth(2)
+            .is_some_and(|line| line.contains("unreachable")));
+        let error = hash(&[unreachable]).await.expect_err("no endpoint answers");
+        assert_eq!(error.code(), Code::Unavailable);
+
+        let _ = stop.send(());
+        node.await.expect("the node task").expect("a clean stop");
+    }
 }
