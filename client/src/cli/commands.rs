@@ -249,6 +249,7 @@ mod tests {
             heartbeat: Duration::from_millis(50),
             cluster_token: "hash-test".into(),
             limits: Limits::default(),
+            snapshot_interval_entries: 10_000,
             metrics_address: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

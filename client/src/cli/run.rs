@@ -40,6 +40,10 @@ pub struct RunArguments {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
+    /// Snapshot the key space every this many applied entries (etcd's
+    /// `--snapshot-count`); the log keeps 5,000 entries behind a snapshot.
+    #[arg(long, alias = "snapshot-count", default_value_t = raft::SnapshotPolicy::default().interval_entries)]
+    pub snapshot_interval_entries: u64,
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
@@ -101,6 +105,7 @@ impl RunArguments {
                 max_request_bytes: self.max_request_bytes,
                 ..Limits::default()
             },
+            snapshot_interval_entries: self.snapshot_interval_entries,
             metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
         })
     }

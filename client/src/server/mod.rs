@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub cluster_token: String,
     /// Request limits.
     pub limits: Limits,
+    /// Take a snapshot of the key space every this many applied entries.
+    pub snapshot_interval_entries: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_address: Option<SocketAddr>,
 }
@@ -174,6 +176,7 @@ impl ServerOptions {
             heartbeat_ticks: ticks(heartbeat),
             ..Config::new(self.id)
         };
+        options.snapshots.interval_entries = self.snapshot_interval_entries;
         Ok(options)
     }
 }

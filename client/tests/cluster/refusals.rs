@@ -314,6 +314,10 @@ fn bad_flags_exit_non_zero_with_a_clear_message() {
         ),
         (run("2", &members, &[]), "is not in the member list"),
         (run("0", &members, &[]), "node id 0 is reserved"),
+        (
+            run("1", &members, &["--snapshot-count", "0"]),
+            "interval_entries must be at least 1",
+        ),
     ];
     for (arguments, message) in cases {
         let finished = run_to_exit(&arguments, cluster.scratch(), Duration::from_secs(20));
