@@ -345,3 +345,112 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot()
     // A full restart restores every node from its snapshot plus its log.
     cluster.restart_all_and_expect(&expected).await;
 }
+
+/// A state machine whose `apply` waits while its gate is closed.
+#[derive(Clone, Default)]
+struct Gated {
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    applied: LogIndex,
+}
+
+impl Gated {
+    fn set_open(&self, open: bool) {
+        let (lock, changed) = &*self.gate;
+        *lock.lock().unwrap() = open;
+        changed.notify_all();
+    }
+}
+
+impl StateMachine for Gated {
+    type Response = ();
+    type Error = io::Error;
+    type Snapshot = Journal;
+
+    fn apply(&mut self, index: LogIndex, _command: &[u8]) -> io::Result<()> {
+        let (lock, changed) = &*self.gate;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+        self.applied = index;
+        Ok(())
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn snapshot(&self) -> io::Result<Journal> {
+        Ok(Journal {
+            commands: Vec::new(),
+            applied: self.applied,
+        })
+    }
+
+    fn restore(
+        &mut self,
+        _reader: &mut dyn io::Read,
+        metadata: &SnapshotMetadata,
+    ) -> io::Result<()> {
+        self.applied = metadata.index;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_state_machine_holds_back_new_requests_instead_of_queueing_without_bound() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let members = BTreeMap::from([(NodeId(1), "127.0.0.1:1".to_string())]);
+    let mut options = NodeOptions::new(NodeId(1), ClusterId(7), members, directory.path().into());
+    options.max_apply_backlog = 4;
+    let machine = Gated::default();
+    machine.set_open(true);
+    let node = Node::start(options, machine.clone()).expect("start");
+    let mut status = node.watch_status();
+    tokio::time::timeout(LIMIT, status.wait_for(|status| status.role == Role::Leader))
+        .await
+        .expect("a lone voter leads")
+        .expect("running");
+    node.propose("warm-up".into())
+        .await
+        .expect("a first proposal");
+
+    // Stall the state machine, then ask for far more than the backlog.
+    machine.set_open(false);
+    const PROPOSALS: u64 = 3000;
+    let proposals: Vec<_> = (0..PROPOSALS)
+        .map(|number| {
+            let node = node.clone();
+            tokio::spawn(async move { node.propose(format!("p{number}").into()).await })
+        })
+        .collect();
+    // Commits stop once the applier is the backlog behind (plus at most one
+    // batch of requests taken before the loop saw it).
+    let stalled_at = tokio::time::timeout(LIMIT, async {
+        loop {
+            let commit = node.status().commit_index;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if node.status().commit_index == commit {
+                return commit;
+            }
+        }
+    })
+    .await
+    .expect("commits stop growing");
+    assert!(
+        stalled_at.0 < PROPOSALS / 2,
+        "commit ran on to {stalled_at} while the state machine was stalled"
+    );
+
+    // Open the gate: every proposal goes through.
+    machine.set_open(true);
+    for proposal in proposals {
+        tokio::time::timeout(LIMIT, proposal)
+            .await
+            .expect("the proposal completes")
+            .expect("task")
+            .expect("committed");
+    }
+    assert_eq!(node.applied_index(), LogIndex(PROPOSALS + 2));
+    node.shutdown().await;
+}

@@ -36,6 +36,9 @@ pub(crate) enum Event {
     SnapshotTaken(SnapshotMetadata),
     /// The state machine failed; the node must stop.
     Fatal(String),
+    /// The node's handle asks it to stop. (An event, not a command, so
+    /// that it gets through while commands are held back.)
+    Stop,
 }
 
 /// Requests from the node's handle.
@@ -49,8 +52,6 @@ pub(crate) enum Command {
     Read { request_id: RequestId },
     /// Report the core's full status.
     Status(oneshot::Sender<Status>),
-    /// Stop the node.
-    Stop,
 }
 
 /// How many inputs of one kind are stepped before outputs are carried out:
@@ -83,6 +84,13 @@ pub(crate) struct EventLoop<R> {
     pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
     /// The last heartbeat round sent to each peer, and when.
     pub(crate) rounds_sent: BTreeMap<NodeId, (u64, Instant)>,
+    /// The last entry handed to the applier, and the last it applied.
+    pub(crate) handed_out: LogIndex,
+    pub(crate) applied_seen: LogIndex,
+    /// The handle asked the node to stop.
+    pub(crate) stopping: bool,
+    /// See [`crate::node::NodeOptions::max_apply_backlog`].
+    pub(crate) max_apply_backlog: u64,
 }
 
 impl<R> EventLoop<R> {
@@ -117,17 +125,17 @@ impl<R> EventLoop<R> {
                     self.core.step(Input::Tick);
                     false
                 }
-                command = self.commands.recv() => match command {
+                command = self.commands.recv(), if self.accepts_requests() => match command {
                     None => true,
                     Some(command) => {
-                        let mut stop = self.handle_command(command);
+                        self.handle_command(command);
                         let mut taken = 1;
-                        while !stop && taken < BATCH_INPUTS {
+                        while taken < BATCH_INPUTS && self.accepts_requests() {
                             let Ok(command) = self.commands.try_recv() else { break };
-                            stop = self.handle_command(command);
+                            self.handle_command(command);
                             taken += 1;
                         }
-                        stop
+                        false
                     }
                 },
             };
@@ -138,7 +146,7 @@ impl<R> EventLoop<R> {
                 break Err(reason);
             }
             self.publish_status();
-            if stop {
+            if stop || self.stopping {
                 break Ok(());
             }
         };
@@ -176,10 +184,19 @@ impl<R> EventLoop<R> {
                     });
                 }
             }
-            Event::Applied(index) => self.core.step(Input::Applied { index }),
+            Event::Applied(index) => {
+                self.applied_seen = self.applied_seen.max(index);
+                self.core.step(Input::Applied { index })
+            }
             Event::SnapshotTaken(metadata) => self.core.step(Input::SnapshotTaken { metadata }),
             Event::Fatal(reason) => self.fatal = Some(reason),
+            Event::Stop => self.stopping = true,
         }
+    }
+
+    /// Whether the applier keeps up well enough to take client requests.
+    fn accepts_requests(&self) -> bool {
+        self.handed_out.0.saturating_sub(self.applied_seen.0) < self.max_apply_backlog
     }
 
     /// Steps a peer's message, timing the answer to a heartbeat round.
@@ -202,8 +219,8 @@ impl<R> EventLoop<R> {
         self.core.step(Input::Message(message));
     }
 
-    /// Steps a command; true when the loop must stop.
-    fn handle_command(&mut self, command: Command) -> bool {
+    /// Steps a client's command.
+    fn handle_command(&mut self, command: Command) {
         match command {
             Command::Propose {
                 request_id,
@@ -216,9 +233,7 @@ impl<R> EventLoop<R> {
             Command::Status(reply) => {
                 let _ = reply.send(self.core.status());
             }
-            Command::Stop => return true,
         }
-        false
     }
 
     /// Carries out the core's outputs in order, holding everything after a
@@ -282,6 +297,9 @@ impl<R> EventLoop<R> {
                 let _ = self.applier.send(Work::Restore(metadata));
             }
             Output::Apply { entries } => {
+                if let Some(last) = entries.last() {
+                    self.handed_out = self.handed_out.max(last.index);
+                }
                 let _ = self.applier.send(Work::Apply(entries));
             }
             Output::ProposalAccepted {

@@ -133,6 +133,11 @@ pub struct NodeOptions {
     pub max_queued_requests: usize,
     /// Peer messages queued for the event loop before peers are slowed.
     pub max_queued_messages: usize,
+    /// Committed entries handed to the applier and not yet applied beyond
+    /// which the node takes no new client requests (they wait): a state
+    /// machine slower than commit slows its clients instead of growing the
+    /// apply queue without bound.
+    pub max_apply_backlog: u64,
 }
 
 impl NodeOptions {
@@ -156,6 +161,7 @@ impl NodeOptions {
             snapshots: SnapshotPolicy::default(),
             max_queued_requests: 8192,
             max_queued_messages: 8192,
+            max_apply_backlog: 65_536,
         }
     }
 
@@ -176,7 +182,10 @@ impl NodeOptions {
         if self.tick.is_zero() {
             return fail("the tick must be longer than zero".to_string());
         }
-        if self.max_queued_requests == 0 || self.max_queued_messages == 0 {
+        if self.max_queued_requests == 0
+            || self.max_queued_messages == 0
+            || self.max_apply_backlog == 0
+        {
             return fail("queue sizes must be at least 1".to_string());
         }
         self.snapshots
@@ -217,6 +226,8 @@ struct Shared<M: StateMachine> {
     event_loop: Mutex<Option<JoinHandle<Result<(), String>>>>,
     applier: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<NodeMetrics>,
+    /// Where the handle sends [`Event::Stop`].
+    events: mpsc::UnboundedSender<Event>,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -293,6 +304,7 @@ impl<M: StateMachine> Node<M> {
         let (inbound, inbound_receiver) = mpsc::channel(options.max_queued_messages);
         let (events, event_receiver) = mpsc::unbounded_channel();
         let listener_events = events.clone();
+        let stop_events = events.clone();
         wal.set_durable_listener(move |durable| {
             let _ = listener_events.send(Event::Durable(durable));
         });
@@ -378,6 +390,10 @@ impl<M: StateMachine> Node<M> {
             metrics: metrics.clone(),
             appends_in_flight: VecDeque::new(),
             rounds_sent: BTreeMap::new(),
+            handed_out: applied,
+            applied_seen: applied,
+            stopping: false,
+            max_apply_backlog: options.max_apply_backlog,
         };
         let node_id = options.id;
         let event_loop = tokio::spawn(async move {
@@ -402,6 +418,7 @@ impl<M: StateMachine> Node<M> {
                 event_loop: Mutex::new(Some(event_loop)),
                 applier: Mutex::new(Some(applier)),
                 metrics,
+                events: stop_events,
             }),
         })
     }
@@ -536,7 +553,7 @@ impl<M: StateMachine> Node<M> {
     /// Stops the node: fails requests in flight, flushes and closes the
     /// WAL and stops the applier. Idempotent.
     pub async fn shutdown(&self) {
-        let _ = self.shared.commands.send(Command::Stop).await;
+        let _ = self.shared.events.send(Event::Stop);
         let event_loop = self
             .shared
             .event_loop
