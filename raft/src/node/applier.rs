@@ -122,9 +122,7 @@ impl<M: StateMachine> Applier<M> {
         batch.clear();
         self.metrics.entries_applied.inc_by(responses.len() as u64);
         self.metrics.applied_index.set(self.applied_index.0 as i64);
-        for (index, term, response) in responses {
-            self.requests.applied(index, term, response);
-        }
+        self.requests.applied(responses);
         self.applied.send_replace(self.applied_index);
         let _ = self.events.send(Event::Applied(self.applied_index));
         if let Some(reason) = failure {

@@ -17,8 +17,25 @@ pub(crate) type ReadReply = oneshot::Sender<Result<LogIndex, RequestFailure>>;
 pub(crate) type ProposalReply<R> = oneshot::Sender<Result<R, RequestFailure>>;
 
 enum Waiter<R> {
-    Proposal(ProposalReply<R>),
+    /// A proposal, and the log index it was appended at once accepted.
+    Proposal {
+        reply: ProposalReply<R>,
+        at: Option<LogIndex>,
+    },
     Read(ReadReply),
+}
+
+impl<R> Waiter<R> {
+    fn fail(self, failure: RequestFailure) {
+        match self {
+            Waiter::Proposal { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            Waiter::Read(reply) => {
+                let _ = reply.send(Err(failure));
+            }
+        }
+    }
 }
 
 struct Inner<R> {
@@ -64,7 +81,7 @@ impl<R> Requests<R> {
 
     /// Registers a proposal and returns its request id.
     pub(crate) fn register_proposal(&self, reply: ProposalReply<R>) -> RequestId {
-        self.register(Waiter::Proposal(reply))
+        self.register(Waiter::Proposal { reply, at: None })
     }
 
     /// Registers a read and returns its request id.
@@ -75,7 +92,8 @@ impl<R> Requests<R> {
     /// The proposal `id` was appended at (`index`, `term`).
     pub(crate) fn accepted(&self, id: RequestId, index: LogIndex, term: Term) {
         let mut inner = self.lock();
-        if inner.waiters.contains_key(&id) {
+        if let Some(Waiter::Proposal { at, .. }) = inner.waiters.get_mut(&id) {
+            *at = Some(index);
             inner.accepted.insert(index, (term, id));
         }
     }
@@ -92,41 +110,57 @@ impl<R> Requests<R> {
     pub(crate) fn fail(&self, id: RequestId, failure: RequestFailure) {
         self.metrics.requests_failed.inc();
         let mut inner = self.lock();
-        inner.accepted.retain(|_, (_, accepted)| *accepted != id);
-        match inner.waiters.remove(&id) {
-            Some(Waiter::Proposal(reply)) => {
-                let _ = reply.send(Err(failure));
+        let Some(waiter) = inner.waiters.remove(&id) else {
+            return;
+        };
+        if let Waiter::Proposal {
+            at: Some(index), ..
+        } = &waiter
+        {
+            if inner
+                .accepted
+                .get(index)
+                .is_some_and(|(_, accepted)| *accepted == id)
+            {
+                inner.accepted.remove(index);
             }
-            Some(Waiter::Read(reply)) => {
-                let _ = reply.send(Err(failure));
-            }
-            None => {}
         }
+        drop(inner);
+        waiter.fail(failure);
     }
 
-    /// The entry at (`index`, `term`) was applied: answers the proposal
-    /// accepted at `index` with `response` if it was this entry, or with
-    /// [`RequestFailure::Lost`] if another entry replaced it.
-    pub(crate) fn applied(&self, index: LogIndex, term: Term, response: Option<R>) {
-        let mut inner = self.lock();
-        let Some((accepted_term, id)) = inner.accepted.remove(&index) else {
-            return;
-        };
-        let Some(Waiter::Proposal(reply)) = inner.waiters.remove(&id) else {
-            return;
-        };
-        drop(inner);
-        let answer = match response {
-            Some(response) if accepted_term == term => {
-                self.metrics.proposals_committed.inc();
-                Ok(response)
+    /// Entries were applied, each (`index`, `term`) with its state
+    /// machine response (none for a no-op): answers each proposal accepted
+    /// at one of those indexes with its response if it was this entry, or
+    /// with [`RequestFailure::Lost`] if another entry replaced it.
+    pub(crate) fn applied(&self, entries: Vec<(LogIndex, Term, Option<R>)>) {
+        let mut answers = Vec::new();
+        {
+            let mut inner = self.lock();
+            if inner.accepted.is_empty() {
+                return;
             }
-            _ => {
-                self.metrics.requests_failed.inc();
-                Err(RequestFailure::Lost)
+            for (index, term, response) in entries {
+                let Some((accepted_term, id)) = inner.accepted.remove(&index) else {
+                    continue;
+                };
+                let Some(Waiter::Proposal { reply, .. }) = inner.waiters.remove(&id) else {
+                    continue;
+                };
+                let answer = match response {
+                    Some(response) if accepted_term == term => Ok(response),
+                    _ => Err(RequestFailure::Lost),
+                };
+                answers.push((reply, answer));
             }
-        };
-        let _ = reply.send(answer);
+        }
+        for (reply, answer) in answers {
+            match &answer {
+                Ok(_) => self.metrics.proposals_committed.inc(),
+                Err(_) => self.metrics.requests_failed.inc(),
+            };
+            let _ = reply.send(answer);
+        }
     }
 
     /// The state machine jumped to a snapshot at `index`: proposals accepted
@@ -134,12 +168,11 @@ impl<R> Requests<R> {
     /// their outcome is unknown.
     pub(crate) fn skipped_to(&self, index: LogIndex) {
         let mut inner = self.lock();
-        let skipped: Vec<LogIndex> = inner.accepted.range(..=index).map(|(at, _)| *at).collect();
-        for at in skipped {
-            if let Some((_, id)) = inner.accepted.remove(&at) {
-                if let Some(Waiter::Proposal(reply)) = inner.waiters.remove(&id) {
-                    let _ = reply.send(Err(RequestFailure::Indeterminate));
-                }
+        let kept = inner.accepted.split_off(&index.next());
+        let skipped = std::mem::replace(&mut inner.accepted, kept);
+        for (_, id) in skipped.into_values() {
+            if let Some(waiter) = inner.waiters.remove(&id) {
+                waiter.fail(RequestFailure::Indeterminate);
             }
         }
     }
@@ -149,14 +182,7 @@ impl<R> Requests<R> {
         let mut inner = self.lock();
         inner.accepted.clear();
         for (_, waiter) in inner.waiters.drain() {
-            match waiter {
-                Waiter::Proposal(reply) => {
-                    let _ = reply.send(Err(failure.clone()));
-                }
-                Waiter::Read(reply) => {
-                    let _ = reply.send(Err(failure.clone()));
-                }
-            }
+            waiter.fail(failure.clone());
         }
     }
 }
