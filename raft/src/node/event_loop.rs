@@ -84,7 +84,8 @@ pub(crate) struct EventLoop<R> {
     pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
     /// The last heartbeat round sent to each peer, and when.
     pub(crate) rounds_sent: BTreeMap<NodeId, (u64, Instant)>,
-    /// The last entry handed to the applier, and the last it applied.
+    /// The last entry handed to the applier or appended for a client's
+    /// proposal, and the last entry applied.
     pub(crate) handed_out: LogIndex,
     pub(crate) applied_seen: LogIndex,
     /// The handle asked the node to stop.
@@ -194,7 +195,10 @@ impl<R> EventLoop<R> {
         }
     }
 
-    /// Whether the applier keeps up well enough to take client requests.
+    /// Whether the applier keeps up well enough to take client requests:
+    /// entries appended for clients or handed to the applier, and not yet
+    /// applied, stay under the backlog (counting appended proposals too, so
+    /// that requests taken while a batch is still being written count).
     fn accepts_requests(&self) -> bool {
         self.handed_out.0.saturating_sub(self.applied_seen.0) < self.max_apply_backlog
     }
@@ -306,7 +310,10 @@ impl<R> EventLoop<R> {
                 request_id,
                 index,
                 term,
-            } => self.requests.accepted(request_id, index, term),
+            } => {
+                self.handed_out = self.handed_out.max(index);
+                self.requests.accepted(request_id, index, term)
+            }
             Output::ReadReady {
                 request_id,
                 read_index,
