@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod disk;
 mod disk_faults;

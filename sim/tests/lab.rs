@@ -8,8 +8,10 @@
 //! The `simulation_checks` module tests the randomized simulator itself:
 //! determinism, healthy seeds, and that each injected bug is caught; the
 //! `run_n_clients` module runs the local cluster runner, real processes and
-//! all. (One test binary for the crate keeps linking fast.)
+//! all, and the `chaos` module the chaos harness. (One test binary for the
+//! crate keeps linking fast.)
 
+mod chaos;
 mod lab_disk_faults;
 mod lab_persistence;
 mod lab_support;

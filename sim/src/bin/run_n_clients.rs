@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use raft_client::cli::logging::init_logging;
 use raft_client::cli::run::shutdown_signal;
-use sim::local_cluster::node_process::{run_node_process, NodeArguments};
+use sim::local_cluster::node_process::{launcher_main, NodeArguments};
 use sim::local_cluster::{run, LocalCluster, RunnerOptions};
 
 /// Runs a local cluster of RustyRaft nodes under a write workload, killing
@@ -118,32 +118,7 @@ async fn launch(arguments: ClusterArguments) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     init_logging("warn");
     let arguments = Arguments::parse();
-    if let Some(NodeCommand::Node(node)) = arguments.node {
-        return match run_node_process(&node) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    // One thread: every node is started from the main thread, which the
-    // nodes' parent-death signal watches (see `node_process`).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(launch(arguments.cluster)) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let Arguments { node, cluster } = arguments;
+    let node = node.map(|NodeCommand::Node(node)| node);
+    launcher_main(node, launch(cluster), ExitCode::FAILURE)
 }

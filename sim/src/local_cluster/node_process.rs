@@ -2,6 +2,10 @@
 //! <members> ...` runs one node exactly as `raft_client run` does (the same
 //! arguments, from `raft_client::cli::run`), and dies with its launcher.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
+
 use raft_client::cli::run::{run_node, RunArguments, RunError};
 use thiserror::Error;
 
@@ -32,6 +36,48 @@ pub enum NodeProcessError {
     /// The node failed.
     #[error(transparent)]
     Run(#[from] RunError),
+}
+
+/// The `main` of a launcher binary (`run_n_clients`, `chaos`): with
+/// `node`, runs that node (the hidden subcommand); otherwise runs
+/// `launch` on a single-threaded runtime, because every node must be
+/// started from the main thread, which the nodes' parent-death signal
+/// watches. An error is printed and gives `failure`.
+pub fn launcher_main<Launch, Error>(
+    node: Option<NodeArguments>,
+    launch: Launch,
+    failure: ExitCode,
+) -> ExitCode
+where
+    Launch: Future<Output = Result<ExitCode, Error>>,
+    Error: Display,
+{
+    if let Some(node) = node {
+        return match run_node_process(&node) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return failure;
+        }
+    };
+    match runtime.block_on(launch) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            failure
+        }
+    }
 }
 
 /// Runs the node until SIGINT or SIGTERM (or the launcher's death).

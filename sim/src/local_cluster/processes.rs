@@ -10,6 +10,7 @@
 //! killed by the kernel (see [`node_process`](super::node_process)).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -39,6 +40,9 @@ pub struct NodeProcesses {
     /// exited on its own. Signals go only to children still here: a
     /// reaped child's process id may already belong to another process.
     children: BTreeMap<NodeId, Child>,
+    /// Per node, a command that runs the node's command line (for
+    /// instance `ip netns exec <namespace>`); none: the node runs directly.
+    launch_prefixes: BTreeMap<NodeId, Vec<OsString>>,
 }
 
 impl NodeProcesses {
@@ -54,7 +58,15 @@ impl NodeProcesses {
             data_directory,
             members,
             children: BTreeMap::new(),
+            launch_prefixes: BTreeMap::new(),
         }
+    }
+
+    /// Runs node `id` from now on as `prefix... <executable> node ...`.
+    /// The prefix must exec the node in place (as `ip netns exec` does),
+    /// so that the node stays the launcher's child.
+    pub fn set_launch_prefix(&mut self, id: NodeId, prefix: Vec<OsString>) {
+        self.launch_prefixes.insert(id, prefix);
     }
 
     /// Where node `id` keeps its data.
@@ -90,7 +102,14 @@ impl NodeProcesses {
             .iter()
             .map(|(id, address)| (*id, address.to_string()))
             .collect();
-        let mut command = Command::new(&self.executable);
+        let mut command = match self.launch_prefixes.get(&id).map(Vec::as_slice) {
+            Some([program, arguments @ ..]) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(&self.executable);
+                command
+            }
+            _ => Command::new(&self.executable),
+        };
         command
             .arg("node")
             .arg(id.get().to_string())
@@ -142,6 +161,18 @@ impl NodeProcesses {
         Ok(())
     }
 
+    /// Sends `signal` to node `id` (and anything it started); false if the
+    /// node is not running.
+    pub fn signal(&self, id: NodeId, signal: Signal) -> bool {
+        match self.children.get(&id) {
+            Some(child) => {
+                signal_group(child, signal);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The nodes that exited since the last call without being killed by
     /// the launcher, with how they ended; they are no longer running.
     pub fn exited_on_their_own(&mut self) -> Vec<(NodeId, ExitStatus)> {
@@ -163,6 +194,8 @@ impl NodeProcesses {
     pub fn stop_all(&mut self) {
         for child in self.children.values() {
             signal_group(child, Signal::TERM);
+            // A node stopped with SIGSTOP acts on SIGTERM once continued.
+            signal_group(child, Signal::CONT);
         }
         let deadline = Instant::now() + STOP_GRACE;
         while !self.children.is_empty() && Instant::now() < deadline {

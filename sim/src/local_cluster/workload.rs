@@ -18,7 +18,7 @@ pub const KEY_PREFIX: &str = "run_n_clients/";
 
 /// How long one put may take before the client gives up on it (and counts
 /// its outcome as unknown).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pause after a failed put, so that a client does not spin while the
 /// cluster has no leader.
@@ -136,7 +136,9 @@ fn counts(counters: &Counters) -> WriteCounts {
     }
 }
 
-fn channel(url: &str) -> Channel {
+/// A lazily connected channel to `url` whose requests give up after
+/// [`REQUEST_TIMEOUT`] (their outcome then unknown).
+pub fn channel(url: &str) -> Channel {
     Endpoint::from_shared(url.to_string())
         .expect("endpoints are made from socket addresses")
         .connect_timeout(Duration::from_millis(500))
