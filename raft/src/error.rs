@@ -135,6 +135,14 @@ pub enum RequestError {
         /// The node this node believes is the leader.
         leader_hint: Option<NodeId>,
     },
+    /// The leader is handing leadership to `target` and accepts no
+    /// proposals meanwhile. The request had no effect; retry shortly (at
+    /// `target` once it leads).
+    #[error("leadership is being transferred to {target}; retry shortly")]
+    TransferringLeadership {
+        /// The voter that is to lead.
+        target: NodeId,
+    },
     /// The node lost leadership after it accepted the proposal. The entry may
     /// or may not be committed later: the outcome is unknown.
     #[error("leadership was lost after the proposal was accepted; its outcome is unknown")]

@@ -47,6 +47,8 @@ pub struct RunStats {
     pub crashes: u64,
     /// Network changes by the nemesis.
     pub partitions: u64,
+    /// Leadership transfers the nemesis asked a leader for.
+    pub leadership_transfers: u64,
     /// Distinct terms that had a leader.
     pub leaders_elected: u64,
     /// Client operations that completed.

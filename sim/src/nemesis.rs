@@ -1,7 +1,8 @@
-//! The nemesis: crashes and restarts nodes and cuts the network, on a
-//! schedule drawn from the run's seed, until the calm phase heals everything.
+//! The nemesis: crashes and restarts nodes, cuts the network and moves
+//! leadership, on a schedule drawn from the run's seed, until the calm phase
+//! heals everything.
 
-use raft::{NodeId, Role};
+use raft::{Input, NodeId, Role};
 
 use crate::cluster::{position_of, Cluster, Event};
 use crate::network::NetworkFaults;
@@ -20,7 +21,9 @@ impl Cluster {
         }
         let delay = self.nemesis_delay();
         self.schedule(delay, Event::Nemesis);
-        if chance(&mut self.rng, self.scenario.crash_weight) {
+        if chance(&mut self.rng, self.scenario.transfer_weight) {
+            self.move_leadership();
+        } else if chance(&mut self.rng, self.scenario.crash_weight) {
             self.crash_someone();
         } else {
             self.disturb_network();
@@ -96,6 +99,27 @@ impl Cluster {
         self.nodes[position_of(node)].restarts += 1;
         self.trace_line(format!("NEMESIS restart {node}"));
         self.start_node(node);
+    }
+
+    /// Asks the leader to hand leadership to another node (which may be
+    /// down, cut off or lagging: the transfer must then be abandoned
+    /// safely).
+    fn move_leadership(&mut self) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let others: Vec<NodeId> = self
+            .all_nodes()
+            .into_iter()
+            .filter(|node| *node != leader)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let target = pick(&mut self.rng, &others);
+        self.stats.leadership_transfers += 1;
+        self.trace_line(format!("NEMESIS transfer leadership {leader} -> {target}"));
+        self.step_node(leader, Input::TransferLeadership { target });
     }
 
     fn disturb_network(&mut self) {

@@ -94,6 +94,9 @@ pub struct Scenario {
     pub crash_weight: f64,
     /// Probability that the nemesis aims at the current leader.
     pub leader_bias: f64,
+    /// Probability that a nemesis action asks the leader to hand
+    /// leadership to another node instead of injecting a fault.
+    pub transfer_weight: f64,
     /// How long a crashed node stays down, in ticks (range).
     pub downtime_ticks: (u64, u64),
     /// Probability that a new leader crashes right after its first commit,
@@ -167,6 +170,8 @@ impl Scenario {
             },
             crash_weight: pick(rng, &[0.2, 0.4, 0.6]),
             leader_bias: if hunting { 0.9 } else { 0.5 },
+            // Not drawn, so that every other knob keeps its draw.
+            transfer_weight: 0.1,
             downtime_ticks: if hunting { (1, 20) } else { (5, 150) },
             first_commit_crash_probability: if hunting { 0.6 } else { 0.0 },
             election_isolation_probability: if hunting { 0.4 } else { 0.0 },

@@ -40,6 +40,7 @@ impl Scenario {
             nemesis_interval_ticks: 0,
             crash_weight: 0.0,
             leader_bias: 0.0,
+            transfer_weight: 0.0,
             downtime_ticks: (0, 0),
             first_commit_crash_probability: 0.0,
             election_isolation_probability: 0.0,
@@ -205,6 +206,13 @@ impl Cluster {
             .iter()
             .find(|(_, (accepted, _))| *accepted == request_id)
             .map(|(index, _)| *index)
+    }
+
+    /// Asks `leader` to hand leadership to `target` (ignored unless
+    /// `leader` is up and leads).
+    pub fn transfer_leadership(&mut self, leader: NodeId, target: NodeId) {
+        self.trace_line(format!("SCRIPT transfer leadership {leader} -> {target}"));
+        self.step_node(leader, Input::TransferLeadership { target });
     }
 
     /// How many nodes have applied `index`, and the value there (MIT's

@@ -303,6 +303,13 @@ impl Cluster {
                 self.stats.operations_refused += 1;
                 self.finish_request(client, leader_hint);
             }
+            // Refused before anything was appended: no effect, like
+            // NotLeader (the checker would catch it if that were false).
+            RequestError::TransferringLeadership { target } => {
+                self.history.discard(waiting.slot);
+                self.stats.operations_refused += 1;
+                self.finish_request(client, Some(target));
+            }
             RequestError::LeadershipLost { leader_hint } => {
                 if is_read {
                     self.history.discard(waiting.slot);

@@ -13,6 +13,7 @@
 
 mod chaos;
 mod lab_disk_faults;
+mod lab_leadership_transfer;
 mod lab_persistence;
 mod lab_support;
 mod run_n_clients;

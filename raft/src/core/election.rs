@@ -199,6 +199,7 @@ impl RaftCore {
             check_quorum_elapsed: 0,
             append_pending: false,
             heartbeat_pending: false,
+            transfer: None,
         });
         self.append_as_leader(Entry {
             term: self.hard_state.term,

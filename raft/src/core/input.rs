@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::core::message::Message;
 use crate::core::snapshot::SnapshotMetadata;
-use crate::types::{LogIndex, RequestId, Term};
+use crate::types::{LogIndex, NodeId, RequestId, Term};
 
 /// One event for [`crate::RaftCore::step`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,16 @@ pub enum Input {
     Read {
         /// Ties the answer to this read.
         request_id: RequestId,
+    },
+    /// Hand leadership to the voter `target` (dissertation §3.10): the
+    /// leader stops accepting proposals, brings `target` up to date and
+    /// tells it to campaign at once; after an election timeout without
+    /// success it gives up and accepts proposals again. Ignored unless this
+    /// node leads and `target` is another voter. Watch
+    /// [`crate::Status::leader`] for the outcome.
+    TransferLeadership {
+        /// The voter that is to lead.
+        target: NodeId,
     },
     /// The log is durable up to `index`, whose entry has `term`. A report for
     /// an entry that has since been replaced (same index, other term) is

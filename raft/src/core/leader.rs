@@ -10,6 +10,7 @@ use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
 
 impl RaftCore {
     pub(super) fn tick_leader(&mut self) {
+        self.tick_transfer();
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
@@ -42,6 +43,11 @@ impl RaftCore {
     pub(super) fn propose(&mut self, request_id: RequestId, command: Bytes) {
         if self.role != Role::Leader {
             let error = self.not_leader_error();
+            self.outputs
+                .push(Output::RequestFailed { request_id, error });
+            return;
+        }
+        if let Some(error) = self.transfer_refusal() {
             self.outputs
                 .push(Output::RequestFailed { request_id, error });
             return;
@@ -242,6 +248,9 @@ impl RaftCore {
                 self.advance_commit();
             }
             self.send_entries(from);
+            if self.transfer_target() == Some(from) {
+                self.send_timeout_now_if_caught_up();
+            }
         } else if progress.snapshot_in_flight.is_some() {
             // Waiting for the snapshot's answer: appends cannot help yet.
         } else if response.rejected_index > progress.match_index {

@@ -4,13 +4,14 @@
 //! an ordered list of [`Output`]s, taken with [`RaftCore::take_outputs`]. The
 //! role-specific rules live in one file each: `election.rs` (followers,
 //! candidates and voting), `follower.rs` (accepting appends), `leader.rs`
-//! (replication, commit, CheckQuorum) and `read_index.rs` (linearizable
-//! reads).
+//! (replication, commit, CheckQuorum), `leadership_transfer.rs` and
+//! `read_index.rs` (linearizable reads).
 
 mod election;
 mod follower;
 pub mod input;
 mod leader;
+mod leadership_transfer;
 mod log;
 pub mod message;
 pub mod output;
@@ -87,6 +88,8 @@ struct LeaderState {
     append_pending: bool,
     /// A heartbeat with a new round is needed at the next flush (for reads).
     heartbeat_pending: bool,
+    /// The leadership transfer in progress, if any.
+    transfer: Option<leadership_transfer::LeadershipTransfer>,
 }
 
 /// One Raft node's algorithm. See the crate documentation for how to drive
@@ -189,6 +192,7 @@ impl RaftCore {
                 command,
             } => self.propose(request_id, command),
             Input::Read { request_id } => self.read(request_id),
+            Input::TransferLeadership { target } => self.transfer_leadership(target),
             Input::LogPersisted { index, term } => {
                 if self.log.persisted_up_to(index, term) {
                     self.on_log_persisted();

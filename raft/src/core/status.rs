@@ -47,6 +47,8 @@ pub struct Status {
     pub membership: Membership,
     /// Replication progress per peer, when leader.
     pub progress: BTreeMap<NodeId, Progress>,
+    /// The voter leadership is being handed to, when leader.
+    pub transfer_target: Option<NodeId>,
 }
 
 impl RaftCore {
@@ -69,6 +71,7 @@ impl RaftCore {
                 .as_ref()
                 .map(|state| state.progress.clone())
                 .unwrap_or_default(),
+            transfer_target: self.transfer_target(),
         }
     }
 

@@ -58,6 +58,10 @@ impl From<RequestError> for RequestFailure {
         match error {
             RequestError::NotLeader { leader_hint } => RequestFailure::NotLeader { leader_hint },
             RequestError::LeadershipLost { .. } => RequestFailure::Indeterminate,
+            // Had no effect; the target is about to lead.
+            RequestError::TransferringLeadership { target } => RequestFailure::NotLeader {
+                leader_hint: Some(target),
+            },
         }
     }
 }

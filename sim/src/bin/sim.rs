@@ -154,12 +154,13 @@ fn check(
     let seeds_with_refused_disks = totals.seeds_with_refused_disks;
     let totals = totals.stats;
     println!(
-        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
+        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leadership transfers, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
         started.elapsed().as_secs_f64(),
         totals.events,
         totals.messages_sent,
         totals.crashes,
         totals.partitions,
+        totals.leadership_transfers,
         totals.leaders_elected,
         totals.operations_ok,
         totals.operations_indeterminate,
@@ -215,6 +216,7 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.messages_sent += stats.messages_sent;
     totals.crashes += stats.crashes;
     totals.partitions += stats.partitions;
+    totals.leadership_transfers += stats.leadership_transfers;
     totals.leaders_elected += stats.leaders_elected;
     totals.operations_ok += stats.operations_ok;
     totals.operations_indeterminate += stats.operations_indeterminate;

@@ -9,4 +9,5 @@ mod replication_test;
 mod restore_test;
 mod snapshot_test;
 mod term_test;
+mod transfer_test;
 mod vote_test;
