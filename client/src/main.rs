@@ -76,6 +76,15 @@ enum Subcommands {
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
+    /// Hand leadership to member <ID> and wait until it leads (etcd's
+    /// `move-leader`).
+    TransferLeader {
+        /// The member that is to lead.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
     /// A closed-loop load generator; the last line it prints is
     /// `ops=.. ops_per_s=.. p50_us=.. p99_us=.. p999_us=..`.
     Bench(BenchArguments),
@@ -131,6 +140,10 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
         Subcommands::Status { endpoints: list } => commands::status(&endpoints(&list)?).await,
         Subcommands::Hash { endpoints: list } => commands::hash(&endpoints(&list)?).await,
         Subcommands::Members { endpoints: list } => commands::members(&endpoints(&list)?).await,
+        Subcommands::TransferLeader {
+            id,
+            endpoints: list,
+        } => commands::transfer_leader(&endpoints(&list)?, id).await,
         Subcommands::Bench(arguments) => {
             let report = bench::run(BenchOptions {
                 endpoints: endpoints(&arguments.endpoints)?,

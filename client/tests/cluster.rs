@@ -14,6 +14,8 @@ mod support;
 mod etcd_client_crate;
 #[path = "cluster/etcdctl.rs"]
 mod etcdctl;
+#[path = "cluster/leadership.rs"]
+mod leadership;
 #[path = "cluster/metrics.rs"]
 mod metrics;
 #[path = "cluster/refusals.rs"]

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, HashKvRequest, MemberListRequest, PutRequest, RangeRequest, StatusRequest,
+    DeleteRangeRequest, HashKvRequest, MemberListRequest, MoveLeaderRequest, PutRequest,
+    RangeRequest, StatusRequest,
 };
 use tonic::{Code, Status};
 
@@ -179,6 +180,21 @@ pub async fn hash(endpoints: &[String]) -> Result<String, Status> {
         return Err(Status::unavailable(lines[1..].join("\n")));
     }
     Ok(lines.join("\n"))
+}
+
+/// `transfer-leader`: hands leadership to member `target` (any endpoint forwards the request
+/// to the leader) and says who leads now.
+pub async fn transfer_leader(endpoints: &[String], target: u64) -> Result<String, Status> {
+    let response = with_any(endpoints, |mut clients| async move {
+        clients
+            .maintenance
+            .move_leader(MoveLeaderRequest { target_id: target })
+            .await
+    })
+    .await?
+    .into_inner();
+    let term = response.header.map_or(0, |header| header.raft_term);
+    Ok(format!("member {target} leads now (term {term})"))
 }
 
 /// `members`: one line per member.

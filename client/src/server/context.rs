@@ -31,7 +31,7 @@ pub struct Context {
     pub limits: Limits,
     /// Where the data directory is, for the database size.
     pub data_directory: std::path::PathBuf,
-    clients: Mutex<BTreeMap<NodeId, KvClient<Channel>>>,
+    channels: Mutex<BTreeMap<NodeId, Channel>>,
 }
 
 impl Context {
@@ -49,7 +49,7 @@ impl Context {
             members,
             limits,
             data_directory,
-            clients: Mutex::new(BTreeMap::new()),
+            channels: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -62,27 +62,33 @@ impl Context {
         }
     }
 
-    /// A KV client connected (lazily) to member `leader`.
-    pub fn client_of(&self, leader: NodeId) -> Result<KvClient<Channel>, Status> {
-        let mut clients = self
-            .clients
+    /// A channel connected (lazily) to member `member`, shared by every
+    /// request forwarded there.
+    pub fn channel_of(&self, member: NodeId) -> Result<Channel, Status> {
+        let mut channels = self
+            .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&leader) {
-            return Ok(client.clone());
+        if let Some(channel) = channels.get(&member) {
+            return Ok(channel.clone());
         }
-        let address = self.members.get(&leader).ok_or_else(|| {
-            Status::unavailable(format!("etcdserver: leader {leader} is unknown"))
+        let address = self.members.get(&member).ok_or_else(|| {
+            Status::unavailable(format!("etcdserver: leader {member} is unknown"))
         })?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
             .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(1));
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect_lazy();
+        channels.insert(member, channel.clone());
+        Ok(channel)
+    }
+
+    /// A KV client connected (lazily) to member `leader`.
+    pub fn client_of(&self, leader: NodeId) -> Result<KvClient<Channel>, Status> {
         let limit = self.limits.max_request_bytes + (1 << 20);
-        let client = KvClient::new(endpoint.connect_lazy())
+        Ok(KvClient::new(self.channel_of(leader)?)
             .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(limit);
-        clients.insert(leader, client.clone());
-        Ok(client)
+            .max_encoding_message_size(limit))
     }
 }

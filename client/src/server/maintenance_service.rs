@@ -1,10 +1,13 @@
 //! The etcd `Maintenance` service: status, alarms (none are ever raised),
-//! and hashes of the key space for comparing members.
+//! hashes of the key space for comparing members, and moving the leader.
 
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use raft::node::TransferFailure;
+use raft::{NodeId, Role};
+use raft_proto::etcd::etcdserverpb::maintenance_client::MaintenanceClient;
 use raft_proto::etcd::etcdserverpb::maintenance_server::Maintenance;
 use raft_proto::etcd::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
@@ -14,7 +17,7 @@ use raft_proto::etcd::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::server::context::Context;
+use crate::server::context::{Context, FORWARDED_METADATA};
 use crate::server::status::not_built;
 
 /// The etcd version whose API this server speaks, as `etcdctl` shows it.
@@ -29,6 +32,21 @@ impl MaintenanceService {
     /// The service over `context`.
     pub fn new(context: Arc<Context>) -> MaintenanceService {
         MaintenanceService { context }
+    }
+}
+
+/// The gRPC status of a failed leadership transfer, with etcd's messages
+/// where etcd has one.
+fn transfer_status(failure: &TransferFailure) -> Status {
+    match failure {
+        TransferFailure::NotLeader { .. } => Status::failed_precondition("etcdserver: not leader"),
+        TransferFailure::NotAVoter(target) => Status::failed_precondition(format!(
+            "etcdserver: bad leader transferee: {target} is not a voting member"
+        )),
+        TransferFailure::TimedOut { .. } | TransferFailure::OtherLeader { .. } => {
+            Status::unavailable(format!("etcdserver: leader transfer failed: {failure}"))
+        }
+        TransferFailure::ShuttingDown => Status::unavailable("etcdserver: server stopped"),
     }
 }
 
@@ -142,10 +160,43 @@ impl Maintenance for MaintenanceService {
         Err(not_built("streaming a backup snapshot"))
     }
 
+    /// etcd's `MoveLeader` (`etcdctl move-leader <id>`): hands leadership
+    /// to the voter `targetID` and answers once it leads. etcd answers
+    /// "not leader" at a follower; here a follower forwards the request to
+    /// the leader it knows of.
     async fn move_leader(
         &self,
-        _request: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_built("moving the leader"))
+        let target = request.get_ref().target_id;
+        if target == 0 {
+            return Err(Status::invalid_argument(
+                "etcdserver: bad leader transferee: targetID must name a member (it is 0)",
+            ));
+        }
+        let status = self.context.node.status();
+        if status.role != Role::Leader && status.leader != Some(NodeId(target)) {
+            return match status.leader {
+                Some(leader) if !request.metadata().contains_key(FORWARDED_METADATA) => {
+                    let mut leader_client =
+                        MaintenanceClient::new(self.context.channel_of(leader)?);
+                    let mut forwarded = Request::new(request.into_inner());
+                    forwarded.metadata_mut().insert(
+                        FORWARDED_METADATA,
+                        tonic::metadata::MetadataValue::from_static("1"),
+                    );
+                    leader_client.move_leader(forwarded).await
+                }
+                _ => Err(Status::failed_precondition("etcdserver: not leader")),
+            };
+        }
+        self.context
+            .node
+            .transfer_leadership(NodeId(target))
+            .await
+            .map_err(|failure| transfer_status(&failure))?;
+        let mut response = MoveLeaderResponse { header: None };
+        self.context.header().fill(&mut response.header);
+        Ok(Response::new(response))
     }
 }

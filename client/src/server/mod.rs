@@ -197,8 +197,10 @@ fn no_delay(
     })
 }
 
-/// Runs a node until `shutdown` completes, then stops it cleanly: stops
-/// accepting requests, fails those in flight, flushes and closes the WAL.
+/// Runs a node until `shutdown` completes, then stops it cleanly: a leader
+/// hands leadership to its most up-to-date voter (waiting at most about an
+/// election timeout), then the node stops accepting requests, fails those
+/// in flight, flushes and closes the WAL.
 pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -252,6 +254,12 @@ pub async fn serve(
     let stopping_node = node.clone();
     let stop = async move {
         shutdown.await;
+        // A leader hands over first (dissertation §3.10), so the cluster
+        // gets a new leader in one round of votes instead of waiting out an
+        // election timeout.
+        if let Some(successor) = stopping_node.hand_off_leadership().await {
+            tracing::info!(%successor, "stopping: leadership handed over");
+        }
         tracing::info!("stopping: refusing new requests, flushing the log");
         stopping_node.shutdown().await;
         let _ = stopped_sender.send(());

@@ -187,6 +187,15 @@ async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
         );
     }
 
+    // move-leader: etcdctl finds the leader among the endpoints and asks it
+    // to hand over to the member given in hex.
+    let moved = stdout(&all, &["move-leader", &format!("{follower:x}")]);
+    assert!(
+        moved.contains("Leadership transferred") && moved.contains(&format!("{follower:x}")),
+        "{moved}"
+    );
+    assert_eq!(cluster.wait_for_leader().await, follower);
+
     // A refused request is an error with the server's reason.
     let historical = run(&all, &["get", "--rev=1", "greeting"], "");
     assert!(!historical.success);

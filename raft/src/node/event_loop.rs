@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Read { request_id: RequestId },
     /// Report the core's full status.
     Status(oneshot::Sender<Status>),
+    /// Hand leadership to `target`.
+    TransferLeadership { target: NodeId },
 }
 
 /// How many inputs of one kind are stepped before outputs are carried out:
@@ -236,6 +238,9 @@ impl<R> EventLoop<R> {
             Command::Read { request_id } => self.core.step(Input::Read { request_id }),
             Command::Status(reply) => {
                 let _ = reply.send(self.core.status());
+            }
+            Command::TransferLeadership { target } => {
+                self.core.step(Input::TransferLeadership { target })
             }
         }
     }

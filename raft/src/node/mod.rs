@@ -90,12 +90,14 @@ use crate::types::{LogIndex, NodeId, Term};
 pub mod applier;
 pub mod error;
 pub mod event_loop;
+mod leadership;
 pub mod metrics;
 mod requests;
 mod snapshot_transfer;
 pub mod status;
 
 pub use self::error::{RequestFailure, StartError};
+pub use self::leadership::TransferFailure;
 pub use self::metrics::NodeMetrics;
 pub use self::status::NodeStatus;
 
