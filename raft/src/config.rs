@@ -34,6 +34,10 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot, so that a briefly slow
     /// follower catches up from the log instead of receiving a snapshot.
     pub snapshot_trailing_entries: u64,
+    /// How far behind the leader's last index a learner may be and still
+    /// be promoted to voter: a voter that lags would slow every commit
+    /// until it caught up.
+    pub max_promotion_lag: u64,
     /// Deliberately unsafe variants of the algorithm for the simulator's
     /// self-tests. All off by default.
     #[cfg(feature = "bug-injection")]
@@ -72,6 +76,7 @@ impl Config {
             max_entries_per_message: 4096,
             max_message_bytes: 1024 * 1024,
             snapshot_trailing_entries: 5_000,
+            max_promotion_lag: 1_000,
             #[cfg(feature = "bug-injection")]
             bug_injection: BugInjection::default(),
         }

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::core::membership_change::MembershipRefusal;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A [`crate::Config`] or [`crate::SnapshotPolicy`] that cannot work.
@@ -143,6 +144,9 @@ pub enum RequestError {
         /// The voter that is to lead.
         target: NodeId,
     },
+    /// The configuration change cannot be made now; it had no effect.
+    #[error("configuration change refused: {0}")]
+    MembershipChangeRefused(MembershipRefusal),
     /// The node lost leadership after it accepted the proposal. The entry may
     /// or may not be committed later: the outcome is unknown.
     #[error("leadership was lost after the proposal was accepted; its outcome is unknown")]

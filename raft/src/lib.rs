@@ -114,6 +114,7 @@ pub mod types;
 pub use crate::config::BugInjection;
 pub use crate::config::Config;
 pub use crate::core::input::Input;
+pub use crate::core::membership_change::{MembershipChange, MembershipRefusal};
 pub use crate::core::message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, InstallSnapshotResponse, Message,
     MessageBody, RequestVote, RequestVoteResponse,

@@ -5,6 +5,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::core::quorum::Membership;
+
 macro_rules! newtype_u64 {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -81,6 +83,11 @@ pub enum EntryPayload {
     Noop,
     /// An opaque command for the application's state machine.
     Command(Bytes),
+    /// A new cluster configuration, in effect from the moment the entry is
+    /// appended (dissertation §4.1). Appended by the leader for a
+    /// [`crate::MembershipChange`]; differs from the one before it by one
+    /// server.
+    Configuration(Membership),
 }
 
 impl EntryPayload {
@@ -89,6 +96,9 @@ impl EntryPayload {
         match self {
             EntryPayload::Noop => 0,
             EntryPayload::Command(command) => command.len(),
+            EntryPayload::Configuration(membership) => {
+                8 + 8 * (membership.voters.len() + membership.learners.len())
+            }
         }
     }
 }

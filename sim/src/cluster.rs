@@ -49,6 +49,10 @@ pub struct RunStats {
     pub partitions: u64,
     /// Leadership transfers the nemesis asked a leader for.
     pub leadership_transfers: u64,
+    /// Configuration changes the nemesis asked a leader for.
+    pub membership_changes: u64,
+    /// Of those, the ones the leader accepted (appended).
+    pub membership_changes_accepted: u64,
     /// Distinct terms that had a leader.
     pub leaders_elected: u64,
     /// Client operations that completed.
@@ -149,6 +153,9 @@ pub struct Cluster {
     pub(crate) stats: RunStats,
     leader_terms: BTreeSet<Term>,
     pub(crate) next_request_id: u64,
+    /// Configuration changes asked so far (their request ids count down
+    /// from the top, apart from the clients').
+    pub(crate) next_membership_request: u64,
     pub(crate) faults_active: bool,
     pub(crate) clients_active: bool,
     pub(crate) trace: Vec<String>,
@@ -201,6 +208,7 @@ impl Cluster {
             stats: RunStats::default(),
             leader_terms: BTreeSet::new(),
             next_request_id: 0,
+            next_membership_request: 0,
             faults_active: true,
             clients_active: true,
             trace: Vec::new(),
@@ -361,7 +369,12 @@ impl Cluster {
                 .snapshot
                 .as_ref()
                 .map(|snapshot| snapshot.metadata.clone()),
-            ..RestoredState::new_cluster(voters)
+            // The configuration as of the snapshot; configuration entries in
+            // the log after it override it.
+            membership: node.disk.snapshot.as_ref().map_or_else(
+                || RestoredState::new_cluster(voters).membership,
+                |snapshot| snapshot.metadata.membership.clone(),
+            ),
         };
         let core = RaftCore::new(config, restored, seed).expect("simulated state is valid");
         node.core = Some(core);
@@ -484,6 +497,9 @@ impl Cluster {
                 index,
                 term,
             } => {
+                if is_membership_request(request_id) {
+                    self.stats.membership_changes_accepted += 1;
+                }
                 self.nodes[position]
                     .accepted
                     .insert(index, (request_id, term));
@@ -565,6 +581,10 @@ impl Cluster {
                     commit_index,
                     log: &node.log,
                     durable: &node.disk.log,
+                    committed_membership: node
+                        .core
+                        .as_ref()
+                        .map(|core| core.membership_at(commit_index)),
                 }
             })
             .collect();
@@ -614,6 +634,13 @@ impl Cluster {
             )));
         }
         for node in &self.nodes {
+            if !status.membership.contains(node.id) {
+                // Removed: it follows no one and no one needs it. A proposal
+                // it accepted as an old leader may stay unresolved there:
+                // no leader replicates to it any more (its clients time out
+                // and count the request as indeterminate).
+                continue;
+            }
             if node.disk.recover().is_err() {
                 // Down for good; the others hold a quorum without it.
                 if node.core.is_some() {
@@ -646,6 +673,12 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Whether `request_id` is one of the nemesis's configuration changes
+/// (their ids count down from the top; the clients' count up from 1).
+pub(crate) fn is_membership_request(request_id: raft::RequestId) -> bool {
+    request_id.0 > u64::MAX / 2
 }
 
 /// Node ids are 1..=N; their position in the node list is id - 1.

@@ -29,11 +29,6 @@ mod workload;
 pub use cluster::{Cluster, RunOptions, RunOutcome, RunStats};
 pub use scenario::{InjectedBug, Scenario};
 
-/// The membership of a simulated cluster of `nodes` voters.
-pub(crate) fn raft_membership(nodes: usize) -> raft::Membership {
-    raft::Membership::with_voters((1..=nodes as u64).map(raft::NodeId))
-}
-
 /// Runs one seed.
 pub fn run(options: RunOptions) -> RunOutcome {
     Cluster::new(options).run()

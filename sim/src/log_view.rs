@@ -136,6 +136,16 @@ pub fn chain_hash(previous: u64, entry: &Entry) -> u64 {
             feed(&[1]);
             feed(command);
         }
+        EntryPayload::Configuration(membership) => {
+            feed(&[2]);
+            for voter in &membership.voters {
+                feed(&voter.0.to_le_bytes());
+            }
+            feed(&[3]);
+            for learner in &membership.learners {
+                feed(&learner.0.to_le_bytes());
+            }
+        }
     }
     // A final avalanche so that near-equal inputs spread out.
     hash ^= hash >> 33;

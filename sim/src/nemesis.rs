@@ -2,7 +2,7 @@
 //! leadership, on a schedule drawn from the run's seed, until the calm phase
 //! heals everything.
 
-use raft::{Input, NodeId, Role};
+use raft::{Input, MembershipChange, NodeId, RequestId, Role};
 
 use crate::cluster::{position_of, Cluster, Event};
 use crate::network::NetworkFaults;
@@ -23,6 +23,8 @@ impl Cluster {
         self.schedule(delay, Event::Nemesis);
         if chance(&mut self.rng, self.scenario.transfer_weight) {
             self.move_leadership();
+        } else if chance(&mut self.rng, self.scenario.membership_change_weight) {
+            self.change_membership();
         } else if chance(&mut self.rng, self.scenario.crash_weight) {
             self.crash_someone();
         } else {
@@ -120,6 +122,61 @@ impl Cluster {
         self.stats.leadership_transfers += 1;
         self.trace_line(format!("NEMESIS transfer leadership {leader} -> {target}"));
         self.step_node(leader, Input::TransferLeadership { target });
+    }
+
+    /// Asks the leader to add, promote or remove one server, at random
+    /// (it may refuse: a change in progress, a lagging learner). Only with
+    /// CheckQuorum on: without its lease a removed server that missed its
+    /// removal keeps raising the others' term (dissertation §4.2.3), a
+    /// liveness problem the calm phase would report. With a disk that
+    /// fails for good, at least three voters remain, so the rest still
+    /// form a quorum.
+    fn change_membership(&mut self) {
+        if !self.scenario.check_quorum {
+            return;
+        }
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let membership = self.nodes[position_of(leader)]
+            .core
+            .as_ref()
+            .expect("the leader is up")
+            .membership()
+            .clone();
+        let outsiders: Vec<NodeId> = self
+            .all_nodes()
+            .into_iter()
+            .filter(|node| !membership.contains(*node))
+            .collect();
+        let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
+        let min_voters = if self.scenario.corrupt_disk.is_some() {
+            3
+        } else {
+            1
+        };
+        let removable: Vec<NodeId> = membership
+            .members()
+            .filter(|node| !membership.is_voter(*node) || membership.voters.len() > min_voters)
+            .collect();
+        let change = match uniform(&mut self.rng, 0, 4) {
+            0 if !outsiders.is_empty() => {
+                MembershipChange::AddLearner(pick(&mut self.rng, &outsiders))
+            }
+            1 if !outsiders.is_empty() => {
+                MembershipChange::AddVoter(pick(&mut self.rng, &outsiders))
+            }
+            2 if !learners.is_empty() => {
+                MembershipChange::PromoteLearner(pick(&mut self.rng, &learners))
+            }
+            _ if !removable.is_empty() => MembershipChange::Remove(pick(&mut self.rng, &removable)),
+            _ => return,
+        };
+        self.stats.membership_changes += 1;
+        self.next_membership_request += 1;
+        let request_id = RequestId(u64::MAX - self.next_membership_request);
+        self.trace_line(format!("NEMESIS ask {leader} for {change:?}"));
+        self.step_node(leader, Input::ChangeMembership { request_id, change });
     }
 
     fn disturb_network(&mut self) {

@@ -97,6 +97,9 @@ pub struct Scenario {
     /// Probability that a nemesis action asks the leader to hand
     /// leadership to another node instead of injecting a fault.
     pub transfer_weight: f64,
+    /// Probability that a nemesis action asks the leader for a
+    /// configuration change (add, promote or remove one server) instead.
+    pub membership_change_weight: f64,
     /// How long a crashed node stays down, in ticks (range).
     pub downtime_ticks: (u64, u64),
     /// Probability that a new leader crashes right after its first commit,
@@ -172,6 +175,7 @@ impl Scenario {
             leader_bias: if hunting { 0.9 } else { 0.5 },
             // Not drawn, so that every other knob keeps its draw.
             transfer_weight: 0.1,
+            membership_change_weight: 0.3,
             downtime_ticks: if hunting { (1, 20) } else { (5, 150) },
             first_commit_crash_probability: if hunting { 0.6 } else { 0.0 },
             election_isolation_probability: if hunting { 0.4 } else { 0.0 },

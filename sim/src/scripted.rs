@@ -41,6 +41,7 @@ impl Scenario {
             crash_weight: 0.0,
             leader_bias: 0.0,
             transfer_weight: 0.0,
+            membership_change_weight: 0.0,
             downtime_ticks: (0, 0),
             first_commit_crash_probability: 0.0,
             election_isolation_probability: 0.0,
@@ -235,6 +236,7 @@ impl Cluster {
                     _ => None,
                 },
                 EntryPayload::Noop => None,
+                EntryPayload::Configuration(_) => None,
             };
             if count > 0 && here != value {
                 panic!(

@@ -8,7 +8,6 @@ use raft::{Input, LogIndex, Message, MessageBody, NodeId, SnapshotMetadata};
 use crate::cluster::{position_of, Cluster};
 use crate::disk::StoredSnapshot;
 use crate::invariants::Violation;
-use crate::raft_membership;
 
 impl Cluster {
     /// Takes a snapshot at `applied` when enough entries were applied since
@@ -36,7 +35,12 @@ impl Cluster {
         let metadata = SnapshotMetadata {
             index: applied,
             term,
-            membership: raft_membership(self.options.nodes),
+            membership: sim_node
+                .core
+                .as_ref()
+                .expect("checked above")
+                .membership_at(applied)
+                .clone(),
         };
         sim_node.disk.snapshot = Some(StoredSnapshot {
             metadata: metadata.clone(),

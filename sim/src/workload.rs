@@ -227,6 +227,7 @@ impl Cluster {
                 Some(self.nodes[position].kv.apply(command))
             }
             EntryPayload::Noop => None,
+            EntryPayload::Configuration(_) => None,
         };
         let Some((request_id, term)) = self.nodes[position].accepted.remove(&entry.index) else {
             return;
@@ -305,6 +306,11 @@ impl Cluster {
             }
             // Refused before anything was appended: no effect, like
             // NotLeader (the checker would catch it if that were false).
+            RequestError::MembershipChangeRefused(_) => {
+                self.history.discard(waiting.slot);
+                self.stats.operations_refused += 1;
+                self.finish_request(client, None);
+            }
             RequestError::TransferringLeadership { target } => {
                 self.history.discard(waiting.slot);
                 self.stats.operations_refused += 1;

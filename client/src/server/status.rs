@@ -35,6 +35,9 @@ pub fn failure_status(failure: &RequestFailure) -> Status {
         RequestFailure::Lost => {
             Status::unavailable("etcdserver: leader changed; the request was not applied, retry it")
         }
+        RequestFailure::MembershipChangeRefused(refusal) => {
+            Status::failed_precondition(format!("etcdserver: {refusal}"))
+        }
         RequestFailure::Overloaded => Status::resource_exhausted("etcdserver: too many requests"),
         RequestFailure::ShuttingDown => Status::unavailable("etcdserver: server stopped"),
         RequestFailure::NodeFailed(reason) => Status::internal(format!(

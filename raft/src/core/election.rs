@@ -21,7 +21,7 @@ impl RaftCore {
     /// Starts an election, with a pre-vote round first when PreVote is on
     /// and the election was not forced by a leadership transfer.
     pub(super) fn start_campaign(&mut self, leadership_transfer: bool) {
-        if !self.membership.is_voter(self.id()) {
+        if !self.may_campaign() {
             // Learners and removed nodes never campaign.
             self.reset_election_timer();
             return;
@@ -33,6 +33,17 @@ impl RaftCore {
         }
     }
 
+    /// Whether this node may stand for election: it is a voter in its
+    /// latest configuration, or in the configuration at its commit index.
+    /// The second case is a leader whose own removal was not committed
+    /// when it lost leadership: the remaining voters may need it to lead
+    /// once more, to commit its removal (counting votes with its latest
+    /// configuration), before they can elect one of themselves.
+    fn may_campaign(&self) -> bool {
+        let id = self.id();
+        self.membership().is_voter(id) || self.log.membership_at(self.log.committed()).is_voter(id)
+    }
+
     fn become_pre_candidate(&mut self) {
         tracing::debug!(node = %self.id(), term = %self.hard_state.term, "starting pre-vote");
         self.role = Role::PreCandidate;
@@ -40,7 +51,7 @@ impl RaftCore {
         self.reset_election_timer();
         self.votes = BTreeMap::from([(self.id(), true)]);
         let prospective_term = self.hard_state.term.next();
-        if self.membership.is_quorum(self.granted_votes()) {
+        if self.membership().is_quorum(self.granted_votes()) {
             self.become_candidate(false);
             return;
         }
@@ -60,7 +71,7 @@ impl RaftCore {
         self.leader = None;
         self.reset_election_timer();
         self.votes = BTreeMap::from([(self.id(), true)]);
-        if self.membership.is_quorum(self.granted_votes()) {
+        if self.membership().is_quorum(self.granted_votes()) {
             self.become_leader();
             return;
         }
@@ -83,7 +94,7 @@ impl RaftCore {
             leadership_transfer,
         };
         let own_id = self.id();
-        let voters: Vec<NodeId> = self.membership.voters.iter().copied().collect();
+        let voters: Vec<NodeId> = self.membership().voters.iter().copied().collect();
         for voter in voters.into_iter().filter(|voter| *voter != own_id) {
             self.outputs.push(super::Output::Send(super::Message {
                 from: self.id(),
@@ -108,7 +119,11 @@ impl RaftCore {
             .is_up_to_date(request.last_log_index, request.last_log_term);
         #[cfg(feature = "bug-injection")]
         let log_ok = log_ok || self.config.bug_injection.vote_without_log_check;
-        let granted = can_vote && log_ok && self.membership.is_voter(self.id());
+        // Granted whatever this node's own configuration says of either side
+        // (dissertation §4.1): the candidate counts only the votes of its
+        // configuration's voters, and an uncommitted configuration here may
+        // be about to be replaced.
+        let granted = can_vote && log_ok;
         if granted && !request.pre_vote {
             self.hard_state.voted_for = Some(from);
             // The vote is durable before the answer is sent.
@@ -150,19 +165,19 @@ impl RaftCore {
             Role::Candidate if !response.pre_vote => term == self.hard_state.term,
             _ => false,
         };
-        if !expected || !self.membership.is_voter(from) {
+        if !expected || !self.membership().is_voter(from) {
             return;
         }
         self.votes.entry(from).or_insert(response.granted);
         let granted = self.granted_votes().len();
         let refused = self.votes.len() - granted;
-        if self.membership.is_quorum(self.granted_votes()) {
+        if self.membership().is_quorum(self.granted_votes()) {
             if self.role == Role::PreCandidate {
                 self.become_candidate(false);
             } else {
                 self.become_leader();
             }
-        } else if refused >= self.membership.quorum_size() {
+        } else if refused >= self.membership().quorum_size() {
             // The election cannot be won; wait for a leader or a timeout.
             let term = self.hard_state.term;
             self.become_follower(term, None);
@@ -186,7 +201,7 @@ impl RaftCore {
         self.heartbeat_elapsed = 0;
         let next_index = self.log.last_index().next();
         let progress = self
-            .membership
+            .membership()
             .members()
             .filter(|member| *member != self.id())
             .map(|member| (member, Progress::new(next_index)))

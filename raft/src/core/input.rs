@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::core::membership_change::MembershipChange;
 use crate::core::message::Message;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::types::{LogIndex, NodeId, RequestId, Term};
@@ -28,6 +29,17 @@ pub enum Input {
     Read {
         /// Ties the answer to this read.
         request_id: RequestId,
+    },
+    /// A client asks to change the configuration by one server. Answered
+    /// like a proposal: [`crate::Output::ProposalAccepted`] (complete when
+    /// its entry is applied) or [`crate::Output::RequestFailed`], with
+    /// [`crate::RequestError::MembershipChangeRefused`] when the change
+    /// cannot be made now.
+    ChangeMembership {
+        /// Ties the answer to this request.
+        request_id: RequestId,
+        /// The change.
+        change: MembershipChange,
     },
     /// Hand leadership to the voter `target` (dissertation §3.10): the
     /// leader stops accepting proposals, brings `target` up to date and

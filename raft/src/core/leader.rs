@@ -32,7 +32,7 @@ impl RaftCore {
             }
             progress.recently_active = false;
         }
-        if !self.membership.is_quorum(&active) {
+        if !self.membership().is_quorum(&active) {
             tracing::info!(node = %self.id(), term = %self.hard_state.term,
                 "stepping down: no contact with a quorum for an election timeout");
             let term = self.hard_state.term;
@@ -281,7 +281,7 @@ impl RaftCore {
         let state = self.leader_state.as_ref().expect("leader has leader state");
         let own_id = self.config.id;
         let own_match = self.log.persisted();
-        let quorum_index = self.membership.committed_index(|node| {
+        let quorum_index = self.membership().committed_index(|node| {
             if node == own_id {
                 own_match
             } else {

@@ -42,7 +42,7 @@ impl RaftCore {
             tracing::debug!(node = %self.id(), %target, "not the leader: ignoring a leadership transfer");
             return;
         }
-        if target == self.id() || !self.membership.is_voter(target) {
+        if target == self.id() || !self.membership().is_voter(target) {
             tracing::info!(node = %self.id(), %target, "ignoring a leadership transfer to a node that is not another voter");
             return;
         }

@@ -1,6 +1,8 @@
 //! The core's view of the replicated log: its entries, how far they are
 //! durable, committed and handed to the state machine.
 
+use super::configuration::Configurations;
+use super::quorum::Membership;
 use crate::types::{Entry, LogIndex, Term};
 
 /// The log held by the core. Indexes are contiguous from `first_index()` to
@@ -21,19 +23,32 @@ pub(crate) struct RaftLog {
     persisted: LogIndex,
     /// Highest index handed to the driver for applying.
     applied_up_to: LogIndex,
+    /// The configurations along the log; the latest is in effect.
+    configurations: Configurations,
 }
 
 impl RaftLog {
     /// A log restored from storage: every restored entry is durable. The
     /// entries follow `base` (index and term), where the log starts or a
-    /// snapshot ends.
+    /// snapshot ends. `membership` is the configuration as of
+    /// `membership_index` (the snapshot's, or the initial one at 0); the
+    /// configuration entries after that index override it.
     pub(crate) fn restored(
         base: (LogIndex, Term),
         entries: Vec<Entry>,
         applied: LogIndex,
+        membership: (LogIndex, Membership),
     ) -> RaftLog {
         let (base_index, base_term) = base;
         let last = entries.last().map_or(base_index, |entry| entry.index);
+        let (membership_index, membership) = membership;
+        let mut configurations = Configurations::new(membership);
+        for entry in entries
+            .iter()
+            .filter(|entry| entry.index > membership_index)
+        {
+            configurations.record(entry);
+        }
         RaftLog {
             entries,
             base_index,
@@ -41,7 +56,24 @@ impl RaftLog {
             committed: applied,
             persisted: last,
             applied_up_to: applied,
+            configurations,
         }
+    }
+
+    /// The configuration in effect: the latest in the log.
+    pub(crate) fn membership(&self) -> &Membership {
+        self.configurations.latest()
+    }
+
+    /// The configuration in effect at `index`.
+    pub(crate) fn membership_at(&self, index: LogIndex) -> &Membership {
+        self.configurations.at(index)
+    }
+
+    /// The index of the latest configuration entry still in the log, if
+    /// any.
+    pub(crate) fn latest_configuration_index(&self) -> Option<LogIndex> {
+        self.configurations.latest_change_index()
     }
 
     /// The index before the first held entry: entries up to it were
@@ -59,6 +91,7 @@ impl RaftLog {
         }
         let term = self.term_at(index).expect("index is within the log");
         self.entries.drain(..(index.0 - self.base_index.0) as usize);
+        self.configurations.compact_to(index);
         self.base_index = index;
         self.base_term = term;
         true
@@ -67,8 +100,14 @@ impl RaftLog {
     /// Replaces the whole log with the state of a snapshot ending at
     /// (`index`, `term`): everything up to it is committed, durable and
     /// applied.
-    pub(crate) fn reset_to_snapshot(&mut self, index: LogIndex, term: Term) {
+    pub(crate) fn reset_to_snapshot(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        membership: Membership,
+    ) {
         self.entries.clear();
+        self.configurations.reset(membership);
         self.base_index = index;
         self.base_term = term;
         self.committed = index;
@@ -175,6 +214,7 @@ impl RaftLog {
     /// Appends one entry created by this node as leader.
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
+        self.configurations.record(&entry);
         self.entries.push(entry);
     }
 
@@ -209,6 +249,9 @@ impl RaftLog {
         let new_entries: Vec<Entry> = entries.into_iter().skip(skip).collect();
         if let Some(first) = new_entries.first() {
             debug_assert_eq!(first.index, self.last_index().next());
+            for entry in &new_entries {
+                self.configurations.record(entry);
+            }
             self.entries.extend(new_entries.iter().cloned());
         }
         new_entries
@@ -218,6 +261,7 @@ impl RaftLog {
     fn truncate_from(&mut self, index: LogIndex) {
         let keep = (index.0 - self.base_index.0 - 1) as usize;
         self.entries.truncate(keep);
+        self.configurations.truncate_from(index);
         self.persisted = self.persisted.min(index.previous());
     }
 
@@ -280,7 +324,12 @@ mod tests {
             .enumerate()
             .map(|(position, term)| entry(position as u64 + 1, *term))
             .collect();
-        RaftLog::restored((LogIndex(0), Term(0)), entries, LogIndex(0))
+        RaftLog::restored(
+            (LogIndex(0), Term(0)),
+            entries,
+            LogIndex(0),
+            (LogIndex(0), Membership::default()),
+        )
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! (replication, commit, CheckQuorum), `leadership_transfer.rs` and
 //! `read_index.rs` (linearizable reads).
 
+mod configuration;
 mod election;
 mod follower;
 pub mod input;
 mod leader;
 mod leadership_transfer;
 mod log;
+pub mod membership_change;
 pub mod message;
 pub mod output;
 pub mod progress;
@@ -49,7 +51,9 @@ pub struct RestoredState {
     pub hard_state: HardState,
     /// The persisted log, contiguous and starting at index 1.
     pub entries: Vec<Entry>,
-    /// The cluster membership.
+    /// The cluster configuration as of the snapshot, or the initial one
+    /// when there is none; configuration entries in `entries` after the
+    /// snapshot override it.
     pub membership: Membership,
     /// The index the state machine has already applied (0 when the state
     /// machine is rebuilt from the log; at least the snapshot's index when
@@ -97,7 +101,6 @@ struct LeaderState {
 #[derive(Debug)]
 pub struct RaftCore {
     config: Config,
-    membership: Membership,
     hard_state: HardState,
     role: Role,
     /// The leader of the current term, if known.
@@ -153,9 +156,12 @@ impl RaftCore {
             restored.snapshot.as_ref(),
             std::mem::take(&mut restored.entries),
             restored.applied,
+            std::mem::take(&mut restored.membership),
         );
+        if log.membership().voters.is_empty() {
+            return Err(CoreError::NoVoters);
+        }
         let mut core = RaftCore {
-            membership: restored.membership,
             hard_state: restored.hard_state,
             role: Role::Follower,
             leader: None,
@@ -182,6 +188,18 @@ impl RaftCore {
         self.config.id
     }
 
+    /// The configuration in effect: the latest in the log, committed or
+    /// not (dissertation §4.1).
+    pub fn membership(&self) -> &Membership {
+        self.log.membership()
+    }
+
+    /// The configuration in effect at `index`, for the metadata of a
+    /// snapshot taken there. Meaningful from the log's compaction point on.
+    pub fn membership_at(&self, index: LogIndex) -> &Membership {
+        self.log.membership_at(index)
+    }
+
     /// Feeds one input. Outputs accumulate until [`RaftCore::take_outputs`].
     pub fn step(&mut self, input: Input) {
         match input {
@@ -193,6 +211,9 @@ impl RaftCore {
             } => self.propose(request_id, command),
             Input::Read { request_id } => self.read(request_id),
             Input::TransferLeadership { target } => self.transfer_leadership(target),
+            Input::ChangeMembership { request_id, change } => {
+                self.change_membership(request_id, change)
+            }
             Input::LogPersisted { index, term } => {
                 if self.log.persisted_up_to(index, term) {
                     self.on_log_persisted();
@@ -207,6 +228,9 @@ impl RaftCore {
             }
         }
         self.emit_committed_entries();
+        // After the hand-out, so that proposals committed with the removal
+        // are answered rather than failed.
+        self.step_down_if_removed();
     }
 
     /// Takes the outputs produced since the last call, in the order the
@@ -238,8 +262,15 @@ impl RaftCore {
     /// paper §5.1: a higher term makes a node a follower; a lower term is
     /// stale), then the rules of the message's kind.
     fn receive(&mut self, message: Message) {
-        if message.to != self.id() || !self.membership.contains(message.from) {
-            tracing::debug!(from = %message.from, to = %message.to, "ignoring message for another node or from a non-member");
+        // Messages from servers outside this node's configuration are
+        // handled too: the configuration may be an uncommitted one that a
+        // leader elected under the previous one is about to replace. Votes
+        // stay safe (a candidate counts only the voters of its own
+        // configuration, and only voters grant), and a removed server
+        // cannot disrupt a live leader's followers (the CheckQuorum lease
+        // and PreVote).
+        if message.to != self.id() {
+            tracing::debug!(from = %message.from, to = %message.to, "ignoring a message for another node");
             return;
         }
         if message.term > self.hard_state.term {
@@ -454,7 +485,9 @@ fn restored_log(
     snapshot: Option<&SnapshotMetadata>,
     mut entries: Vec<Entry>,
     applied: LogIndex,
+    membership: Membership,
 ) -> RaftLog {
+    let membership_index = snapshot.map_or(LogIndex(0), |snapshot| snapshot.index);
     let base = match (snapshot, entries.first()) {
         (Some(snapshot), Some(first)) if first.index <= snapshot.index => {
             let first = entries.remove(0);
@@ -463,7 +496,7 @@ fn restored_log(
         (Some(snapshot), _) => (snapshot.index, snapshot.term),
         (None, _) => (LogIndex(0), Term(0)),
     };
-    RaftLog::restored(base, entries, applied)
+    RaftLog::restored(base, entries, applied, (membership_index, membership))
 }
 
 fn validate_restored_log(restored: &RestoredState) -> Result<(), CoreError> {

@@ -88,14 +88,14 @@ impl RaftCore {
         let own_id = self.config.id;
         let mut moved = false;
         while let Some(read) = state.reads.unconfirmed.front() {
-            let acknowledged = self.membership.voters.iter().filter(|voter| {
+            let acknowledged = self.log.membership().voters.iter().filter(|voter| {
                 **voter == own_id
                     || state
                         .progress
                         .get(voter)
                         .is_some_and(|progress| progress.acknowledged_round >= read.round)
             });
-            if !self.membership.is_quorum(acknowledged) {
+            if !self.log.membership().is_quorum(acknowledged) {
                 break;
             }
             let read = state.reads.unconfirmed.pop_front().expect("front exists");

@@ -112,9 +112,9 @@ impl RaftCore {
         }
         tracing::info!(node = %self.id(), index = %metadata.index, term = %metadata.term,
             "installing snapshot from the leader");
-        self.log.reset_to_snapshot(metadata.index, metadata.term);
+        self.log
+            .reset_to_snapshot(metadata.index, metadata.term, metadata.membership.clone());
         self.applied = metadata.index;
-        self.membership = metadata.membership.clone();
         // Acknowledgements waiting for entries of the replaced log are void.
         self.pending_acknowledgements.clear();
         self.latest_snapshot = Some(metadata.clone());

@@ -65,7 +65,7 @@ impl RaftCore {
             applied_index: self.applied,
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
-            membership: self.membership.clone(),
+            membership: self.membership().clone(),
             progress: self
                 .leader_state
                 .as_ref()

@@ -114,6 +114,11 @@ impl<M: StateMachine> Applier<M> {
                         }
                     }
                     EntryPayload::Noop => None,
+                    // Snapshots record the configuration as of their index.
+                    EntryPayload::Configuration(membership) => {
+                        self.membership = membership.clone();
+                        None
+                    }
                 };
                 self.applied_index = entry.index;
                 responses.push((entry.index, entry.term, response));

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::core::membership_change::MembershipRefusal;
 use crate::error::{CoreError, RequestError};
 use crate::storage::StorageError;
 use crate::types::NodeId;
@@ -42,6 +43,9 @@ pub enum RequestFailure {
     /// Another leader's entry replaced the proposal: it did not take effect.
     #[error("the proposal was overwritten by another leader's entry and did not take effect")]
     Lost,
+    /// The configuration change cannot be made now; it had no effect.
+    #[error("the configuration change was refused: {0}")]
+    MembershipChangeRefused(MembershipRefusal),
     /// Too many requests are waiting; retry later.
     #[error("the node is overloaded: too many requests in flight")]
     Overloaded,
@@ -58,6 +62,9 @@ impl From<RequestError> for RequestFailure {
         match error {
             RequestError::NotLeader { leader_hint } => RequestFailure::NotLeader { leader_hint },
             RequestError::LeadershipLost { .. } => RequestFailure::Indeterminate,
+            RequestError::MembershipChangeRefused(refusal) => {
+                RequestFailure::MembershipChangeRefused(refusal)
+            }
             // Had no effect; the target is about to lead.
             RequestError::TransferringLeadership { target } => RequestFailure::NotLeader {
                 leader_hint: Some(target),

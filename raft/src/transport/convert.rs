@@ -30,6 +30,16 @@ pub enum WireError {
         /// The kind number received.
         kind: i32,
     },
+    /// A configuration entry whose configuration does not decode.
+    #[error(
+        "malformed peer message: the configuration in entry {index} does not decode: {reason}"
+    )]
+    BadConfiguration {
+        /// The entry's index.
+        index: u64,
+        /// Why it does not decode.
+        reason: String,
+    },
     /// The message belongs to another cluster.
     #[error(
         "message from node {from} belongs to cluster {received}, this node to cluster {expected}; \
@@ -75,6 +85,10 @@ pub fn entry_to_wire(entry: &Entry) -> wire::Entry {
     let (kind, data) = match &entry.payload {
         EntryPayload::Noop => (wire::EntryKind::Noop, Default::default()),
         EntryPayload::Command(command) => (wire::EntryKind::Command, command.clone()),
+        EntryPayload::Configuration(membership) => (
+            wire::EntryKind::Configuration,
+            prost::Message::encode_to_vec(&membership_to_wire(membership)).into(),
+        ),
     };
     wire::Entry {
         index: entry.index.0,
@@ -86,16 +100,25 @@ pub fn entry_to_wire(entry: &Entry) -> wire::Entry {
 
 /// Decodes a log entry.
 pub fn entry_from_wire(entry: wire::Entry) -> Result<Entry, WireError> {
-    let payload = match wire::EntryKind::try_from(entry.kind) {
-        Ok(wire::EntryKind::Noop) => EntryPayload::Noop,
-        Ok(wire::EntryKind::Command) => EntryPayload::Command(entry.data),
-        _ => {
-            return Err(WireError::UnknownEntryKind {
-                index: entry.index,
-                kind: entry.kind,
-            })
-        }
-    };
+    let payload =
+        match wire::EntryKind::try_from(entry.kind) {
+            Ok(wire::EntryKind::Noop) => EntryPayload::Noop,
+            Ok(wire::EntryKind::Command) => EntryPayload::Command(entry.data),
+            Ok(wire::EntryKind::Configuration) => {
+                let configuration: wire::Configuration = prost::Message::decode(entry.data)
+                    .map_err(|error| WireError::BadConfiguration {
+                        index: entry.index,
+                        reason: error.to_string(),
+                    })?;
+                EntryPayload::Configuration(membership_from_wire(configuration))
+            }
+            _ => {
+                return Err(WireError::UnknownEntryKind {
+                    index: entry.index,
+                    kind: entry.kind,
+                })
+            }
+        };
     Ok(Entry {
         index: LogIndex(entry.index),
         term: Term(entry.term),
@@ -109,20 +132,7 @@ pub fn snapshot_metadata_to_wire(metadata: &SnapshotMetadata) -> wire::SnapshotM
     wire::SnapshotMetadata {
         last_included_index: metadata.index.0,
         last_included_term: metadata.term.0,
-        configuration: Some(wire::Configuration {
-            voters: metadata
-                .membership
-                .voters
-                .iter()
-                .map(|node| node.0)
-                .collect(),
-            learners: metadata
-                .membership
-                .learners
-                .iter()
-                .map(|node| node.0)
-                .collect(),
-        }),
+        configuration: Some(membership_to_wire(&metadata.membership)),
         size: 0,
         checksum: 0,
     }
@@ -135,15 +145,28 @@ pub fn snapshot_metadata_from_wire(
     let configuration = metadata
         .configuration
         .ok_or(WireError::Missing("snapshot configuration"))?;
-    let nodes = |ids: Vec<u64>| ids.into_iter().map(NodeId).collect::<BTreeSet<_>>();
     Ok(SnapshotMetadata {
         index: LogIndex(metadata.last_included_index),
         term: Term(metadata.last_included_term),
-        membership: Membership {
-            voters: nodes(configuration.voters),
-            learners: nodes(configuration.learners),
-        },
+        membership: membership_from_wire(configuration),
     })
+}
+
+/// Encodes a cluster configuration.
+pub fn membership_to_wire(membership: &Membership) -> wire::Configuration {
+    wire::Configuration {
+        voters: membership.voters.iter().map(|node| node.0).collect(),
+        learners: membership.learners.iter().map(|node| node.0).collect(),
+    }
+}
+
+/// Decodes a cluster configuration.
+pub fn membership_from_wire(configuration: wire::Configuration) -> Membership {
+    let nodes = |ids: Vec<u64>| ids.into_iter().map(NodeId).collect::<BTreeSet<_>>();
+    Membership {
+        voters: nodes(configuration.voters),
+        learners: nodes(configuration.learners),
+    }
 }
 
 /// Encodes a core message for a peer stream. An `InstallSnapshot` message
@@ -321,4 +344,28 @@ pub fn message_from_wire(
         term,
         body,
     })
+}
+
+#[cfg(test)]
+mod configuration_tests {
+    use super::*;
+
+    #[test]
+    fn configuration_entries_cross_the_wire_intact() {
+        let entry = Entry {
+            index: LogIndex(7),
+            term: Term(3),
+            payload: EntryPayload::Configuration(Membership {
+                voters: [NodeId(1), NodeId(2)].into(),
+                learners: [NodeId(9)].into(),
+            }),
+        };
+        assert_eq!(entry_from_wire(entry_to_wire(&entry)).unwrap(), entry);
+        let mut garbled = entry_to_wire(&entry);
+        garbled.data = vec![0xff, 0xff, 0xff].into();
+        assert!(matches!(
+            entry_from_wire(garbled),
+            Err(WireError::BadConfiguration { index: 7, .. })
+        ));
+    }
 }

@@ -154,13 +154,15 @@ fn check(
     let seeds_with_refused_disks = totals.seeds_with_refused_disks;
     let totals = totals.stats;
     println!(
-        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leadership transfers, {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
+        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leadership transfers, {} configuration changes asked ({} accepted), {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
         started.elapsed().as_secs_f64(),
         totals.events,
         totals.messages_sent,
         totals.crashes,
         totals.partitions,
         totals.leadership_transfers,
+        totals.membership_changes,
+        totals.membership_changes_accepted,
         totals.leaders_elected,
         totals.operations_ok,
         totals.operations_indeterminate,
@@ -217,6 +219,8 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.crashes += stats.crashes;
     totals.partitions += stats.partitions;
     totals.leadership_transfers += stats.leadership_transfers;
+    totals.membership_changes += stats.membership_changes;
+    totals.membership_changes_accepted += stats.membership_changes_accepted;
     totals.leaders_elected += stats.leaders_elected;
     totals.operations_ok += stats.operations_ok;
     totals.operations_indeterminate += stats.operations_indeterminate;

@@ -8,9 +8,10 @@ mod leader_completeness;
 mod log_matching;
 mod state_machine_safety;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use raft::{Entry, LogIndex, NodeId, Role, Term};
+use raft::{Entry, LogIndex, Membership, NodeId, Role, Term};
 
 use crate::log_view::LogView;
 
@@ -53,6 +54,8 @@ pub struct NodeView<'a> {
     pub log: &'a LogView,
     /// Its durable log.
     pub durable: &'a LogView,
+    /// The configuration in effect at its commit index (while up).
+    pub committed_membership: Option<&'a Membership>,
 }
 
 /// The prefix of the log known to be committed, shared by the checks: the
@@ -62,6 +65,9 @@ pub struct NodeView<'a> {
 pub struct CommittedLog {
     chains: Vec<u64>,
     observed_in_term: Vec<Term>,
+    /// The voters of the latest configuration entry in the committed
+    /// prefix; `None` while it holds none (every node is a voter then).
+    voters: Option<BTreeSet<NodeId>>,
 }
 
 impl CommittedLog {
@@ -91,10 +97,22 @@ impl CommittedLog {
         )
     }
 
-    fn extend(&mut self, log: &LogView, up_to: LogIndex, term: Term) {
+    /// The voters of the committed configuration; `None` for the initial
+    /// one (every node).
+    pub fn voters(&self) -> Option<&BTreeSet<NodeId>> {
+        self.voters.as_ref()
+    }
+
+    /// Extends the committed prefix to `up_to` from `node`'s log (whose
+    /// commit index it is), taking the configuration in effect there from
+    /// its core: its log may no longer hold the entries (a snapshot).
+    fn extend(&mut self, node: &NodeView<'_>, up_to: LogIndex) {
         for index in self.chains.len() as u64 + 1..=up_to.0 {
-            self.chains.push(log.chain_at(LogIndex(index)));
-            self.observed_in_term.push(term);
+            self.chains.push(node.log.chain_at(LogIndex(index)));
+            self.observed_in_term.push(node.term);
+        }
+        if let Some(membership) = node.committed_membership {
+            self.voters = Some(membership.voters.clone());
         }
     }
 }

@@ -32,7 +32,7 @@ impl StateMachineSafety {
                 });
             }
             if node.commit_index > committed.len() {
-                committed.extend(node.log, node.commit_index, node.term);
+                committed.extend(node, node.commit_index);
             }
         }
         Ok(())

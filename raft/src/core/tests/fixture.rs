@@ -55,6 +55,12 @@ impl CoreBuilder {
         self
     }
 
+    /// The restored log, as given.
+    pub(super) fn log_entries(mut self, entries: Vec<Entry>) -> CoreBuilder {
+        self.restored.entries = entries;
+        self
+    }
+
     /// The restored applied index, which is also the restored commit index.
     pub(super) fn applied(mut self, index: u64) -> CoreBuilder {
         self.restored.applied = LogIndex(index);

@@ -4,6 +4,7 @@
 mod append_test;
 mod election_test;
 mod fixture;
+mod membership_test;
 mod read_index_test;
 mod replication_test;
 mod restore_test;

@@ -52,6 +52,9 @@ const TYPE_PURGE: u8 = 3;
 
 const ENTRY_KIND_NOOP: u8 = 0;
 const ENTRY_KIND_COMMAND: u8 = 1;
+/// A configuration: voter count (u32), learner count (u32), then the
+/// voters' and the learners' ids (u64 each), little-endian, ascending.
+const ENTRY_KIND_CONFIGURATION: u8 = 2;
 
 /// Size of an entry record's payload before the command bytes.
 const ENTRY_FIXED_BYTES: usize = 17;
@@ -137,7 +140,14 @@ pub fn encoded_len(record: &Record) -> usize {
 }
 
 fn entry_payload_len(entry: &Entry) -> usize {
-    ENTRY_FIXED_BYTES + entry.payload.size_bytes()
+    ENTRY_FIXED_BYTES
+        + match &entry.payload {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command(command) => command.len(),
+            EntryPayload::Configuration(membership) => {
+                8 + 8 * (membership.voters.len() + membership.learners.len())
+            }
+        }
 }
 
 /// Appends the framed encoding of `record` to `out`.
@@ -181,6 +191,17 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             EntryPayload::Command(command) => {
                 out.push(ENTRY_KIND_COMMAND);
                 out.extend_from_slice(command);
+            }
+            EntryPayload::Configuration(membership) => {
+                out.push(ENTRY_KIND_CONFIGURATION);
+                let count = |set: &std::collections::BTreeSet<crate::NodeId>| {
+                    u32::try_from(set.len()).expect("a configuration has fewer than 2^32 members")
+                };
+                out.extend_from_slice(&count(&membership.voters).to_le_bytes());
+                out.extend_from_slice(&count(&membership.learners).to_le_bytes());
+                for node in membership.voters.iter().chain(&membership.learners) {
+                    out.extend_from_slice(&node.0.to_le_bytes());
+                }
             }
         }
     });
@@ -309,6 +330,30 @@ pub fn decode_record(bytes: &[u8]) -> Result<(Record, usize), DecodeError> {
     Ok((record, record_len))
 }
 
+fn decode_configuration(body: &[u8]) -> Result<crate::Membership, DecodeError> {
+    let bad_length = |expected| DecodeError::BadPayloadLength {
+        what: "configuration entry",
+        expected,
+        found: body.len() + ENTRY_FIXED_BYTES,
+    };
+    if body.len() < 8 {
+        return Err(bad_length(ENTRY_FIXED_BYTES + 8));
+    }
+    let voters = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
+    let learners = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")) as usize;
+    let expected = 8 + 8 * (voters + learners);
+    if body.len() != expected {
+        return Err(bad_length(ENTRY_FIXED_BYTES + expected));
+    }
+    let ids: Vec<crate::NodeId> = (0..voters + learners)
+        .map(|position| crate::NodeId(read_u64(body, 8 + 8 * position)))
+        .collect();
+    Ok(crate::Membership {
+        voters: ids[..voters].iter().copied().collect(),
+        learners: ids[voters..].iter().copied().collect(),
+    })
+}
+
 fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
     if payload.len() < ENTRY_FIXED_BYTES {
         return Err(DecodeError::BadPayloadLength {
@@ -326,6 +371,7 @@ fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
             EntryPayload::Noop
         }
         ENTRY_KIND_COMMAND => EntryPayload::Command(Bytes::copy_from_slice(body)),
+        ENTRY_KIND_CONFIGURATION => EntryPayload::Configuration(decode_configuration(body)?),
         other => return Err(DecodeError::UnknownEntryKind(other)),
     };
     Ok(Entry {
@@ -380,6 +426,16 @@ mod tests {
             Just(EntryPayload::Noop),
             proptest::collection::vec(any::<u8>(), 0..300)
                 .prop_map(|bytes| EntryPayload::Command(Bytes::from(bytes))),
+            (
+                proptest::collection::btree_set(1..u64::MAX, 0..8),
+                proptest::collection::btree_set(1..u64::MAX, 0..4),
+            )
+                .prop_map(|(voters, learners)| {
+                    EntryPayload::Configuration(crate::Membership {
+                        voters: voters.into_iter().map(crate::NodeId).collect(),
+                        learners: learners.into_iter().map(crate::NodeId).collect(),
+                    })
+                }),
         ];
         prop_oneof![
             (any::<u64>(), any::<u64>(), payload).prop_map(|(index, term, payload)| {
