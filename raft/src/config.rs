@@ -59,6 +59,10 @@ pub struct BugInjection {
     /// Answer ReadIndex reads without confirming leadership with a quorum
     /// (breaks dissertation §6.4).
     pub read_without_leadership_check: bool,
+    /// Take a configuration change while another is uncommitted, or before
+    /// the leader's first commit (breaks the one-server-at-a-time rule,
+    /// dissertation §4.1).
+    pub concurrent_membership_changes: bool,
 }
 
 impl Config {

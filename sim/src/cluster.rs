@@ -351,6 +351,9 @@ impl Cluster {
             Some(InjectedBug::ReadWithoutLeadershipCheck) => {
                 config.bug_injection.read_without_leadership_check = true
             }
+            Some(InjectedBug::ConcurrentMembershipChanges) => {
+                config.bug_injection.concurrent_membership_changes = true
+            }
             None => {}
         }
         let voters = (1..=self.options.nodes as u64).map(NodeId);

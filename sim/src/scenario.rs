@@ -24,14 +24,17 @@ pub enum InjectedBug {
     CommitPreviousTermByCounting,
     /// ReadIndex answers without confirming leadership.
     ReadWithoutLeadershipCheck,
+    /// Configuration changes are taken while another is uncommitted.
+    ConcurrentMembershipChanges,
 }
 
 impl InjectedBug {
     /// Every injectable bug.
-    pub const ALL: [InjectedBug; 3] = [
+    pub const ALL: [InjectedBug; 4] = [
         InjectedBug::VoteWithoutLogCheck,
         InjectedBug::CommitPreviousTermByCounting,
         InjectedBug::ReadWithoutLeadershipCheck,
+        InjectedBug::ConcurrentMembershipChanges,
     ];
 
     /// The name used on the command line.
@@ -40,6 +43,7 @@ impl InjectedBug {
             InjectedBug::VoteWithoutLogCheck => "vote-without-log-check",
             InjectedBug::CommitPreviousTermByCounting => "commit-previous-term-by-counting",
             InjectedBug::ReadWithoutLeadershipCheck => "read-without-leadership-check",
+            InjectedBug::ConcurrentMembershipChanges => "concurrent-membership-changes",
         }
     }
 

@@ -195,13 +195,17 @@ impl RaftCore {
 
     /// The configuration after `change`, or why it is refused now.
     fn check_change(&self, change: MembershipChange) -> Result<Membership, MembershipRefusal> {
-        if self.log.term_at(self.log.committed()) != Some(self.hard_state.term) {
+        #[cfg(feature = "bug-injection")]
+        let one_at_a_time = !self.config.bug_injection.concurrent_membership_changes;
+        #[cfg(not(feature = "bug-injection"))]
+        let one_at_a_time = true;
+        if one_at_a_time && self.log.term_at(self.log.committed()) != Some(self.hard_state.term) {
             return Err(MembershipRefusal::LeaderNotReady);
         }
         if let Some(pending) = self
             .log
             .latest_configuration_index()
-            .filter(|index| *index > self.log.committed())
+            .filter(|index| one_at_a_time && *index > self.log.committed())
         {
             return Err(MembershipRefusal::ChangeInProgress(pending));
         }

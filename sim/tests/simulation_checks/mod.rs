@@ -95,6 +95,17 @@ fn finds_commits_of_previous_terms_by_counting() {
 }
 
 #[test]
+fn finds_configuration_changes_taken_while_another_is_pending() {
+    // Dissertation §4.1: two configurations more than one server apart can
+    // have disjoint majorities, which elect two leaders in one term or
+    // commit without each other. With only one change at a time they
+    // cannot.
+    let found = first_violation(InjectedBug::ConcurrentMembershipChanges, 5, 1_000);
+    assert!(found.is_some(), "no violation in 1,000 seeds");
+    println!("found: {found:?}");
+}
+
+#[test]
 fn finds_reads_served_without_confirming_leadership() {
     // Dissertation §6.4: a deposed leader that serves reads without a
     // heartbeat round returns stale data.
