@@ -201,3 +201,34 @@ fn a_restored_log_overrides_the_snapshot_configuration() {
         &membership(&[1, 2, 3], &[])
     );
 }
+
+#[test]
+fn a_leader_removed_by_an_uncommitted_change_may_still_campaign() {
+    // Found by the simulator: node 2, leader of {1, 2}, appended its own
+    // removal and lost leadership before it committed. Node 1 (config
+    // {1, 2}, without the removal) needs node 2's vote, which node 2 denies
+    // (its log is longer). Node 2 must be able to lead once more, counting
+    // votes in its latest configuration {1}, to commit its removal.
+    let mut removed = CoreBuilder::new(2)
+        .voters(&[1, 2])
+        .term(2)
+        .log_entries(vec![noop(1, 1), configuration_entry(2, 2, &[1], &[])])
+        .applied(1)
+        .build();
+    assert!(!removed.membership().is_voter(NodeId(2)));
+    let (_, outputs) = tick_until_outputs(&mut removed);
+    assert!(
+        outputs.contains(&send(2, 1, 3, pre_vote_request((2, 2)))),
+        "{outputs:?}"
+    );
+    // A node removed by a committed change never campaigns.
+    let mut gone = CoreBuilder::new(2)
+        .voters(&[1, 2])
+        .term(2)
+        .log_entries(vec![noop(1, 1), configuration_entry(2, 2, &[1], &[])])
+        .applied(2)
+        .build();
+    tick_times(&mut gone, 200);
+    assert_eq!(gone.role(), Role::Follower);
+    assert_eq!(gone.term(), Term(2));
+}
