@@ -3,7 +3,9 @@
 //!
 //! Two kinds of fault run side by side, at most one of each at a time, so
 //! they overlap: a process fault (SIGKILL then restart, the leader more
-//! often than chance; or SIGSTOP then SIGCONT) and, when the nodes have
+//! often than chance; SIGSTOP then SIGCONT; SIGTERM, a graceful stop in
+//! which a leader hands leadership over, then restart; or a leadership
+//! transfer asked of the leader) and, when the nodes have
 //! hosts of their own, a network fault (one member isolated; a minority
 //! split from the majority; a bridge: two halves that one member sees
 //! both of). Each lasts a drawn time and is then undone; a drawn pause
@@ -28,6 +30,11 @@ pub enum Fault {
     Kill(NodeId),
     /// SIGSTOP the node; SIGCONT it when the fault ends.
     Pause(NodeId),
+    /// SIGTERM the node (a graceful stop: a leader hands leadership over
+    /// first); restart it when the fault ends.
+    Terminate(NodeId),
+    /// Ask the leader (through any member) to hand leadership to the node.
+    MoveLeader(NodeId),
     /// Cut every link of one node.
     Isolate(NodeId),
     /// Cut every link between a minority and the rest.
@@ -48,7 +55,15 @@ pub enum Fault {
 }
 
 /// The kinds of fault, for counting.
-pub const FAULT_KINDS: [&str; 5] = ["kill", "pause", "isolate", "split", "bridge"];
+pub const FAULT_KINDS: [&str; 7] = [
+    "kill",
+    "pause",
+    "terminate",
+    "move-leader",
+    "isolate",
+    "split",
+    "bridge",
+];
 
 impl Fault {
     /// The kind's name (one of [`FAULT_KINDS`]).
@@ -56,6 +71,8 @@ impl Fault {
         match self {
             Fault::Kill(_) => "kill",
             Fault::Pause(_) => "pause",
+            Fault::Terminate(_) => "terminate",
+            Fault::MoveLeader(_) => "move-leader",
             Fault::Isolate(_) => "isolate",
             Fault::Split { .. } => "split",
             Fault::Bridge { .. } => "bridge",
@@ -77,7 +94,9 @@ impl Fault {
                 .collect::<BTreeSet<_>>()
         };
         match self {
-            Fault::Kill(_) | Fault::Pause(_) => BTreeSet::new(),
+            Fault::Kill(_) | Fault::Pause(_) | Fault::Terminate(_) | Fault::MoveLeader(_) => {
+                BTreeSet::new()
+            }
             Fault::Isolate(id) => {
                 let alone = BTreeSet::from([*id]);
                 across(&alone, &everyone_else(&alone))
@@ -101,6 +120,8 @@ impl fmt::Display for Fault {
         match self {
             Fault::Kill(id) => write!(formatter, "kill -9 node {}", id.get()),
             Fault::Pause(id) => write!(formatter, "SIGSTOP node {}", id.get()),
+            Fault::Terminate(id) => write!(formatter, "SIGTERM node {}", id.get()),
+            Fault::MoveLeader(id) => write!(formatter, "move the leader to node {}", id.get()),
             Fault::Isolate(id) => write!(formatter, "isolate node {}", id.get()),
             Fault::Split { minority } => {
                 write!(formatter, "split nodes {} from the rest", names(minority))
@@ -180,14 +201,15 @@ impl Nemesis {
         if now < self.next_process {
             return None;
         }
-        let fault = if chance(&mut self.rng, 0.6) {
-            let target = match leader {
-                Some(leader) if chance(&mut self.rng, KILL_LEADER_PROBABILITY) => leader,
-                _ => pick(&mut self.rng, &self.nodes),
-            };
-            Fault::Kill(target)
-        } else {
-            Fault::Pause(pick(&mut self.rng, &self.nodes))
+        let victim = |rng: &mut ChaCha8Rng| match leader {
+            Some(leader) if chance(rng, KILL_LEADER_PROBABILITY) => leader,
+            _ => pick(rng, &self.nodes),
+        };
+        let fault = match uniform(&mut self.rng, 0, 20) {
+            0..=8 => Fault::Kill(victim(&mut self.rng)),
+            9..=14 => Fault::Pause(pick(&mut self.rng, &self.nodes)),
+            15..=17 => Fault::Terminate(victim(&mut self.rng)),
+            _ => Fault::MoveLeader(pick(&mut self.rng, &self.nodes)),
         };
         Some(self.active(fault, now))
     }

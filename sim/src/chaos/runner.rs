@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use raft::NodeId;
 use raft_proto::etcd::etcdserverpb::maintenance_client::MaintenanceClient;
-use raft_proto::etcd::etcdserverpb::{RangeRequest, StatusRequest};
+use raft_proto::etcd::etcdserverpb::{MoveLeaderRequest, RangeRequest, StatusRequest};
 use rustix::process::Signal;
 use tempfile::TempDir;
 use thiserror::Error;
@@ -194,6 +194,8 @@ struct Cluster {
     status: BTreeMap<NodeId, MaintenanceClient<Channel>>,
     down: BTreeSet<NodeId>,
     paused: BTreeSet<NodeId>,
+    /// Sent SIGTERM, to be restarted when the fault ends.
+    terminating: BTreeSet<NodeId>,
     origin: Instant,
     timeline: Vec<String>,
     problems: Vec<String>,
@@ -209,7 +211,7 @@ impl Cluster {
     /// The leader some reachable member names, if any.
     async fn leader(&mut self) -> Option<NodeId> {
         for (id, client) in &mut self.status {
-            if self.down.contains(id) || self.paused.contains(id) {
+            if self.down.contains(id) || self.paused.contains(id) || self.terminating.contains(id) {
                 continue;
             }
             if let Ok(status) = client.status(StatusRequest {}).await {
@@ -220,6 +222,34 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Asks a reachable member to move leadership to `target` (it forwards
+    /// to the leader); says how that went.
+    async fn move_leader(&mut self, target: NodeId) -> String {
+        let Some(client) = self
+            .status
+            .iter()
+            .find(|(id, _)| {
+                !self.down.contains(id)
+                    && !self.paused.contains(id)
+                    && !self.terminating.contains(id)
+            })
+            .map(|(_, client)| client.clone())
+        else {
+            return "no member to ask".to_string();
+        };
+        // Longer than a status question: the answer comes once the target
+        // leads, or the transfer is abandoned.
+        let mut request = tonic::Request::new(MoveLeaderRequest {
+            target_id: target.get(),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        let mut client = client;
+        match client.move_leader(request).await {
+            Ok(_) => "done".to_string(),
+            Err(status) => format!("refused: {:?} {}", status.code(), status.message()),
+        }
     }
 
     async fn wait_for_leader(&mut self, timeout: Duration) -> Option<NodeId> {
@@ -233,7 +263,7 @@ impl Cluster {
         None
     }
 
-    fn start(&mut self, active: &ActiveFault) -> Result<(), ChaosError> {
+    async fn start(&mut self, active: &ActiveFault) -> Result<(), ChaosError> {
         match &active.fault {
             Fault::Kill(id) => {
                 self.processes.kill(*id)?;
@@ -242,6 +272,15 @@ impl Cluster {
             Fault::Pause(id) => {
                 self.processes.signal(*id, Signal::STOP);
                 self.paused.insert(*id);
+            }
+            Fault::Terminate(id) => {
+                self.processes.signal(*id, Signal::TERM);
+                self.terminating.insert(*id);
+            }
+            Fault::MoveLeader(target) => {
+                let outcome = self.move_leader(*target).await;
+                self.note(format!("start {} ({outcome})", active.fault));
+                return Ok(());
             }
             network => {
                 let cut = network.cut_links(&self.nodes);
@@ -264,6 +303,17 @@ impl Cluster {
                 self.paused.remove(id);
                 self.note(format!("SIGCONT node {}", id.get()));
             }
+            Fault::Terminate(id) => {
+                if self.processes.is_running(*id) {
+                    // Still stopping: no longer graceful.
+                    self.processes.kill(*id)?;
+                    self.note(format!("node {} still running; killed", id.get()));
+                }
+                self.terminating.remove(id);
+                self.processes.start(*id)?;
+                self.note(format!("restart node {}", id.get()));
+            }
+            Fault::MoveLeader(_) => {}
             _ => {
                 self.hosts.set_cut_links(&BTreeSet::new())?;
                 self.note("heal the network".to_string());
@@ -277,6 +327,10 @@ impl Cluster {
     /// so the run can go on.
     fn restart_the_fallen(&mut self) -> Result<(), ChaosError> {
         for (id, status) in self.processes.exited_on_their_own() {
+            if self.terminating.contains(&id) && status.success() {
+                self.note(format!("node {} stopped cleanly after SIGTERM", id.get()));
+                continue;
+            }
             let problem = format!(
                 "node {} exited on its own ({status}); see node-{}.log",
                 id.get(),
@@ -285,7 +339,7 @@ impl Cluster {
             self.note(problem.clone());
             self.problems.push(problem);
             self.paused.remove(&id);
-            if !self.down.contains(&id) {
+            if !self.down.contains(&id) && !self.terminating.contains(&id) {
                 self.processes.start(id)?;
             }
         }
@@ -331,6 +385,7 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
             .collect(),
         down: BTreeSet::new(),
         paused: BTreeSet::new(),
+        terminating: BTreeSet::new(),
         origin,
         timeline: Vec::new(),
         problems: Vec::new(),
@@ -485,7 +540,10 @@ async fn inject_faults(
                 let active = slot.take().expect("checked above");
                 cluster.undo(&active.fault)?;
                 match active.fault {
-                    Fault::Kill(_) | Fault::Pause(_) => nemesis.process_fault_ended(now),
+                    Fault::Kill(_)
+                    | Fault::Pause(_)
+                    | Fault::Terminate(_)
+                    | Fault::MoveLeader(_) => nemesis.process_fault_ended(now),
                     _ => nemesis.network_fault_ended(now),
                 }
             }
@@ -496,14 +554,14 @@ async fn inject_faults(
         if process_fault.is_none() && nemesis.process_fault_due(now) {
             let leader = cluster.leader().await;
             if let Some(active) = nemesis.next_process_fault(Instant::now(), leader) {
-                cluster.start(&active)?;
+                cluster.start(&active).await?;
                 counts.count(&active.fault);
                 process_fault = Some(active);
             }
         }
         if network_fault.is_none() {
             if let Some(active) = nemesis.next_network_fault(now) {
-                cluster.start(&active)?;
+                cluster.start(&active).await?;
                 counts.count(&active.fault);
                 network_fault = Some(active);
             }
