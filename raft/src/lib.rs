@@ -15,8 +15,10 @@
 //!
 //! 1. Feed inputs with [`RaftCore::step`]: [`Input::Tick`] at a fixed
 //!    interval, [`Input::Message`] for each message from a peer,
-//!    [`Input::Propose`] and [`Input::Read`] for clients, and the
-//!    completions [`Input::LogPersisted`] and [`Input::Applied`].
+//!    [`Input::Propose`] and [`Input::Read`] for clients,
+//!    [`Input::ChangeMembership`] and [`Input::TransferLeadership`] for
+//!    operators, and the completions [`Input::LogPersisted`] and
+//!    [`Input::Applied`].
 //! 2. Take the outputs with [`RaftCore::take_outputs`] (several inputs may
 //!    be stepped first: their appends to followers are then batched).
 //! 3. Carry the outputs out **in order**, with these rules:
@@ -30,7 +32,9 @@
 //!    - [`Output::Send`] may be dropped, delayed or reordered by the network;
 //!      Raft tolerates that.
 //!    - [`Output::Apply`] entries are committed and durable; apply them in
-//!      order and feed [`Input::Applied`]. A proposal answered by
+//!      order and feed [`Input::Applied`] (a configuration entry's
+//!      membership is what a snapshot taken after it records; see
+//!      [`RaftCore::membership_at`]). A proposal answered by
 //!      [`Output::ProposalAccepted`] completes when its `(index, term)` is
 //!      applied; an entry of another term at that index means it was lost.
 //!    - [`Output::ReadReady`] means the local state machine may serve the

@@ -4,8 +4,10 @@
 //! an ordered list of [`Output`]s, taken with [`RaftCore::take_outputs`]. The
 //! role-specific rules live in one file each: `election.rs` (followers,
 //! candidates and voting), `follower.rs` (accepting appends), `leader.rs`
-//! (replication, commit, CheckQuorum), `leadership_transfer.rs` and
-//! `read_index.rs` (linearizable reads).
+//! (replication, commit, CheckQuorum), `leadership_transfer.rs`,
+//! `membership_change.rs` (one server at a time; `configuration.rs` tracks
+//! the configurations along the log) and `read_index.rs` (linearizable
+//! reads).
 
 mod configuration;
 mod election;
@@ -265,10 +267,9 @@ impl RaftCore {
         // Messages from servers outside this node's configuration are
         // handled too: the configuration may be an uncommitted one that a
         // leader elected under the previous one is about to replace. Votes
-        // stay safe (a candidate counts only the voters of its own
-        // configuration, and only voters grant), and a removed server
-        // cannot disrupt a live leader's followers (the CheckQuorum lease
-        // and PreVote).
+        // stay safe (a candidate counts only the votes of its own
+        // configuration's voters), and a removed server cannot disrupt a
+        // live leader's followers (the CheckQuorum lease and PreVote).
         if message.to != self.id() {
             tracing::debug!(from = %message.from, to = %message.to, "ignoring a message for another node");
             return;
