@@ -11,11 +11,15 @@
 //! the driver, the transport, the write-ahead log on a real file system,
 //! the etcd API layer and the forwarding between members.
 
+mod checks;
+mod cluster;
 pub mod nemesis;
 pub mod network;
+pub mod report;
 pub mod runner;
 pub mod workload;
 
 pub use nemesis::{Fault, FaultCounts};
 pub use network::{namespaces_available, NetworkMode};
-pub use runner::{run, ChaosError, ChaosOptions, ChaosReport};
+pub use report::ChaosReport;
+pub use runner::{run, ChaosError, ChaosOptions};
