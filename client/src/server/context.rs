@@ -19,6 +19,16 @@ use crate::server::state_machine::KvStateMachine;
 /// moves).
 pub const FORWARDED_METADATA: &str = "x-rustyraft-forwarded";
 
+/// `message` as a request marked forwarded (see [`FORWARDED_METADATA`]).
+pub fn mark_forwarded<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        FORWARDED_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
 /// Shared by the services of one node.
 pub struct Context {
     /// The Raft node.

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::kv::validation::validate_range;
 use crate::kv::{Command, CommandResponse};
-use crate::server::context::{Context, FORWARDED_METADATA};
+use crate::server::context::{mark_forwarded, Context, FORWARDED_METADATA};
 use crate::server::status::{failure_status, kv_status, not_built};
 
 /// The `KV` service of one node.
@@ -70,15 +70,6 @@ impl KvService {
         self.context.header().fill(&mut response.header);
         Ok(response)
     }
-}
-
-fn mark_forwarded<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        FORWARDED_METADATA,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    request
 }
 
 #[tonic::async_trait]

@@ -17,7 +17,7 @@ use raft_proto::etcd::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::server::context::{Context, FORWARDED_METADATA};
+use crate::server::context::{mark_forwarded, Context, FORWARDED_METADATA};
 use crate::server::status::not_built;
 
 /// The etcd version whose API this server speaks, as `etcdctl` shows it.
@@ -180,12 +180,9 @@ impl Maintenance for MaintenanceService {
                 Some(leader) if !request.metadata().contains_key(FORWARDED_METADATA) => {
                     let mut leader_client =
                         MaintenanceClient::new(self.context.channel_of(leader)?);
-                    let mut forwarded = Request::new(request.into_inner());
-                    forwarded.metadata_mut().insert(
-                        FORWARDED_METADATA,
-                        tonic::metadata::MetadataValue::from_static("1"),
-                    );
-                    leader_client.move_leader(forwarded).await
+                    leader_client
+                        .move_leader(mark_forwarded(request.into_inner()))
+                        .await
                 }
                 _ => Err(Status::failed_precondition("etcdserver: not leader")),
             };
