@@ -71,8 +71,11 @@ enum Subcommands {
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
-    /// List the cluster's members.
+    /// List the cluster's members, or change them (one at a time).
+    #[command(args_conflicts_with_subcommands = true)]
     Members {
+        #[command(subcommand)]
+        action: Option<MembersAction>,
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
@@ -88,6 +91,56 @@ enum Subcommands {
     /// A closed-loop load generator; the last line it prints is
     /// `ops=.. ops_per_s=.. p50_us=.. p99_us=.. p999_us=..`.
     Bench(BenchArguments),
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersAction {
+    /// List the members (the default).
+    List {
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Add member <ID> at <ADDRESS> (`host:port`); start it afterwards with
+    /// `raft_client run <ID> <ADDRESS> <members> --join`.
+    Add {
+        /// The new member's id.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Where the members reach it, `host:port`.
+        address: String,
+        /// Add it as a learner (it gets the log but does not vote); promote
+        /// it once it has caught up.
+        #[arg(long)]
+        learner: bool,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Remove member <ID>.
+    Remove {
+        /// The member.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Make learner <ID> a voter; refused until it has caught up.
+    Promote {
+        /// The learner.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Change where member <ID> is reached.
+    Update {
+        /// The member.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Its new address, `host:port`.
+        address: String,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,7 +192,34 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
         } => commands::delete(&endpoints(&list)?, &key, prefix).await,
         Subcommands::Status { endpoints: list } => commands::status(&endpoints(&list)?).await,
         Subcommands::Hash { endpoints: list } => commands::hash(&endpoints(&list)?).await,
-        Subcommands::Members { endpoints: list } => commands::members(&endpoints(&list)?).await,
+        Subcommands::Members {
+            action,
+            endpoints: list,
+        } => match action {
+            None => commands::members(&endpoints(&list)?).await,
+            Some(MembersAction::List { endpoints: list }) => {
+                commands::members(&endpoints(&list)?).await
+            }
+            Some(MembersAction::Add {
+                id,
+                address,
+                learner,
+                endpoints: list,
+            }) => commands::add_member(&endpoints(&list)?, id, &address, learner).await,
+            Some(MembersAction::Remove {
+                id,
+                endpoints: list,
+            }) => commands::remove_member(&endpoints(&list)?, id).await,
+            Some(MembersAction::Promote {
+                id,
+                endpoints: list,
+            }) => commands::promote_member(&endpoints(&list)?, id).await,
+            Some(MembersAction::Update {
+                id,
+                address,
+                endpoints: list,
+            }) => commands::update_member(&endpoints(&list)?, id, &address).await,
+        },
         Subcommands::TransferLeader {
             id,
             endpoints: list,

@@ -16,6 +16,8 @@ mod etcd_client_crate;
 mod etcdctl;
 #[path = "cluster/leadership.rs"]
 mod leadership;
+#[path = "cluster/membership.rs"]
+mod membership;
 #[path = "cluster/metrics.rs"]
 mod metrics;
 #[path = "cluster/refusals.rs"]
@@ -278,6 +280,46 @@ async fn write_until_stopped(
         }
     }
     failures
+}
+
+/// A background writer through member `via` (see [`write_until_stopped`]):
+/// what it has acknowledged, the flag that stops it, and its task.
+struct Writer {
+    acknowledged: Acknowledged,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Writer {
+    /// Starts writing through member `via` of `cluster`.
+    fn start(cluster: &Cluster, via: u64) -> Writer {
+        let acknowledged: Acknowledged = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write_until_stopped(
+            cluster.clients(via).kv,
+            acknowledged.clone(),
+            stop.clone(),
+        ));
+        Writer {
+            acknowledged,
+            stop,
+            task,
+        }
+    }
+
+    /// How many writes were acknowledged so far.
+    fn count(&self) -> usize {
+        self.acknowledged.lock().expect("acknowledged").len()
+    }
+
+    /// Stops the writer; returns what it acknowledged and how many writes
+    /// failed.
+    async fn finish(self) -> (Vec<(String, String, i64)>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let failures = self.task.await.expect("the writer task");
+        let acknowledged = self.acknowledged.lock().expect("acknowledged").clone();
+        (acknowledged, failures)
+    }
 }
 
 /// Asserts that `read` (by node `id`) holds every acknowledged write, at

@@ -98,6 +98,11 @@ impl EntryPayload {
             EntryPayload::Command(command) => command.len(),
             EntryPayload::Configuration(membership) => {
                 8 + 8 * (membership.voters.len() + membership.learners.len())
+                    + membership
+                        .addresses
+                        .values()
+                        .map(|address| 12 + address.len())
+                        .sum::<usize>()
             }
         }
     }

@@ -159,15 +159,25 @@ impl Cluster {
             .members()
             .filter(|node| !membership.is_voter(*node) || membership.voters.len() > min_voters)
             .collect();
-        let change = match uniform(&mut self.rng, 0, 4) {
+        // Addresses ride along (the core carries them, never reads them):
+        // checking that they change only through the log costs nothing.
+        let address = |node: NodeId, generation: u64| format!("node-{}:{generation}", node.get());
+        let generation = self.next_membership_request;
+        let members: Vec<NodeId> = membership.members().collect();
+        let change = match uniform(&mut self.rng, 0, 5) {
             0 if !outsiders.is_empty() => {
-                MembershipChange::AddLearner(pick(&mut self.rng, &outsiders))
+                let node = pick(&mut self.rng, &outsiders);
+                MembershipChange::AddLearner(node, Some(address(node, generation)))
             }
             1 if !outsiders.is_empty() => {
-                MembershipChange::AddVoter(pick(&mut self.rng, &outsiders))
+                MembershipChange::AddVoter(pick(&mut self.rng, &outsiders), None)
             }
             2 if !learners.is_empty() => {
                 MembershipChange::PromoteLearner(pick(&mut self.rng, &learners))
+            }
+            3 if !members.is_empty() => {
+                let node = pick(&mut self.rng, &members);
+                MembershipChange::UpdateAddress(node, address(node, generation))
             }
             _ if !removable.is_empty() => MembershipChange::Remove(pick(&mut self.rng, &removable)),
             _ => return,

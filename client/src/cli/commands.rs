@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, HashKvRequest, MemberListRequest, MoveLeaderRequest, PutRequest,
+    DeleteRangeRequest, HashKvRequest, Member, MemberAddRequest, MemberListRequest,
+    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest,
     RangeRequest, StatusRequest,
 };
 use tonic::{Code, Status};
@@ -197,6 +198,125 @@ pub async fn transfer_leader(endpoints: &[String], target: u64) -> Result<String
     Ok(format!("member {target} leads now (term {term})"))
 }
 
+/// Retries `call` while the cluster answers that the previous change is
+/// still in progress or a new leader is not ready yet (both pass within a
+/// few heartbeats), for at most [`RETRY_FOR`].
+async fn with_change_retries<T, F, Fut>(endpoints: &[String], mut call: F) -> Result<T, Status>
+where
+    F: FnMut(Clients) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    loop {
+        match with_any(endpoints, &mut call).await {
+            Err(status)
+                if status.code() == Code::FailedPrecondition
+                    && status.message().contains("retry")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn member_lines(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .map(|member| {
+            format!(
+                "{} {} {} {}",
+                member.id,
+                member.name,
+                member.peer_ur_ls.join(","),
+                if member.is_learner {
+                    "learner"
+                } else {
+                    "voter"
+                }
+            )
+        })
+        .collect()
+}
+
+/// `members add ID ADDRESS [--learner]`: adds the member and lists the
+/// members.
+pub async fn add_member(
+    endpoints: &[String],
+    id: u64,
+    address: &str,
+    learner: bool,
+) -> Result<String, Status> {
+    let request = MemberAddRequest {
+        peer_ur_ls: vec![format!("http://{address}")],
+        is_learner: learner,
+    };
+    let response = with_change_retries(endpoints, |mut clients| {
+        let mut request = tonic::Request::new(request.clone());
+        request.metadata_mut().insert(
+            crate::server::cluster_service::MEMBER_ID_METADATA,
+            id.to_string().parse().expect("digits are valid metadata"),
+        );
+        async move { clients.cluster.member_add(request).await }
+    })
+    .await?
+    .into_inner();
+    let mut lines = vec![format!(
+        "added member {id} at {address} as a {}; start it with --join",
+        if learner { "learner" } else { "voter" }
+    )];
+    lines.extend(member_lines(&response.members));
+    Ok(lines.join("\n"))
+}
+
+/// `members remove ID`.
+pub async fn remove_member(endpoints: &[String], id: u64) -> Result<String, Status> {
+    let response = with_change_retries(endpoints, |mut clients| async move {
+        clients
+            .cluster
+            .member_remove(MemberRemoveRequest { id })
+            .await
+    })
+    .await?
+    .into_inner();
+    let mut lines = vec![format!("removed member {id}")];
+    lines.extend(member_lines(&response.members));
+    Ok(lines.join("\n"))
+}
+
+/// `members promote ID`.
+pub async fn promote_member(endpoints: &[String], id: u64) -> Result<String, Status> {
+    let response = with_change_retries(endpoints, |mut clients| async move {
+        clients
+            .cluster
+            .member_promote(MemberPromoteRequest { id })
+            .await
+    })
+    .await?
+    .into_inner();
+    let mut lines = vec![format!("promoted member {id} to voter")];
+    lines.extend(member_lines(&response.members));
+    Ok(lines.join("\n"))
+}
+
+/// `members update ID ADDRESS`.
+pub async fn update_member(endpoints: &[String], id: u64, address: &str) -> Result<String, Status> {
+    let request = MemberUpdateRequest {
+        id,
+        peer_ur_ls: vec![format!("http://{address}")],
+    };
+    let response = with_change_retries(endpoints, |mut clients| {
+        let request = request.clone();
+        async move { clients.cluster.member_update(request).await }
+    })
+    .await?
+    .into_inner();
+    let mut lines = vec![format!("member {id} is now at {address}")];
+    lines.extend(member_lines(&response.members));
+    Ok(lines.join("\n"))
+}
+
 /// `members`: one line per member.
 pub async fn members(endpoints: &[String]) -> Result<String, Status> {
     let response = with_any(endpoints, |mut clients| async move {
@@ -209,21 +329,7 @@ pub async fn members(endpoints: &[String]) -> Result<String, Status> {
     })
     .await?
     .into_inner();
-    let mut lines = Vec::new();
-    for member in response.members {
-        lines.push(format!(
-            "{} {} {} {}",
-            member.id,
-            member.name,
-            member.peer_ur_ls.join(","),
-            if member.is_learner {
-                "learner"
-            } else {
-                "voter"
-            }
-        ));
-    }
-    Ok(lines.join("\n"))
+    Ok(member_lines(&response.members).join("\n"))
 }
 
 #[cfg(test)]
@@ -267,6 +373,7 @@ mod tests {
             limits: Limits::default(),
             snapshot_interval_entries: 10_000,
             metrics_address: None,
+            join: false,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(serve(options, async {

@@ -47,6 +47,13 @@ pub struct RunArguments {
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
+    /// Join an existing cluster instead of starting a new one (etcd's
+    /// `--initial-cluster-state existing`): add this node first (`raft_client
+    /// members add`), then start it with <clients_info> naming members to
+    /// ask. It learns the configuration from the leader. Once joined, the
+    /// data directory remembers it.
+    #[arg(long)]
+    pub join: bool,
 }
 
 /// Why a node could not run.
@@ -107,6 +114,7 @@ impl RunArguments {
             },
             snapshot_interval_entries: self.snapshot_interval_entries,
             metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
+            join: self.join,
         })
     }
 }

@@ -1,18 +1,35 @@
-//! The etcd `Cluster` service: the member list. Membership changes arrive
-//! with the membership issue; until then they answer `Unimplemented`.
+//! The etcd `Cluster` service: listing members and changing the cluster's
+//! configuration one member at a time (`raft/src/core/membership_change.rs`
+//! explains why that is safe).
+//!
+//! Any member takes any request: a follower forwards a change to the
+//! leader, which appends it and answers once it is committed and applied.
+//! etcd picks a new member's id itself; so do we (a random non-zero 64-bit
+//! id, never one in use), unless the request carries the
+//! [`MEMBER_ID_METADATA`] header, as `raft_client members add <id>` sends.
 
 use std::sync::Arc;
 
+use raft::node::RequestFailure;
+use raft::{MembershipChange, MembershipRefusal, NodeId, Role};
+use raft_proto::etcd::etcdserverpb::cluster_client::ClusterClient;
 use raft_proto::etcd::etcdserverpb::cluster_server::Cluster;
 use raft_proto::etcd::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::server::context::Context;
-use crate::server::status::not_built;
+use crate::server::context::{mark_forwarded, Context, FORWARDED_METADATA};
+use crate::server::status::failure_status;
+
+/// How long a change refused for a passing reason is retried.
+const TRANSIENT_REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// gRPC metadata that chooses the id of a member being added (decimal).
+pub const MEMBER_ID_METADATA: &str = "x-rustyraft-member-id";
 
 /// The `Cluster` service of one node.
 pub struct ClusterService {
@@ -24,50 +41,258 @@ impl ClusterService {
     pub fn new(context: Arc<Context>) -> ClusterService {
         ClusterService { context }
     }
+
+    /// The leader to forward `request` to, or `None` if this node leads.
+    fn forward_to<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<ClusterClient<Channel>>, Status> {
+        let status = self.context.node.status();
+        if status.role == Role::Leader {
+            return Ok(None);
+        }
+        match status.leader {
+            Some(leader) if !request.metadata().contains_key(FORWARDED_METADATA) => {
+                Ok(Some(ClusterClient::new(self.context.channel_of(leader)?)))
+            }
+            Some(_) => Err(Status::unavailable("etcdserver: leader changed")),
+            None => Err(Status::unavailable("etcdserver: no leader")),
+        }
+    }
+
+    /// Makes `change` and waits until it is applied here. Refusals that
+    /// pass by themselves within a few heartbeats (the previous change is
+    /// still committing, a new leader has not committed its first entry)
+    /// are retried for up to [`TRANSIENT_REFUSAL_WAIT`], so that clients
+    /// that do not retry (`etcdctl`) are not failed for nothing.
+    async fn change(&self, change: MembershipChange) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + TRANSIENT_REFUSAL_WAIT;
+        loop {
+            match self.context.node.change_membership(change.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(RequestFailure::MembershipChangeRefused(
+                    MembershipRefusal::LeaderNotReady | MembershipRefusal::ChangeInProgress(_),
+                )) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(failure) => return Err(change_status(&failure)),
+            }
+        }
+    }
+
+    /// Every member of the latest configuration.
+    fn members(&self) -> Vec<Member> {
+        let view = self.context.node.membership();
+        let member = |id: NodeId, is_learner: bool| {
+            let urls: Vec<String> = view
+                .addresses
+                .get(&id)
+                .map(|address| vec![format!("http://{address}")])
+                .unwrap_or_default();
+            Member {
+                id: id.get(),
+                name: format!("node-{}", id.get()),
+                peer_ur_ls: urls.clone(),
+                client_ur_ls: urls,
+                is_learner,
+            }
+        };
+        let voters = view.latest.voters.iter().map(|id| member(*id, false));
+        let learners = view.latest.learners.iter().map(|id| member(*id, true));
+        voters.chain(learners).collect()
+    }
+
+    /// A fresh member id: the one `request` asks for, or a random one.
+    fn new_member_id<T>(&self, request: &Request<T>, address: &str) -> Result<NodeId, Status> {
+        if let Some(asked) = request.metadata().get(MEMBER_ID_METADATA) {
+            return asked
+                .to_str()
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .filter(|id| *id != 0)
+                .map(NodeId)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "etcdserver: {MEMBER_ID_METADATA} must be a positive integer"
+                    ))
+                });
+        }
+        let view = self.context.node.membership();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        let mut candidate = fnv1a(address.as_bytes(), self.context.cluster_id ^ seed);
+        while candidate == 0 || view.knows(NodeId(candidate)) {
+            candidate = fnv1a(&candidate.to_le_bytes(), seed);
+        }
+        Ok(NodeId(candidate))
+    }
+}
+
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The `host:port` of a member's peer URLs: exactly one URL, `http://`
+/// (or no scheme), a host and a port, nothing after.
+pub fn peer_address(urls: &[String]) -> Result<String, Status> {
+    let invalid = |reason: String| Err(Status::invalid_argument(format!("etcdserver: {reason}")));
+    let [url] = urls else {
+        return invalid(format!(
+            "give exactly one peer URL (http://host:port); got {}",
+            urls.len()
+        ));
+    };
+    let address = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => {
+            return invalid(format!(
+                "peer URL {url:?}: TLS between members is not supported; use http://"
+            ))
+        }
+        Some((scheme, _)) => {
+            return invalid(format!("peer URL {url:?}: unknown scheme {scheme:?}"))
+        }
+        None => url.as_str(),
+    };
+    let address = address.strip_suffix('/').unwrap_or(address);
+    let well_formed = address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|port| port != 0)
+    });
+    if !well_formed || address.len() > raft::storage::MAX_ADDRESS_BYTES {
+        return invalid(format!(
+            "peer URL {url:?} is not of the form http://host:port"
+        ));
+    }
+    Ok(address.to_string())
+}
+
+/// The status of a failed change, as etcd answers it.
+fn change_status(failure: &RequestFailure) -> Status {
+    match failure {
+        RequestFailure::MembershipChangeRefused(MembershipRefusal::NotMember(_)) => {
+            Status::not_found(format!("etcdserver: member not found: {failure}"))
+        }
+        failure => failure_status(failure),
+    }
+}
+
+fn member_id(id: u64) -> Result<NodeId, Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument(
+            "etcdserver: member id 0 is reserved",
+        ));
+    }
+    Ok(NodeId(id))
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _request: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_built("adding members"))
+        let address = peer_address(&request.get_ref().peer_ur_ls)?;
+        let id = self.new_member_id(&request, &address)?;
+        if let Some(mut leader) = self.forward_to(&request)? {
+            let mut forwarded = mark_forwarded(request.into_inner());
+            forwarded.metadata_mut().insert(
+                MEMBER_ID_METADATA,
+                id.get()
+                    .to_string()
+                    .parse()
+                    .expect("digits are valid metadata"),
+            );
+            return leader.member_add(forwarded).await;
+        }
+        let is_learner = request.get_ref().is_learner;
+        let change = if is_learner {
+            MembershipChange::AddLearner(id, Some(address.clone()))
+        } else {
+            MembershipChange::AddVoter(id, Some(address.clone()))
+        };
+        self.change(change).await?;
+        let url = format!("http://{address}");
+        let mut response = MemberAddResponse {
+            header: None,
+            member: Some(Member {
+                id: id.get(),
+                name: String::new(),
+                peer_ur_ls: vec![url.clone()],
+                client_ur_ls: vec![url],
+                is_learner,
+            }),
+            members: self.members(),
+        };
+        self.context.header().fill(&mut response.header);
+        Ok(Response::new(response))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_built("removing members"))
+        let id = member_id(request.get_ref().id)?;
+        if let Some(mut leader) = self.forward_to(&request)? {
+            return leader
+                .member_remove(mark_forwarded(request.into_inner()))
+                .await;
+        }
+        self.change(MembershipChange::Remove(id)).await?;
+        let mut response = MemberRemoveResponse {
+            header: None,
+            members: self.members(),
+        };
+        self.context.header().fill(&mut response.header);
+        Ok(Response::new(response))
     }
 
     async fn member_update(
         &self,
-        _request: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_built("updating members"))
+        let id = member_id(request.get_ref().id)?;
+        let address = peer_address(&request.get_ref().peer_ur_ls)?;
+        if let Some(mut leader) = self.forward_to(&request)? {
+            return leader
+                .member_update(mark_forwarded(request.into_inner()))
+                .await;
+        }
+        self.change(MembershipChange::UpdateAddress(id, address))
+            .await?;
+        let mut response = MemberUpdateResponse {
+            header: None,
+            members: self.members(),
+        };
+        self.context.header().fill(&mut response.header);
+        Ok(Response::new(response))
     }
 
     async fn member_list(
         &self,
-        _request: Request<MemberListRequest>,
+        request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let members = self
-            .context
-            .members
-            .iter()
-            .map(|(id, address)| Member {
-                id: id.get(),
-                name: format!("node-{}", id.get()),
-                peer_ur_ls: vec![format!("http://{address}")],
-                client_ur_ls: vec![format!("http://{address}")],
-                is_learner: false,
-            })
-            .collect();
+        if request.get_ref().linearizable {
+            // The leader's configuration, after confirming it still leads.
+            if let Some(mut leader) = self.forward_to(&request)? {
+                return leader
+                    .member_list(mark_forwarded(request.into_inner()))
+                    .await;
+            }
+            self.context
+                .node
+                .read_index()
+                .await
+                .map_err(|failure| failure_status(&failure))?;
+        }
         let mut response = MemberListResponse {
             header: None,
-            members,
+            members: self.members(),
         };
         self.context.header().fill(&mut response.header);
         Ok(Response::new(response))
@@ -75,8 +300,56 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _request: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_built("promoting learners"))
+        let id = member_id(request.get_ref().id)?;
+        if let Some(mut leader) = self.forward_to(&request)? {
+            return leader
+                .member_promote(mark_forwarded(request.into_inner()))
+                .await;
+        }
+        self.change(MembershipChange::PromoteLearner(id)).await?;
+        let mut response = MemberPromoteResponse {
+            header: None,
+            members: self.members(),
+        };
+        self.context.header().fill(&mut response.header);
+        Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_are_checked() {
+        let urls = |list: &[&str]| list.iter().map(|url| url.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            peer_address(&urls(&["http://10.0.0.4:2380"])).unwrap(),
+            "10.0.0.4:2380"
+        );
+        assert_eq!(
+            peer_address(&urls(&["node-4:2380"])).unwrap(),
+            "node-4:2380"
+        );
+        assert_eq!(
+            peer_address(&urls(&["http://[::1]:2380/"])).unwrap(),
+            "[::1]:2380"
+        );
+        for bad in [
+            &["https://h:1"][..],
+            &["ftp://h:1"],
+            &["http://h"],
+            &["http://h:0"],
+            &["http://h:99999"],
+            &["http://h:1/path"],
+            &[":1"],
+            &[],
+            &["http://a:1", "http://b:1"],
+        ] {
+            let status = peer_address(&urls(bad)).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
     }
 }

@@ -35,13 +35,16 @@ pub struct Context {
     pub node: Node<KvStateMachine>,
     /// The cluster id reported in headers.
     pub cluster_id: u64,
-    /// Every member and its client address (`host:port`).
+    /// The members' addresses (`host:port`) the node was started with;
+    /// the configuration's addresses take precedence.
     pub members: BTreeMap<NodeId, String>,
     /// Request limits.
     pub limits: Limits,
     /// Where the data directory is, for the database size.
     pub data_directory: std::path::PathBuf,
-    channels: Mutex<BTreeMap<NodeId, Channel>>,
+    /// Connections by member and address (a member that moved gets a new
+    /// one).
+    channels: Mutex<BTreeMap<(NodeId, String), Channel>>,
 }
 
 impl Context {
@@ -75,22 +78,29 @@ impl Context {
     /// A channel connected (lazily) to member `member`, shared by every
     /// request forwarded there.
     pub fn channel_of(&self, member: NodeId) -> Result<Channel, Status> {
+        let address = self
+            .node
+            .membership()
+            .addresses
+            .get(&member)
+            .or_else(|| self.members.get(&member))
+            .cloned()
+            .ok_or_else(|| {
+                Status::unavailable(format!("etcdserver: member {member}'s address is unknown"))
+            })?;
         let mut channels = self
             .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(channel) = channels.get(&member) {
+        if let Some(channel) = channels.get(&(member, address.clone())) {
             return Ok(channel.clone());
         }
-        let address = self.members.get(&member).ok_or_else(|| {
-            Status::unavailable(format!("etcdserver: leader {member} is unknown"))
-        })?;
         let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(1))
             .connect_lazy();
-        channels.insert(member, channel.clone());
+        channels.insert((member, address), channel.clone());
         Ok(channel)
     }
 

@@ -25,6 +25,7 @@ use crate::kv::Limits;
 
 pub mod cluster_service;
 pub mod context;
+pub mod join;
 pub mod kv_service;
 pub mod maintenance_service;
 pub mod metrics_http;
@@ -65,6 +66,9 @@ pub struct ServerOptions {
     pub snapshot_interval_entries: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_address: Option<SocketAddr>,
+    /// Join an existing cluster (`members` are members to ask) instead of
+    /// bootstrapping one. A data directory that joined once stays joined.
+    pub join: bool,
 }
 
 /// Why a node could not run.
@@ -97,6 +101,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The node cannot join the cluster.
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
 }
 
 /// The cluster id: a 64-bit FNV-1a hash of the token and the initial
@@ -151,7 +158,7 @@ impl ServerOptions {
                 "the minimum election timeout ({minimum} ms) must be below the maximum ({maximum} ms)"
             ));
         }
-        if !self.members.contains_key(&self.id) {
+        if !self.join && !self.members.contains_key(&self.id) {
             return fail(format!(
                 "node {} is not in the member list ({})",
                 self.id,
@@ -177,6 +184,7 @@ impl ServerOptions {
             ..Config::new(self.id)
         };
         options.snapshots.interval_entries = self.snapshot_interval_entries;
+        options.join = self.join;
         Ok(options)
     }
 }
@@ -205,13 +213,22 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let node_options = options.node_options()?;
+    let joined = join::joined_cluster(&options.data_directory)?;
+    let mut options = options;
+    options.join |= joined.is_some();
+    let mut node_options = options.node_options()?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServerError::Listen {
             address: options.listen,
             source,
         })?;
+    if options.join {
+        node_options.cluster_id = match joined {
+            Some(cluster) => cluster,
+            None => join::join(options.id, &options.members, &options.data_directory).await?,
+        };
+    }
     let cluster = node_options.cluster_id;
     let node = Node::start(node_options, KvStateMachine::default())?;
     tracing::info!(

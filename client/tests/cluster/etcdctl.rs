@@ -205,3 +205,129 @@ async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
         historical.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_adds_promotes_updates_and_removes_members_under_load() {
+    use crate::support::eventually;
+    use crate::support::requests::{prefix_request, range};
+    use crate::{assert_all_acknowledged, Writer};
+
+    let Some(program) = find_tool("etcdctl", "install it with `apt-get install etcd-client`")
+    else {
+        return;
+    };
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let writer = Writer::start(&cluster, cluster.follower_of(leader));
+    let scratch = cluster.scratch().to_path_buf();
+    let run =
+        |endpoints: &str, arguments: &[&str]| etcdctl(&program, &scratch, endpoints, arguments, "");
+    let stdout = |endpoints: &str, arguments: &[&str]| {
+        let output = run(endpoints, arguments);
+        assert!(
+            output.success,
+            "etcdctl {arguments:?} failed: {}",
+            output.stderr
+        );
+        output.stdout
+    };
+    let endpoints = cluster.addresses();
+
+    // member add --learner: the cluster picks the id, etcdctl prints it in
+    // hex along with the environment etcd would start the member with.
+    let port = crate::support::cluster::free_ports(1)[0];
+    let address = format!("127.0.0.1:{port}");
+    let added = stdout(
+        &endpoints,
+        &[
+            "member",
+            "add",
+            "node-new",
+            &format!("--peer-urls=http://{address}"),
+            "--learner",
+        ],
+    );
+    let hex = added
+        .split_whitespace()
+        .nth(1)
+        .filter(|_| added.starts_with("Member "))
+        .unwrap_or_else(|| panic!("member add printed {added:?}"));
+    let id = u64::from_str_radix(hex, 16).expect("a hex member id");
+    assert!(
+        added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{added}"
+    );
+    let listed = stdout(&endpoints, &["member", "list"]);
+    let line = listed
+        .lines()
+        .find(|line| line.starts_with(hex))
+        .unwrap_or_else(|| panic!("the new member is listed: {listed}"));
+    assert!(line.ends_with("true"), "listed as a learner: {line}");
+
+    // Start it with --join; it catches up and etcdctl promotes it (refused
+    // while it lags, so retried).
+    let joined = cluster.prepare_joining_at(id, &address);
+    assert_eq!(joined, address);
+    cluster.start_node(id);
+    eventually("etcdctl member promote", || async {
+        let output = run(&endpoints, &["member", "promote", hex]);
+        if output.success {
+            Ok(())
+        } else {
+            Err(output.stderr)
+        }
+    })
+    .await;
+    let listed = stdout(&endpoints, &["member", "list"]);
+    let line = listed.lines().find(|line| line.starts_with(hex)).unwrap();
+    assert!(line.ends_with("false"), "now a voter: {line}");
+
+    // member update (to the address it has: it listens on one port only),
+    // then move the leader to it and remove the old leader.
+    let updated = stdout(
+        &endpoints,
+        &[
+            "member",
+            "update",
+            hex,
+            &format!("--peer-urls=http://{address}"),
+        ],
+    );
+    assert!(updated.contains("updated"), "{updated}");
+    let moved = stdout(&endpoints, &["move-leader", hex]);
+    assert!(moved.contains("Leadership transferred"), "{moved}");
+    assert_eq!(cluster.wait_for_leader().await, id);
+    let endpoints_without_leader: String = cluster
+        .ids()
+        .into_iter()
+        .filter(|member| *member != leader)
+        .map(|member| cluster.node(member).address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let removed = stdout(
+        &endpoints_without_leader,
+        &["member", "remove", &format!("{leader:x}")],
+    );
+    assert!(removed.contains("removed"), "{removed}");
+    assert!(cluster.terminate(leader).success());
+    let listed = stdout(&endpoints_without_leader, &["member", "list"]);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(!listed
+        .lines()
+        .any(|line| line.starts_with(&format!("{leader:x},"))));
+
+    // Writes went on throughout; every acknowledged one is on every member.
+    let written = writer.count();
+    eventually("writes after the last change", || async {
+        match writer.count() {
+            n if n >= written + 10 => Ok(()),
+            n => Err(format!("{n} writes")),
+        }
+    })
+    .await;
+    let (acknowledged, _) = writer.finish().await;
+    for member in cluster.running() {
+        let read = range(&mut cluster.clients(member).kv, prefix_request("ack/")).await;
+        assert_all_acknowledged(member, &read, &acknowledged);
+    }
+}

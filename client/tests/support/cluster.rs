@@ -50,6 +50,8 @@ pub struct Node {
     pub log_path: PathBuf,
     /// The cluster token it is started with.
     pub token: String,
+    /// It joins the running cluster (`--join`) instead of bootstrapping.
+    pub join: bool,
     /// Clients of its etcd services, made on first use (inside a runtime)
     /// and kept: their channels reconnect after a restart.
     clients: OnceLock<Clients>,
@@ -94,6 +96,7 @@ impl Cluster {
                     data_directory: scratch.path().join(format!("data-{id}")),
                     log_path: scratch.path().join(format!("node-{id}.log")),
                     token: TOKEN.to_string(),
+                    join: false,
                     process: Mutex::new(None),
                     starts: 0,
                 };
@@ -110,6 +113,33 @@ impl Cluster {
             members,
             scratch,
         }
+    }
+
+    /// Makes room for node `id`, which will join the running cluster: a
+    /// free port, a data directory and a log. Returns its address. Add it
+    /// to the cluster, then start it with [`Cluster::start_node`].
+    pub fn prepare_joining(&mut self, id: u64) -> String {
+        let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+        self.prepare_joining_at(id, &address)
+    }
+
+    /// [`Cluster::prepare_joining`] at a given `address`.
+    pub fn prepare_joining_at(&mut self, id: u64, address: &str) -> String {
+        assert!(!self.nodes.contains_key(&id), "node {id} exists already");
+        let address = address.to_string();
+        let node = Node {
+            id,
+            clients: OnceLock::new(),
+            address: address.clone(),
+            data_directory: self.scratch.path().join(format!("data-{id}")),
+            log_path: self.scratch.path().join(format!("node-{id}.log")),
+            token: TOKEN.to_string(),
+            join: true,
+            process: Mutex::new(None),
+            starts: 0,
+        };
+        self.nodes.insert(id, node);
+        address
     }
 
     /// Starts a cluster of `size` members and waits until they agree on a
@@ -174,6 +204,9 @@ impl Cluster {
             node.token.clone(),
         ];
         arguments.extend(TIMING_ARGUMENTS.iter().map(|argument| argument.to_string()));
+        if node.join {
+            arguments.push("--join".into());
+        }
         arguments
     }
 

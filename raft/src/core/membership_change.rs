@@ -23,13 +23,16 @@
 //!   commit entries.
 //!
 //! A leader that removes itself leads on, without counting itself, until
-//! the change commits, then steps down. A removed server is no longer a
-//! voter in its own log, so it never campaigns; one that missed its removal
+//! the change commits, then steps down, sending `TimeoutNow` to a voter
+//! that holds its whole log so that the cluster elects a new leader at once.
+//! A removed server is no longer a voter in its own log, so it never
+//! campaigns; one that missed its removal
 //! is not a member for the others, which drop its messages, so it cannot
 //! disrupt them.
 
 use thiserror::Error;
 
+use super::message::MessageBody;
 use super::output::Output;
 use super::progress::Progress;
 use super::quorum::Membership;
@@ -38,44 +41,58 @@ use crate::error::RequestError;
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
 
 /// One server's change of the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MembershipChange {
     /// Add a learner: it receives the log but neither votes nor counts.
-    AddLearner(NodeId),
+    /// The address (`host:port`) is where members reach it, if given.
+    AddLearner(NodeId, Option<String>),
     /// Add a voter directly (etcd's `member add` without `--learner`).
-    AddVoter(NodeId),
+    AddVoter(NodeId, Option<String>),
     /// Make a learner a voter; refused while it lags the leader by more
     /// than [`crate::Config::max_promotion_lag`] entries.
     PromoteLearner(NodeId),
     /// Remove a voter or learner.
     Remove(NodeId),
+    /// Change where a member is reached (etcd's `member update`). Quorums
+    /// are unchanged; the change still goes through the log, one at a
+    /// time, so every member learns it in order.
+    UpdateAddress(NodeId, String),
 }
 
 impl MembershipChange {
     /// The server the change is about.
-    pub fn node(self) -> NodeId {
+    pub fn node(&self) -> NodeId {
         match self {
-            MembershipChange::AddLearner(node)
-            | MembershipChange::AddVoter(node)
+            MembershipChange::AddLearner(node, _)
+            | MembershipChange::AddVoter(node, _)
             | MembershipChange::PromoteLearner(node)
-            | MembershipChange::Remove(node) => node,
+            | MembershipChange::Remove(node)
+            | MembershipChange::UpdateAddress(node, _) => *node,
         }
     }
 
     /// The configuration after this change, or why it cannot be made to
     /// `membership`.
-    pub fn apply_to(self, membership: &Membership) -> Result<Membership, MembershipRefusal> {
+    pub fn apply_to(&self, membership: &Membership) -> Result<Membership, MembershipRefusal> {
         let node = self.node();
         if node == NodeId(0) {
             return Err(MembershipRefusal::ZeroId);
         }
+        let address_free = |address: &str| match membership.member_at(address) {
+            Some(holder) if holder != node => Err(MembershipRefusal::AddressInUse { node, holder }),
+            _ => Ok(()),
+        };
         let mut changed = membership.clone();
         match self {
-            MembershipChange::AddLearner(_) | MembershipChange::AddVoter(_) => {
+            MembershipChange::AddLearner(_, address) | MembershipChange::AddVoter(_, address) => {
                 if membership.contains(node) {
                     return Err(MembershipRefusal::AlreadyMember(node));
                 }
-                if matches!(self, MembershipChange::AddLearner(_)) {
+                if let Some(address) = address {
+                    address_free(address)?;
+                    changed.addresses.insert(node, address.clone());
+                }
+                if matches!(self, MembershipChange::AddLearner(..)) {
                     changed.learners.insert(node);
                 } else {
                     changed.voters.insert(node);
@@ -96,6 +113,14 @@ impl MembershipChange {
                 }
                 changed.voters.remove(&node);
                 changed.learners.remove(&node);
+                changed.addresses.remove(&node);
+            }
+            MembershipChange::UpdateAddress(_, address) => {
+                if !membership.contains(node) {
+                    return Err(MembershipRefusal::NotMember(node));
+                }
+                address_free(address)?;
+                changed.addresses.insert(node, address.clone());
             }
         }
         Ok(changed)
@@ -109,19 +134,27 @@ pub enum MembershipRefusal {
     #[error("node id 0 is reserved")]
     ZeroId,
     /// The node is already a voter or learner.
-    #[error("node {0} is already a member")]
+    #[error("node {} is already a member", .0.get())]
     AlreadyMember(NodeId),
     /// The node is not a member.
-    #[error("node {0} is not a member")]
+    #[error("node {} is not a member", .0.get())]
     NotMember(NodeId),
+    /// Another member already has the address.
+    #[error("the address given for node {} is already member {}'s", .node.get(), .holder.get())]
+    AddressInUse {
+        /// The node the change is about.
+        node: NodeId,
+        /// The member at that address.
+        holder: NodeId,
+    },
     /// Only learners can be promoted.
-    #[error("node {0} is not a learner")]
+    #[error("node {} is not a learner", .0.get())]
     NotLearner(NodeId),
     /// Removing the node would leave no voter.
-    #[error("node {0} is the last voter; a cluster needs at least one")]
+    #[error("node {} is the last voter; a cluster needs at least one", .0.get())]
     LastVoter(NodeId),
     /// The learner lags too far behind to be promoted.
-    #[error("learner {node} is {behind} entries behind the leader; at most {allowed} are allowed for a promotion, retry when it has caught up")]
+    #[error("learner {} is {behind} entries behind the leader; at most {allowed} are allowed for a promotion, retry when it has caught up", .node.get())]
     LearnerBehind {
         /// The learner.
         node: NodeId,
@@ -147,7 +180,7 @@ impl RaftCore {
         } else if let Some(error) = self.transfer_refusal() {
             Some(error)
         } else {
-            self.check_change(change)
+            self.check_change(&change)
                 .err()
                 .map(RequestError::MembershipChangeRefused)
         };
@@ -194,7 +227,7 @@ impl RaftCore {
     }
 
     /// The configuration after `change`, or why it is refused now.
-    fn check_change(&self, change: MembershipChange) -> Result<Membership, MembershipRefusal> {
+    fn check_change(&self, change: &MembershipChange) -> Result<Membership, MembershipRefusal> {
         #[cfg(feature = "bug-injection")]
         let one_at_a_time = !self.config.bug_injection.concurrent_membership_changes;
         #[cfg(not(feature = "bug-injection"))]
@@ -210,7 +243,7 @@ impl RaftCore {
             return Err(MembershipRefusal::ChangeInProgress(pending));
         }
         let changed = change.apply_to(self.membership())?;
-        if let MembershipChange::PromoteLearner(node) = change {
+        if let MembershipChange::PromoteLearner(node) = *change {
             let matched = self
                 .leader_state
                 .as_ref()
@@ -239,8 +272,27 @@ impl RaftCore {
             .latest_configuration_index()
             .is_none_or(|index| index <= self.log.committed());
         if removal_committed {
-            tracing::info!(node = %self.id(), term = %self.hard_state.term,
+            // Hand over on the way out (as a transfer would): the voter
+            // that holds the whole log campaigns at once, so the cluster
+            // has a leader in one round of votes instead of after an
+            // election timeout. Any election is safe; this one is only
+            // sooner. None caught up: the others time out as usual.
+            let last_index = self.log.last_index();
+            let successor = self.leader_state.as_ref().and_then(|state| {
+                state
+                    .progress
+                    .iter()
+                    .filter(|(peer, progress)| {
+                        self.membership().is_voter(**peer) && progress.match_index == last_index
+                    })
+                    .map(|(peer, _)| *peer)
+                    .next()
+            });
+            tracing::info!(node = %self.id(), term = %self.hard_state.term, ?successor,
                 "stepping down: this node's removal is committed");
+            if let Some(successor) = successor {
+                self.send(successor, MessageBody::TimeoutNow);
+            }
             let term = self.hard_state.term;
             self.become_follower(term, None);
         }
@@ -255,7 +307,49 @@ mod tests {
         Membership {
             voters: voters.iter().copied().map(NodeId).collect(),
             learners: learners.iter().copied().map(NodeId).collect(),
+            ..Membership::default()
         }
+    }
+
+    #[test]
+    fn addresses_follow_their_members() {
+        let start = membership(&[1, 2, 3], &[]);
+        let address = |text: &str| Some(text.to_string());
+        let added = MembershipChange::AddLearner(NodeId(4), address("h4:1"))
+            .apply_to(&start)
+            .unwrap();
+        assert_eq!(added.addresses[&NodeId(4)], "h4:1");
+        assert_eq!(added.member_at("h4:1"), Some(NodeId(4)));
+        assert_eq!(
+            MembershipChange::AddVoter(NodeId(5), address("h4:1")).apply_to(&added),
+            Err(MembershipRefusal::AddressInUse {
+                node: NodeId(5),
+                holder: NodeId(4)
+            })
+        );
+        let moved = MembershipChange::UpdateAddress(NodeId(4), "h4:2".to_string())
+            .apply_to(&added)
+            .unwrap();
+        assert_eq!(moved.addresses[&NodeId(4)], "h4:2");
+        assert_eq!(moved.learners, added.learners, "an update moves no server");
+        // Updating a member to its own address changes nothing but is allowed.
+        assert!(
+            MembershipChange::UpdateAddress(NodeId(4), "h4:2".to_string())
+                .apply_to(&moved)
+                .is_ok()
+        );
+        assert_eq!(
+            MembershipChange::UpdateAddress(NodeId(9), "h9:1".to_string()).apply_to(&moved),
+            Err(MembershipRefusal::NotMember(NodeId(9)))
+        );
+        let removed = MembershipChange::Remove(NodeId(4))
+            .apply_to(&moved)
+            .unwrap();
+        assert!(!removed.addresses.contains_key(&NodeId(4)));
+        // A removed member's address is free again.
+        assert!(MembershipChange::AddLearner(NodeId(6), address("h4:2"))
+            .apply_to(&removed)
+            .is_ok());
     }
 
     #[test]
@@ -263,11 +357,11 @@ mod tests {
         let start = membership(&[1, 2, 3], &[4]);
         let cases = [
             (
-                MembershipChange::AddLearner(NodeId(5)),
+                MembershipChange::AddLearner(NodeId(5), None),
                 Ok(membership(&[1, 2, 3], &[4, 5])),
             ),
             (
-                MembershipChange::AddVoter(NodeId(5)),
+                MembershipChange::AddVoter(NodeId(5), None),
                 Ok(membership(&[1, 2, 3, 5], &[4])),
             ),
             (
@@ -283,11 +377,11 @@ mod tests {
                 Ok(membership(&[1, 2, 3], &[])),
             ),
             (
-                MembershipChange::AddVoter(NodeId(3)),
+                MembershipChange::AddVoter(NodeId(3), None),
                 Err(MembershipRefusal::AlreadyMember(NodeId(3))),
             ),
             (
-                MembershipChange::AddLearner(NodeId(4)),
+                MembershipChange::AddLearner(NodeId(4), None),
                 Err(MembershipRefusal::AlreadyMember(NodeId(4))),
             ),
             (
@@ -299,7 +393,7 @@ mod tests {
                 Err(MembershipRefusal::NotMember(NodeId(9))),
             ),
             (
-                MembershipChange::AddLearner(NodeId(0)),
+                MembershipChange::AddLearner(NodeId(0), None),
                 Err(MembershipRefusal::ZeroId),
             ),
         ];

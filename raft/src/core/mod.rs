@@ -67,6 +67,13 @@ pub struct RestoredState {
 }
 
 impl RestoredState {
+    /// The state of a node joining an existing cluster with an empty data
+    /// directory: it knows no configuration until the leader sends it one,
+    /// so it never campaigns on its own.
+    pub fn joining() -> RestoredState {
+        RestoredState::default()
+    }
+
     /// The state of a node of a brand-new cluster of `voters`.
     pub fn new_cluster(voters: impl IntoIterator<Item = NodeId>) -> RestoredState {
         RestoredState {
@@ -147,7 +154,11 @@ impl RaftCore {
         seed: u64,
     ) -> Result<RaftCore, CoreError> {
         config.validate()?;
-        if restored.membership.voters.is_empty() {
+        // No configuration at all is a node joining an existing cluster: it
+        // learns the configuration from the leader's log or snapshot and
+        // never campaigns before it is a voter there. Learners without any
+        // voter, though, can never form a quorum.
+        if restored.membership.voters.is_empty() && !restored.membership.is_empty() {
             return Err(CoreError::NoVoters);
         }
         if restored.membership.contains(NodeId(0)) {
@@ -160,7 +171,7 @@ impl RaftCore {
             restored.applied,
             std::mem::take(&mut restored.membership),
         );
-        if log.membership().voters.is_empty() {
+        if log.membership().voters.is_empty() && !log.membership().is_empty() {
             return Err(CoreError::NoVoters);
         }
         let mut core = RaftCore {

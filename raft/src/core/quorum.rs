@@ -4,7 +4,7 @@
 //! through [`Membership`], so that membership changes (joint consensus or
 //! single-server changes) only have to change this type.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::{LogIndex, NodeId};
 
@@ -15,6 +15,12 @@ pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     /// Members that receive the log but never vote or count toward a quorum.
     pub learners: BTreeSet<NodeId>,
+    /// Where members are reached (`host:port`), as given when they were
+    /// added or updated. The core carries it along with the configuration
+    /// and never reads it; a node's transport dials these addresses. A
+    /// member without one is reached at the address its node was started
+    /// with.
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Membership {
@@ -23,7 +29,31 @@ impl Membership {
         Membership {
             voters: voters.into_iter().collect(),
             learners: BTreeSet::new(),
+            addresses: BTreeMap::new(),
         }
+    }
+
+    /// A membership of voters with their addresses.
+    pub fn with_addressed_voters(voters: &BTreeMap<NodeId, String>) -> Membership {
+        Membership {
+            voters: voters.keys().copied().collect(),
+            learners: BTreeSet::new(),
+            addresses: voters.clone(),
+        }
+    }
+
+    /// Whether no member is known: a node joining an existing cluster
+    /// before it has learned the cluster's configuration from its leader.
+    pub fn is_empty(&self) -> bool {
+        self.voters.is_empty() && self.learners.is_empty()
+    }
+
+    /// The member whose address is `address`, if any.
+    pub fn member_at(&self, address: &str) -> Option<NodeId> {
+        self.addresses
+            .iter()
+            .find(|(node, at)| at.as_str() == address && self.contains(**node))
+            .map(|(node, _)| *node)
     }
 
     /// Every member, voter or learner.

@@ -158,6 +158,7 @@ impl<M: StateMachine> Applier<M> {
             Ok(restored) if restored.index >= metadata.index => {
                 tracing::info!(index = %restored.index, "restored the state machine from a snapshot");
                 self.applied_index = restored.index;
+                self.membership = restored.membership.clone();
                 self.last_command = (restored.index, restored.term);
                 self.latest_snapshot = restored.index;
                 self.requests.skipped_to(restored.index);

@@ -13,12 +13,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::core::input::Input;
+use crate::core::membership_change::MembershipChange;
 use crate::core::message::{Message, MessageBody};
 use crate::core::output::Output;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::core::{RaftCore, Role, Status};
 use crate::node::applier::Work;
 use crate::node::error::RequestFailure;
+use crate::node::membership::MembershipView;
 use crate::node::metrics::{NodeMetrics, PeerLabels};
 use crate::node::requests::Requests;
 use crate::node::status::NodeStatus;
@@ -54,6 +56,11 @@ pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
     /// Hand leadership to `target`.
     TransferLeadership { target: NodeId },
+    /// Change the configuration (the reply waits in the request registry).
+    ChangeMembership {
+        request_id: RequestId,
+        change: MembershipChange,
+    },
 }
 
 /// How many inputs of one kind are stepped before outputs are carried out:
@@ -94,6 +101,10 @@ pub(crate) struct EventLoop<R> {
     pub(crate) stopping: bool,
     /// See [`crate::node::NodeOptions::max_apply_backlog`].
     pub(crate) max_apply_backlog: u64,
+    /// The configurations last published.
+    pub(crate) membership: watch::Sender<MembershipView>,
+    /// The members' addresses the node was started with.
+    pub(crate) seed_addresses: BTreeMap<NodeId, String>,
 }
 
 impl<R> EventLoop<R> {
@@ -142,6 +153,9 @@ impl<R> EventLoop<R> {
                     }
                 },
             };
+            // Before the outputs go out: a member added in this batch must
+            // have its address before the first message to it.
+            self.publish_membership();
             if let Err(error) = self.carry_out() {
                 break Err(format!("storage failed: {error}"));
             }
@@ -149,6 +163,9 @@ impl<R> EventLoop<R> {
                 break Err(reason);
             }
             self.publish_status();
+            // The commit index moved while carrying out: the configuration
+            // in effect at it may have changed too.
+            self.publish_membership();
             if stop || self.stopping {
                 break Ok(());
             }
@@ -242,6 +259,9 @@ impl<R> EventLoop<R> {
             Command::TransferLeadership { target } => {
                 self.core.step(Input::TransferLeadership { target })
             }
+            Command::ChangeMembership { request_id, change } => self
+                .core
+                .step(Input::ChangeMembership { request_id, change }),
         }
     }
 
@@ -328,6 +348,37 @@ impl<R> EventLoop<R> {
             }
         }
         Ok(())
+    }
+
+    /// Publishes the configurations if they changed, and points the
+    /// transport at the members.
+    pub(crate) fn publish_membership(&mut self) {
+        let latest = self.core.membership();
+        let committed = self.core.membership_at(self.core.commit_index());
+        {
+            let published = self.membership.borrow();
+            if published.latest == *latest && published.committed == *committed {
+                return;
+            }
+        }
+        let view = MembershipView::new(latest, committed, &self.seed_addresses);
+        let this = self.core.id();
+        let previous = self.membership.borrow().clone();
+        if previous.committed.contains(this) && !view.committed.contains(this) {
+            tracing::warn!(node = %this, "this node was removed from the cluster; it stays \
+                up but takes no part (stop it; to rejoin, wipe its data directory and add it again)");
+        }
+        let ids = |members: &std::collections::BTreeSet<NodeId>| {
+            members
+                .iter()
+                .map(|id| id.get().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::info!(voters = %ids(&view.latest.voters), learners = %ids(&view.latest.learners),
+            committed_voters = %ids(&view.committed.voters), "configuration");
+        view.update_peers(this, &mut self.peers, &self.seed_addresses);
+        self.membership.send_replace(view);
     }
 
     fn publish_status(&self) {

@@ -84,13 +84,14 @@ use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
 use crate::storage::{ClusterId, LogStore, Wal, WalOptions};
-use crate::transport::{Admission, PeerOptions, PeerService, Peers};
+use crate::transport::{PeerOptions, PeerService, Peers};
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
 pub mod error;
 pub mod event_loop;
 mod leadership;
+pub mod membership;
 pub mod metrics;
 mod requests;
 mod snapshot_transfer;
@@ -98,11 +99,13 @@ pub mod status;
 
 pub use self::error::{RequestFailure, StartError};
 pub use self::leadership::TransferFailure;
+pub use self::membership::MembershipView;
 pub use self::metrics::NodeMetrics;
 pub use self::status::NodeStatus;
 
 use self::applier::Applier;
 use self::event_loop::{Command, Event, EventLoop};
+use self::membership::MemberAdmission;
 use self::requests::Requests;
 use self::snapshot_transfer::SnapshotTransfer;
 
@@ -114,8 +117,18 @@ pub struct NodeOptions {
     /// The cluster's id; messages and data directories of other clusters
     /// are refused.
     pub cluster_id: ClusterId,
-    /// Every member, this node included, with its `host:port`.
+    /// Every member, this node included, with its `host:port`: the
+    /// cluster's first configuration when it bootstraps. Once the log holds
+    /// a configuration, that one rules; these addresses only stand in for
+    /// members the configuration has none for. With [`NodeOptions::join`],
+    /// the members to reach at first (this node may be absent).
     pub members: BTreeMap<NodeId, String>,
+    /// The node joins an existing cluster (etcd's "existing" initial
+    /// cluster state) instead of bootstrapping one from `members`: with an
+    /// empty data directory it knows no configuration and waits for the
+    /// leader to send it one; it never campaigns before it is a voter
+    /// there. Add it to the cluster first.
+    pub join: bool,
     /// Where the WAL (and snapshots) live.
     pub data_directory: PathBuf,
     /// The length of one tick of the core's clock. The core's timeouts
@@ -155,6 +168,7 @@ impl NodeOptions {
             id,
             cluster_id,
             members,
+            join: false,
             data_directory,
             tick: Duration::from_millis(10),
             raft: Config::new(id),
@@ -175,7 +189,7 @@ impl NodeOptions {
                 self.raft.id, self.id
             ));
         }
-        if !self.members.contains_key(&self.id) {
+        if !self.join && !self.members.contains_key(&self.id) {
             return fail(format!("node {} is not among the members", self.id));
         }
         if self.members.contains_key(&NodeId(0)) {
@@ -199,24 +213,6 @@ impl NodeOptions {
     }
 }
 
-struct MemberAdmission {
-    node: NodeId,
-    cluster: ClusterId,
-    members: BTreeMap<NodeId, String>,
-}
-
-impl Admission for MemberAdmission {
-    fn node(&self) -> NodeId {
-        self.node
-    }
-    fn cluster(&self) -> ClusterId {
-        self.cluster
-    }
-    fn admits(&self, node: NodeId) -> bool {
-        node != self.node && self.members.contains_key(&node)
-    }
-}
-
 struct Shared<M: StateMachine> {
     options: NodeOptions,
     commands: mpsc::Sender<Command>,
@@ -228,6 +224,7 @@ struct Shared<M: StateMachine> {
     event_loop: Mutex<Option<JoinHandle<Result<(), String>>>>,
     applier: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<NodeMetrics>,
+    membership: watch::Receiver<MembershipView>,
     /// Where the handle sends [`Event::Stop`].
     events: mpsc::UnboundedSender<Event>,
 }
@@ -286,8 +283,13 @@ impl<M: StateMachine> Node<M> {
         } else {
             Vec::new()
         };
-        let voters = options.members.keys().copied();
-        let membership = Membership::with_voters(voters);
+        // The configuration as of the log's base: the snapshot's, or for a
+        // log that starts at 1, the cluster's first (none when joining).
+        let membership = match &snapshot {
+            Some(file) => file.metadata().membership.clone(),
+            None if options.join => Membership::default(),
+            None => Membership::with_addressed_voters(&options.members),
+        };
         let applied = snapshot
             .as_ref()
             .map_or(LogIndex(0), |file| file.metadata().index);
@@ -300,6 +302,19 @@ impl<M: StateMachine> Node<M> {
         };
         let seed = options.id.0 ^ wal.hard_state().term.0.rotate_left(32) ^ seed_from_clock();
         let core = RaftCore::new(options.raft.clone(), restored, seed)?;
+        let latest = core.membership();
+        if !latest.is_empty() && !latest.contains(options.id) {
+            tracing::error!(node = %options.id, voters = ?latest.voters.iter().map(|id| id.get()).collect::<Vec<_>>(),
+                "this node is not in the cluster's configuration in its log: it was removed. It \
+                 will not campaign and the members refuse its messages; wipe its data directory \
+                 and add it again to rejoin");
+        }
+        let initial_view = MembershipView::new(
+            core.membership(),
+            core.membership_at(core.commit_index()),
+            &options.members,
+        );
+        let (membership_sender, membership_watch) = watch::channel(initial_view.clone());
         let reported = (wal.last_index(), wal.last_term()?);
 
         let (commands, command_receiver) = mpsc::channel(options.max_queued_requests);
@@ -339,12 +354,6 @@ impl<M: StateMachine> Node<M> {
             .spawn(move || applier.run(work_receiver))
             .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
 
-        let peers_map: BTreeMap<NodeId, String> = options
-            .members
-            .iter()
-            .filter(|(node, _)| **node != options.id)
-            .map(|(node, address)| (*node, address.clone()))
-            .collect();
         let transfer = Arc::new(SnapshotTransfer {
             cluster: options.cluster_id,
             store: snapshots,
@@ -352,16 +361,17 @@ impl<M: StateMachine> Node<M> {
             receiving: Arc::default(),
             sending: Arc::default(),
         });
-        let peers = Peers::start(
+        let mut peers = Peers::start(
             options.cluster_id,
-            &peers_map,
+            &BTreeMap::new(),
             &options.peers,
             transfer.clone(),
         );
+        initial_view.update_peers(options.id, &mut peers, &options.members);
         let admission = Arc::new(MemberAdmission {
             node: options.id,
             cluster: options.cluster_id,
-            members: options.members.clone(),
+            view: membership_watch.clone(),
         });
         let peer_service = PeerService::new(admission, inbound, transfer);
 
@@ -396,6 +406,8 @@ impl<M: StateMachine> Node<M> {
             applied_seen: applied,
             stopping: false,
             max_apply_backlog: options.max_apply_backlog,
+            membership: membership_sender,
+            seed_addresses: options.members.clone(),
         };
         let node_id = options.id;
         let event_loop = tokio::spawn(async move {
@@ -420,6 +432,7 @@ impl<M: StateMachine> Node<M> {
                 event_loop: Mutex::new(Some(event_loop)),
                 applier: Mutex::new(Some(applier)),
                 metrics,
+                membership: membership_watch,
                 events: stop_events,
             }),
         })

@@ -15,6 +15,9 @@ use crate::types::{LogIndex, RequestId, Term};
 pub(crate) type ReadReply = oneshot::Sender<Result<LogIndex, RequestFailure>>;
 /// Where a proposal's answer goes: the state machine's response.
 pub(crate) type ProposalReply<R> = oneshot::Sender<Result<R, RequestFailure>>;
+/// Where a configuration change's answer goes: the index of its entry,
+/// once applied.
+pub(crate) type ChangeReply = oneshot::Sender<Result<LogIndex, RequestFailure>>;
 
 enum Waiter<R> {
     /// A proposal, and the log index it was appended at once accepted.
@@ -23,6 +26,11 @@ enum Waiter<R> {
         at: Option<LogIndex>,
     },
     Read(ReadReply),
+    /// A configuration change, and the log index it was appended at.
+    Change {
+        reply: ChangeReply,
+        at: Option<LogIndex>,
+    },
 }
 
 impl<R> Waiter<R> {
@@ -31,9 +39,16 @@ impl<R> Waiter<R> {
             Waiter::Proposal { reply, .. } => {
                 let _ = reply.send(Err(failure));
             }
-            Waiter::Read(reply) => {
+            Waiter::Read(reply) | Waiter::Change { reply, .. } => {
                 let _ = reply.send(Err(failure));
             }
+        }
+    }
+
+    fn accepted_at(&self) -> Option<LogIndex> {
+        match self {
+            Waiter::Proposal { at, .. } | Waiter::Change { at, .. } => *at,
+            Waiter::Read(_) => None,
         }
     }
 }
@@ -84,6 +99,11 @@ impl<R> Requests<R> {
         self.register(Waiter::Proposal { reply, at: None })
     }
 
+    /// Registers a configuration change and returns its request id.
+    pub(crate) fn register_change(&self, reply: ChangeReply) -> RequestId {
+        self.register(Waiter::Change { reply, at: None })
+    }
+
     /// Registers a read and returns its request id.
     pub(crate) fn register_read(&self, reply: ReadReply) -> RequestId {
         self.register(Waiter::Read(reply))
@@ -92,7 +112,9 @@ impl<R> Requests<R> {
     /// The proposal `id` was appended at (`index`, `term`).
     pub(crate) fn accepted(&self, id: RequestId, index: LogIndex, term: Term) {
         let mut inner = self.lock();
-        if let Some(Waiter::Proposal { at, .. }) = inner.waiters.get_mut(&id) {
+        if let Some(Waiter::Proposal { at, .. } | Waiter::Change { at, .. }) =
+            inner.waiters.get_mut(&id)
+        {
             *at = Some(index);
             inner.accepted.insert(index, (term, id));
         }
@@ -113,10 +135,7 @@ impl<R> Requests<R> {
         let Some(waiter) = inner.waiters.remove(&id) else {
             return;
         };
-        if let Waiter::Proposal {
-            at: Some(index), ..
-        } = &waiter
-        {
+        if let Some(index) = &waiter.accepted_at() {
             if inner
                 .accepted
                 .get(index)
@@ -135,6 +154,7 @@ impl<R> Requests<R> {
     /// with [`RequestFailure::Lost`] if another entry replaced it.
     pub(crate) fn applied(&self, entries: Vec<(LogIndex, Term, Option<R>)>) {
         let mut answers = Vec::new();
+        let mut changes = Vec::new();
         {
             let mut inner = self.lock();
             if inner.accepted.is_empty() {
@@ -144,15 +164,33 @@ impl<R> Requests<R> {
                 let Some((accepted_term, id)) = inner.accepted.remove(&index) else {
                     continue;
                 };
-                let Some(Waiter::Proposal { reply, .. }) = inner.waiters.remove(&id) else {
-                    continue;
-                };
-                let answer = match response {
-                    Some(response) if accepted_term == term => Ok(response),
-                    _ => Err(RequestFailure::Lost),
-                };
-                answers.push((reply, answer));
+                match inner.waiters.remove(&id) {
+                    Some(Waiter::Proposal { reply, .. }) => {
+                        let answer = match response {
+                            Some(response) if accepted_term == term => Ok(response),
+                            _ => Err(RequestFailure::Lost),
+                        };
+                        answers.push((reply, answer));
+                    }
+                    Some(Waiter::Change { reply, .. }) => {
+                        // A configuration entry has no state machine
+                        // response; it took effect if the entry is ours.
+                        let answer = if accepted_term == term {
+                            Ok(index)
+                        } else {
+                            Err(RequestFailure::Lost)
+                        };
+                        changes.push((reply, answer));
+                    }
+                    Some(read @ Waiter::Read(_)) => {
+                        inner.waiters.insert(id, read);
+                    }
+                    None => {}
+                }
             }
+        }
+        for (reply, answer) in changes {
+            let _ = reply.send(answer);
         }
         for (reply, answer) in answers {
             match &answer {

@@ -33,6 +33,8 @@ use thiserror::Error;
 
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
+pub(crate) mod addresses;
+pub use crate::storage::addresses::MAX_ADDRESS_BYTES;
 pub mod memory;
 pub mod snapshot;
 pub mod wal;

@@ -54,7 +54,7 @@ pub enum WireError {
         expected: ClusterId,
     },
     /// The sender is not a member of this cluster.
-    #[error("message from unknown node {from}; it is not a member of this cluster")]
+    #[error("node {from} is not a member of this cluster (it was removed, or has not been added yet); its messages are refused")]
     UnknownSender {
         /// The sender.
         from: u64,
@@ -157,6 +157,14 @@ pub fn membership_to_wire(membership: &Membership) -> wire::Configuration {
     wire::Configuration {
         voters: membership.voters.iter().map(|node| node.0).collect(),
         learners: membership.learners.iter().map(|node| node.0).collect(),
+        addresses: membership
+            .addresses
+            .iter()
+            .map(|(node, address)| wire::MemberAddress {
+                id: node.0,
+                address: address.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -166,6 +174,11 @@ pub fn membership_from_wire(configuration: wire::Configuration) -> Membership {
     Membership {
         voters: nodes(configuration.voters),
         learners: nodes(configuration.learners),
+        addresses: configuration
+            .addresses
+            .into_iter()
+            .map(|member| (NodeId(member.id), member.address))
+            .collect(),
     }
 }
 
@@ -358,6 +371,7 @@ mod configuration_tests {
             payload: EntryPayload::Configuration(Membership {
                 voters: [NodeId(1), NodeId(2)].into(),
                 learners: [NodeId(9)].into(),
+                addresses: [(NodeId(9), "10.0.0.9:2380".to_string())].into(),
             }),
         };
         assert_eq!(entry_from_wire(entry_to_wire(&entry)).unwrap(), entry);

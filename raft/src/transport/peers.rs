@@ -77,11 +77,21 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn send(&self, client: RaftPeerClient<Channel>, message: Message);
 }
 
-/// The outbound side: a queue and a task per peer.
+/// One peer: where it is, the queue of what to send it, and the task that
+/// sends.
+struct Peer {
+    address: String,
+    queue: mpsc::Sender<Outbound>,
+    task: JoinHandle<()>,
+}
+
+/// The outbound side: a queue and a task per peer. Peers come and go with
+/// the cluster's configuration ([`Peers::set_address`]).
 pub struct Peers {
     cluster: ClusterId,
-    queues: BTreeMap<NodeId, mpsc::Sender<Outbound>>,
-    tasks: Vec<JoinHandle<()>>,
+    peers: BTreeMap<NodeId, Peer>,
+    options: PeerOptions,
+    snapshots: Arc<dyn SnapshotSource>,
     counters: Arc<PeerCounters>,
 }
 
@@ -94,34 +104,70 @@ impl Peers {
         options: &PeerOptions,
         snapshots: Arc<dyn SnapshotSource>,
     ) -> Peers {
-        let counters = Arc::new(PeerCounters::default());
-        let mut queues = BTreeMap::new();
-        let mut tasks = Vec::new();
-        for (&node, address) in peers {
-            let (sender, receiver) = mpsc::channel(options.queue_messages);
-            queues.insert(node, sender);
-            tasks.push(tokio::spawn(run_peer(
-                node,
-                address.clone(),
-                receiver,
-                options.clone(),
-                counters.clone(),
-                snapshots.clone(),
-            )));
-        }
-        Peers {
+        let mut started = Peers {
             cluster,
-            queues,
-            tasks,
-            counters,
+            peers: BTreeMap::new(),
+            options: options.clone(),
+            snapshots,
+            counters: Arc::new(PeerCounters::default()),
+        };
+        for (&node, address) in peers {
+            started.set_address(node, address);
         }
+        started
+    }
+
+    /// Sends to `node` at `address` from now on: starts a task for a new
+    /// peer, or replaces the task of one that moved (messages queued for
+    /// the old address are dropped; Raft resends what matters).
+    pub fn set_address(&mut self, node: NodeId, address: &str) {
+        if self
+            .peers
+            .get(&node)
+            .is_some_and(|peer| peer.address == address)
+        {
+            return;
+        }
+        let (queue, receiver) = mpsc::channel(self.options.queue_messages);
+        let task = tokio::spawn(run_peer(
+            node,
+            address.to_string(),
+            receiver,
+            self.options.clone(),
+            self.counters.clone(),
+            self.snapshots.clone(),
+        ));
+        let peer = Peer {
+            address: address.to_string(),
+            queue,
+            task,
+        };
+        if let Some(old) = self.peers.insert(node, peer) {
+            tracing::info!(peer = %node, from = %old.address, to = %address, "peer address changed");
+            old.task.abort();
+        }
+    }
+
+    /// Stops sending to `node`.
+    pub fn remove(&mut self, node: NodeId) {
+        if let Some(peer) = self.peers.remove(&node) {
+            peer.task.abort();
+        }
+    }
+
+    /// The address each peer is sent to.
+    pub fn addresses(&self) -> BTreeMap<NodeId, String> {
+        self.peers
+            .iter()
+            .map(|(node, peer)| (*node, peer.address.clone()))
+            .collect()
     }
 
     /// Queues `message` for its addressee; drops it if the queue is full
     /// or the addressee is unknown.
     pub fn send(&self, message: Message) {
-        let Some(queue) = self.queues.get(&message.to) else {
-            tracing::warn!(to = %message.to, "dropping a message to a node that is not a peer");
+        let Some(queue) = self.peers.get(&message.to).map(|peer| &peer.queue) else {
+            tracing::warn!(to = %message.to, "dropping a message to a node whose address is unknown");
             return;
         };
         let outbound = match &message.body {
@@ -144,8 +190,8 @@ impl Peers {
 
 impl Drop for Peers {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        for peer in self.peers.values() {
+            peer.task.abort();
         }
     }
 }
@@ -170,6 +216,9 @@ async fn run_peer(
         }
     };
     let mut backoff = options.backoff_min;
+    // A refusal is logged as a warning once, then at debug level while the
+    // peer keeps refusing for the same reason.
+    let mut refused_for: Option<String> = None;
     loop {
         // Wait for something to send before connecting, so an idle peer
         // costs nothing and a dead one is not hammered.
@@ -209,8 +258,14 @@ async fn run_peer(
                     ended = &mut call => {
                         if let Ok(Err(status)) = ended {
                             if status.code() == tonic::Code::PermissionDenied {
-                                tracing::warn!(peer = %node, reason = status.message(),
-                                    "the peer refuses this node's messages");
+                                if refused_for.as_deref() == Some(status.message()) {
+                                    tracing::debug!(peer = %node, reason = status.message(),
+                                        "the peer still refuses this node's messages");
+                                } else {
+                                    tracing::warn!(peer = %node, reason = status.message(),
+                                        "the peer refuses this node's messages");
+                                    refused_for = Some(status.message().to_string());
+                                }
                             } else {
                                 tracing::debug!(peer = %node, %status, "peer stream ended");
                             }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! run_n_clients [NUMBER_OF_NODES] [--duration S] [--kill-every S]
-//!               [--clients N] [--data-dir DIR] [--keep]
+//!               [--clients N] [--data-dir DIR] [--keep] [--scale]
 //! ```
 //!
 //! The last line is `verdict=OK` or `verdict=FAIL <reason>` (exit status
@@ -62,6 +62,12 @@ struct ClusterArguments {
     /// Leave the cluster running after the checks, until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Scale live instead of killing leaders: start 3 members, add the
+    /// others one by one (learner, catch up, promote), move leadership to
+    /// the last, remove them again (the leader first), and report how long
+    /// writes were unavailable around each change.
+    #[arg(long)]
+    scale: bool,
 }
 
 /// Prints how to reach the kept cluster, then waits for Ctrl-C.
@@ -92,6 +98,7 @@ async fn launch(arguments: ClusterArguments) -> anyhow::Result<ExitCode> {
         data_directory: arguments.data_dir,
         executable: std::env::current_exe()?,
         terminal: std::io::stdout().is_terminal(),
+        scale: arguments.scale,
     };
     // Dropping the run on Ctrl-C drops the cluster, which stops every node.
     let (summary, mut cluster) = tokio::select! {

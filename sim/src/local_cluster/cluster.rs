@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use super::error::LocalClusterError;
 use super::monitor::{ClusterView, Monitor};
 use super::ports::free_loopback_addresses;
-use super::processes::NodeProcesses;
+use super::processes::{NodeProcesses, STOP_GRACE};
 
 /// Where the nodes keep their data and logs.
 enum DataDirectory {
@@ -30,7 +30,10 @@ pub struct LocalCluster {
     // Fields drop in order: the nodes stop before their directory goes.
     processes: NodeProcesses,
     monitor: Monitor,
+    /// The members now.
     members: BTreeMap<NodeId, SocketAddr>,
+    /// Nodes that may join later, with their addresses.
+    spares: BTreeMap<NodeId, SocketAddr>,
     data: Option<DataDirectory>,
 }
 
@@ -42,6 +45,18 @@ impl LocalCluster {
     /// runtime (the monitor's pollers are tasks).
     pub fn start(
         nodes: usize,
+        executable: PathBuf,
+        data_directory: Option<&Path>,
+    ) -> Result<LocalCluster, LocalClusterError> {
+        LocalCluster::start_with_spares(nodes, 0, executable, data_directory)
+    }
+
+    /// [`LocalCluster::start`], with `spares` more nodes (ids after the
+    /// members') that are not started: each may join later
+    /// ([`LocalCluster::start_joining`]).
+    pub fn start_with_spares(
+        nodes: usize,
+        spares: usize,
         executable: PathBuf,
         data_directory: Option<&Path>,
     ) -> Result<LocalCluster, LocalClusterError> {
@@ -70,15 +85,22 @@ impl LocalCluster {
             DataDirectory::Temporary(directory) => directory.path().to_path_buf(),
             DataDirectory::Given(path) => path.clone(),
         };
-        let addresses = free_loopback_addresses(nodes)
+        let addresses = free_loopback_addresses(nodes + spares)
             .map_err(LocalClusterError::io("find free loopback ports"))?;
-        let members: BTreeMap<NodeId, SocketAddr> = (1..).map(NodeId).zip(addresses).collect();
+        let mut members: BTreeMap<NodeId, SocketAddr> = (1..).map(NodeId).zip(addresses).collect();
+        let spares = members.split_off(&NodeId(nodes as u64 + 1));
         let processes = NodeProcesses::new(executable, path, members.clone());
-        let monitor = Monitor::start(&members);
+        let everyone: BTreeMap<NodeId, SocketAddr> = members
+            .iter()
+            .chain(&spares)
+            .map(|(id, address)| (*id, *address))
+            .collect();
+        let monitor = Monitor::start(&everyone);
         let mut cluster = LocalCluster {
             processes,
             monitor,
             members,
+            spares,
             data: Some(data),
         };
         for id in cluster.node_ids() {
@@ -87,9 +109,56 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// The node ids.
+    /// The node ids of the members.
     pub fn node_ids(&self) -> Vec<NodeId> {
         self.members.keys().copied().collect()
+    }
+
+    /// The ids of every node, members and spares.
+    pub fn all_node_ids(&self) -> Vec<NodeId> {
+        self.members
+            .keys()
+            .chain(self.spares.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Where spare `id` will listen.
+    pub fn spare_address(&self, id: NodeId) -> Option<SocketAddr> {
+        self.spares.get(&id).copied()
+    }
+
+    /// Starts spare `id`, which joins the running cluster (add it as a
+    /// member first); it is a member of this cluster from now on.
+    pub fn start_joining(&mut self, id: NodeId) -> Result<(), LocalClusterError> {
+        let address = self.spares.remove(&id).ok_or_else(|| {
+            LocalClusterError::Options(format!("node {} is not a spare", id.get()))
+        })?;
+        self.members.insert(id, address);
+        self.processes.add_joining(id, address);
+        self.start_node(id)
+    }
+
+    /// Stops member `id` (SIGTERM, SIGKILL after a grace period) after its
+    /// removal from the cluster, without blocking the runtime: it is no
+    /// longer a member here, and its data stays.
+    pub async fn retire(&mut self, id: NodeId) {
+        self.monitor.set_running(id, false);
+        if let Some(address) = self.members.remove(&id) {
+            self.spares.insert(id, address);
+        }
+        let Some(mut child) = self.processes.terminate(id) else {
+            return;
+        };
+        let deadline = Instant::now() + STOP_GRACE;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                tracing::warn!(node = %id, "the node did not stop on SIGTERM; killing it");
+                NodeProcesses::kill_terminated(&mut child);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Every node and its address.

@@ -16,6 +16,7 @@ pub mod node_process;
 pub mod ports;
 pub mod processes;
 pub mod runner;
+pub mod scale;
 pub mod summary;
 pub mod verification;
 pub mod workload;

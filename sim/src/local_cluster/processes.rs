@@ -25,7 +25,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use super::error::LocalClusterError;
 
 /// How long a node has to stop after SIGTERM before it gets SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The log level of the nodes when the launcher's environment sets none.
 const NODE_LOG_LEVEL: &str = "warn";
@@ -34,7 +34,11 @@ const NODE_LOG_LEVEL: &str = "warn";
 pub struct NodeProcesses {
     executable: PathBuf,
     data_directory: PathBuf,
+    /// Every node that may run, and its address.
     members: BTreeMap<NodeId, SocketAddr>,
+    /// The member list every node is started with: the cluster's first
+    /// members. Nodes outside it join the running cluster (`--join`).
+    initial: BTreeMap<NodeId, SocketAddr>,
     /// The children not yet reaped. A node the launcher kills is removed
     /// as soon as it is reaped, so a child that exits while still here
     /// exited on its own. Signals go only to children still here: a
@@ -56,10 +60,17 @@ impl NodeProcesses {
         NodeProcesses {
             executable,
             data_directory,
+            initial: members.clone(),
             members,
             children: BTreeMap::new(),
             launch_prefixes: BTreeMap::new(),
         }
+    }
+
+    /// Adds `id` at `address`: a node that joins the running cluster
+    /// (`--join`) once it is added as a member and started.
+    pub fn add_joining(&mut self, id: NodeId, address: SocketAddr) {
+        self.members.insert(id, address);
     }
 
     /// Runs node `id` from now on as `prefix... <executable> node ...`.
@@ -98,7 +109,7 @@ impl NodeProcesses {
             log_path.display()
         )))?;
         let members = self
-            .members
+            .initial
             .iter()
             .map(|(id, address)| (*id, address.to_string()))
             .collect();
@@ -119,6 +130,7 @@ impl NodeProcesses {
             .arg(self.node_directory(id))
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
+            .args((!self.initial.contains_key(&id)).then_some("--join"))
             .stdin(Stdio::null())
             .stdout(log_copy)
             .stderr(log)
@@ -186,6 +198,22 @@ impl NodeProcesses {
             self.children.remove(id);
         }
         exited
+    }
+
+    /// Sends node `id` SIGTERM and hands its process over (no longer
+    /// watched here), for the caller to wait for.
+    pub fn terminate(&mut self, id: NodeId) -> Option<Child> {
+        let child = self.children.remove(&id)?;
+        signal_group(&child, Signal::TERM);
+        signal_group(&child, Signal::CONT);
+        Some(child)
+    }
+
+    /// Kills a process handed over by [`NodeProcesses::terminate`] that did
+    /// not stop in time.
+    pub fn kill_terminated(child: &mut Child) {
+        signal_group(child, Signal::KILL);
+        let _ = child.wait();
     }
 
     /// Stops every node: SIGTERM (a node then flushes and closes its log),

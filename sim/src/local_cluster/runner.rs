@@ -12,6 +12,7 @@ use super::cluster::LocalCluster;
 use super::display::Display;
 use super::error::LocalClusterError;
 use super::monitor::POLL_INTERVAL;
+use super::scale;
 use super::summary::Summary;
 use super::verification::{read_back, wait_for_identical_stores};
 use super::workload::{Workload, WriteCounts};
@@ -44,7 +45,14 @@ pub struct RunnerOptions {
     pub executable: PathBuf,
     /// Whether stdout is a terminal (live view) or not (plain lines).
     pub terminal: bool,
+    /// Instead of killing leaders: start with [`SCALE_FIRST_MEMBERS`]
+    /// members, grow to `nodes` and shrink back, one change at a time
+    /// (`scale.rs`).
+    pub scale: bool,
 }
+
+/// The members a `--scale` run starts with and ends with.
+pub const SCALE_FIRST_MEMBERS: usize = 3;
 
 impl RunnerOptions {
     /// Why these options cannot work, if they cannot.
@@ -58,6 +66,11 @@ impl RunnerOptions {
             return Err(LocalClusterError::Options(format!(
                 "killing the leader of {} nodes leaves no majority; run at least 3 nodes or pass --kill-every 0",
                 self.nodes
+            )));
+        }
+        if self.scale && self.nodes <= SCALE_FIRST_MEMBERS {
+            return Err(LocalClusterError::Options(format!(
+                "--scale grows {SCALE_FIRST_MEMBERS} members to NUMBER_OF_NODES and back; give more than {SCALE_FIRST_MEMBERS} nodes"
             )));
         }
         if self.clients == 0 {
@@ -89,15 +102,21 @@ struct Kill {
 /// running, for the caller to keep or drop.
 pub async fn run(options: RunnerOptions) -> Result<(Summary, LocalCluster), LocalClusterError> {
     options.validate()?;
-    let mut cluster = LocalCluster::start(
-        options.nodes,
+    let first_members = if options.scale {
+        SCALE_FIRST_MEMBERS
+    } else {
+        options.nodes
+    };
+    let mut cluster = LocalCluster::start_with_spares(
+        first_members,
+        options.nodes - first_members,
         options.executable.clone(),
         options.data_directory.as_deref(),
     )?;
-    let mut display = Display::new(cluster.node_ids(), options.terminal);
+    let mut display = Display::new(cluster.all_node_ids(), options.terminal);
     display.event(&format!(
         "started {} nodes ({}); data and logs (node-<id>.log) in {}",
-        options.nodes,
+        first_members,
         cluster
             .members()
             .iter()
@@ -116,14 +135,26 @@ pub async fn run(options: RunnerOptions) -> Result<(Summary, LocalCluster), Loca
         return Ok(finish(summary, cluster, &mut display));
     }
     let workload = Workload::start(cluster.endpoints(), options.clients, KEYS_PER_CLIENT);
-    let failure = write_and_kill(
-        &options,
-        &mut cluster,
-        &mut display,
-        &workload,
-        &mut summary,
-    )
-    .await;
+    let failure = if options.scale {
+        match scale::grow_and_shrink(&mut cluster, &mut display, &workload, started).await {
+            Ok(mut changes) => {
+                scale::pause(&cluster, &mut display, &workload, scale::settle_time()).await;
+                scale::measure(&mut changes, &workload);
+                summary.changes = changes;
+                health(&mut cluster)
+            }
+            Err(reason) => Err(reason),
+        }
+    } else {
+        write_and_kill(
+            &options,
+            &mut cluster,
+            &mut display,
+            &workload,
+            &mut summary,
+        )
+        .await
+    };
     let outcome = workload.stop().await;
     summary.writes = outcome.counts;
     if let Err(reason) = failure {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::scale::ChangeReport;
 use super::verification::{Convergence, ReadBack};
 use super::workload::WriteCounts;
 
@@ -23,6 +24,8 @@ pub struct Summary {
     pub convergence: Option<Convergence>,
     /// The acknowledged writes read back at the end.
     pub read_back: Option<ReadBack>,
+    /// The configuration changes of a `--scale` run.
+    pub changes: Vec<ChangeReport>,
     /// Everything that went wrong; empty when the run passed.
     pub failures: Vec<String>,
 }
@@ -52,6 +55,7 @@ impl Summary {
             ),
             self.election_line(),
         ];
+        lines.extend(self.changes.iter().map(ChangeReport::line));
         if let Some(convergence) = self.convergence {
             lines.push(format!(
                 "stores identical: applied_index={} revision={} hash={:#010x}",

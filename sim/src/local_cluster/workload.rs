@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
 use raft_proto::etcd::etcdserverpb::PutRequest;
@@ -62,6 +62,8 @@ pub struct WriteCounts {
 struct Counters {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// When each acknowledged put was answered.
+    acknowledged_at: Mutex<Vec<Instant>>,
 }
 
 /// What the workload did.
@@ -112,6 +114,19 @@ impl Workload {
         counts(&self.counters)
     }
 
+    /// The longest time without any acknowledged put that overlaps
+    /// `from..to`: how long writes were unavailable around then (a few
+    /// milliseconds at most while the cluster is healthy).
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let times = self
+            .counters
+            .acknowledged_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        longest_gap(times, from, to)
+    }
+
     /// Stops the clients once their puts in flight have an outcome.
     pub async fn stop(self) -> WorkloadOutcome {
         self.stopping.store(true, Ordering::Relaxed);
@@ -134,6 +149,25 @@ fn counts(counters: &Counters) -> WriteCounts {
         ok: counters.ok.load(Ordering::Relaxed),
         failed: counters.failed.load(Ordering::Relaxed),
     }
+}
+
+/// The longest interval between consecutive `times` (or from `from` to
+/// the first, or from the last to `to`) that overlaps `from..to`.
+fn longest_gap(mut times: Vec<Instant>, from: Instant, to: Instant) -> Duration {
+    times.sort_unstable();
+    let before = times.partition_point(|time| *time < from);
+    let after = times.partition_point(|time| *time <= to);
+    // The answer before the window and the one after it bound the gaps
+    // that overlap it.
+    let start = times[..before].last().copied().unwrap_or(from);
+    let end = times.get(after).copied().unwrap_or(to);
+    let mut previous = start;
+    let mut longest = Duration::ZERO;
+    for time in times[before..after].iter().copied().chain([end]) {
+        longest = longest.max(time.saturating_duration_since(previous));
+        previous = time;
+    }
+    longest
 }
 
 /// A lazily connected channel to `url` whose requests give up after
@@ -180,6 +214,11 @@ async fn write(
             Ok(_) => {
                 record.acknowledged = Some(value);
                 counters.ok.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .acknowledged_at
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(Instant::now());
             }
             Err(status) => {
                 tracing::debug!(client, code = ?status.code(), message = status.message(), "a put failed");
@@ -197,6 +236,31 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_gap_is_the_one_overlapping_the_window() {
+        let zero = Instant::now();
+        let at = |millis: u64| zero + Duration::from_millis(millis);
+        let times = vec![at(0), at(10), at(20), at(100), at(110), at(400), at(405)];
+        // 20..100 overlaps 50..60; 110..400 does not, it starts after.
+        assert_eq!(
+            longest_gap(times.clone(), at(50), at(60)),
+            Duration::from_millis(80)
+        );
+        assert_eq!(
+            longest_gap(times.clone(), at(50), at(120)),
+            Duration::from_millis(290)
+        );
+        assert_eq!(
+            longest_gap(times.clone(), at(401), at(402)),
+            Duration::from_millis(5)
+        );
+        // No answer after the window: the gap runs to its end.
+        assert_eq!(
+            longest_gap(times, at(405), at(500)),
+            Duration::from_millis(95)
+        );
+    }
 
     #[test]
     fn a_key_may_hold_its_last_acknowledged_value_or_an_unacknowledged_one() {

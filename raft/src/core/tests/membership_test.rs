@@ -2,8 +2,8 @@
 
 use super::fixture::*;
 use crate::{
-    Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange, MembershipRefusal, NodeId,
-    Output, RequestError, RequestId, Role, Term,
+    Entry, EntryPayload, Input, LogIndex, Membership, MembershipChange, MembershipRefusal,
+    MessageBody, NodeId, Output, RequestError, RequestId, Role, Term,
 };
 
 fn change(request_id: u64, change: MembershipChange) -> Input {
@@ -17,6 +17,7 @@ fn membership(voters: &[u64], learners: &[u64]) -> Membership {
     Membership {
         voters: voters.iter().copied().map(NodeId).collect(),
         learners: learners.iter().copied().map(NodeId).collect(),
+        ..Membership::default()
     }
 }
 
@@ -39,7 +40,7 @@ fn a_learner_is_added_at_once_but_never_counts() {
     let mut core = CoreBuilder::new(1).leader_in_sync();
     let outputs = step(
         &mut core,
-        change(7, MembershipChange::AddLearner(NodeId(4))),
+        change(7, MembershipChange::AddLearner(NodeId(4), None)),
     );
     assert_eq!(
         outputs[..2],
@@ -73,19 +74,19 @@ fn one_change_at_a_time_and_only_after_the_leaders_first_commit() {
     assert_eq!(
         step(
             &mut fresh,
-            change(7, MembershipChange::AddLearner(NodeId(4)))
+            change(7, MembershipChange::AddLearner(NodeId(4), None))
         ),
         vec![refused(7, MembershipRefusal::LeaderNotReady)]
     );
     let mut core = CoreBuilder::new(1).leader_in_sync();
     step(
         &mut core,
-        change(7, MembershipChange::AddLearner(NodeId(4))),
+        change(7, MembershipChange::AddLearner(NodeId(4), None)),
     );
     assert_eq!(
         step(
             &mut core,
-            change(8, MembershipChange::AddLearner(NodeId(5)))
+            change(8, MembershipChange::AddLearner(NodeId(5), None))
         ),
         vec![refused(8, MembershipRefusal::ChangeInProgress(LogIndex(2)))]
     );
@@ -97,7 +98,7 @@ fn one_change_at_a_time_and_only_after_the_leaders_first_commit() {
     deliver(&mut core, message(2, 1, 1, append_accepted(2, 2, 0)));
     let outputs = step(
         &mut core,
-        change(10, MembershipChange::AddLearner(NodeId(5))),
+        change(10, MembershipChange::AddLearner(NodeId(5), None)),
     );
     assert!(outputs.contains(&accepted(10, 3, 1)), "{outputs:?}");
 }
@@ -109,7 +110,7 @@ fn a_lagging_learner_is_promoted_only_once_caught_up() {
         .leader_in_sync();
     step(
         &mut core,
-        change(1, MembershipChange::AddLearner(NodeId(4))),
+        change(1, MembershipChange::AddLearner(NodeId(4), None)),
     );
     for (request, command) in [(2, "a"), (3, "b"), (4, "c")] {
         step(&mut core, propose(request, command));
@@ -178,6 +179,17 @@ fn a_leader_that_removes_itself_steps_down_once_the_removal_commits() {
     assert_eq!(core.role(), Role::Follower);
     assert!(
         outputs.contains(&apply(vec![configuration_entry(2, 1, &[2, 3], &[])])),
+        "{outputs:?}"
+    );
+    // On its way out it tells a voter that holds its whole log to campaign
+    // now, rather than leave the others to wait out an election timeout.
+    let handed_over: Vec<&Output> = outputs
+        .iter()
+        .filter(|output| matches!(output, Output::Send(message) if message.body == MessageBody::TimeoutNow))
+        .collect();
+    assert_eq!(
+        handed_over,
+        [&send(1, 2, 1, MessageBody::TimeoutNow)],
         "{outputs:?}"
     );
     // It never campaigns again.

@@ -93,12 +93,58 @@ fn applied_index_past_the_log_is_rejected() {
 }
 
 #[test]
-fn empty_voter_set_is_rejected() {
+fn learners_without_voters_are_rejected() {
     // Raft paper §5.2: decisions need a majority of the voters; with none,
     // no election or commit can ever succeed.
-    let restored = RestoredState::new_cluster([]);
+    let mut restored = RestoredState::new_cluster([]);
+    restored.membership.learners.insert(NodeId(1));
     let result = RaftCore::new(Config::new(NodeId(1)), restored, 1);
     assert_eq!(result.unwrap_err(), CoreError::NoVoters);
+}
+
+#[test]
+fn a_joining_node_waits_for_a_leader_and_follows_it() {
+    // No configuration yet (an empty data directory and `--join`): however
+    // long it waits, the node never campaigns.
+    let mut core = RaftCore::new(Config::new(NodeId(4)), RestoredState::joining(), 1).unwrap();
+    for _ in 0..100 {
+        core.step(crate::Input::Tick);
+        assert_eq!(core.status().role, crate::Role::Follower);
+        assert!(
+            core.take_outputs().is_empty(),
+            "a joining node sends nothing on its own"
+        );
+    }
+    // The leader's first append carries the configuration that added it; the
+    // node takes it and answers.
+    let mut membership = crate::Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    membership.learners.insert(NodeId(4));
+    membership.addresses.insert(NodeId(4), "h4:1".to_string());
+    let entry = crate::Entry {
+        index: LogIndex(1),
+        term: Term(2),
+        payload: crate::EntryPayload::Configuration(membership.clone()),
+    };
+    core.step(crate::Input::Message(crate::Message {
+        from: NodeId(1),
+        to: NodeId(4),
+        term: Term(2),
+        body: crate::MessageBody::AppendEntries(crate::AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![entry],
+            leader_commit: LogIndex(1),
+            round: 1,
+        }),
+    }));
+    assert_eq!(core.membership(), &membership);
+    assert_eq!(core.status().leader, Some(NodeId(1)));
+    // A learner still never campaigns.
+    core.take_outputs();
+    for _ in 0..100 {
+        core.step(crate::Input::Tick);
+    }
+    assert_eq!(core.status().role, crate::Role::Follower);
 }
 
 #[test]

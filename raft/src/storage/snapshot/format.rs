@@ -58,7 +58,9 @@ const END_MAGIC: &[u8; 4] = b"RSNE";
 /// The encoded header of a snapshot with `metadata`.
 pub(crate) fn encode_header(metadata: &SnapshotMetadata) -> Vec<u8> {
     let membership = &metadata.membership;
-    let metadata_bytes = 24 + 8 * (membership.voters.len() + membership.learners.len());
+    let metadata_bytes = 24
+        + 8 * (membership.voters.len() + membership.learners.len())
+        + crate::storage::addresses::encoded_len(&membership.addresses);
     let mut header = Vec::with_capacity(PREFIX_BYTES + metadata_bytes + HEADER_CHECKSUM_BYTES);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -71,6 +73,7 @@ pub(crate) fn encode_header(metadata: &SnapshotMetadata) -> Vec<u8> {
             header.extend_from_slice(&member.0.to_le_bytes());
         }
     }
+    crate::storage::addresses::encode(&membership.addresses, &mut header);
     let checksum = crc32c::crc32c(&header);
     header.extend_from_slice(&checksum.to_le_bytes());
     header
@@ -131,21 +134,16 @@ fn decode_metadata(bytes: &[u8]) -> Result<SnapshotMetadata, (usize, String)> {
     let term = Term(cursor.u64()?);
     let voters = cursor.members("voters")?;
     let learners = cursor.members("learners")?;
-    if cursor.offset != bytes.len() {
-        return Err((
-            cursor.offset,
-            format!(
-                "{} unexpected bytes after the metadata",
-                bytes.len() - cursor.offset
-            ),
-        ));
-    }
+    // Member addresses, if any, fill the rest (`storage/addresses.rs`).
+    let addresses = crate::storage::addresses::decode(&bytes[cursor.offset..])
+        .map_err(|(offset, reason)| (cursor.offset + offset, reason))?;
     Ok(SnapshotMetadata {
         index,
         term,
         membership: Membership {
             voters: voters.into_iter().collect(),
             learners: learners.into_iter().collect(),
+            addresses,
         },
     })
 }
@@ -284,6 +282,7 @@ mod tests {
             membership: Membership {
                 voters: [1, 2, 3].map(NodeId).into(),
                 learners: [9].map(NodeId).into(),
+                addresses: [(NodeId(2), "node-two:2380".to_string())].into(),
             },
         }
     }

@@ -53,7 +53,8 @@ const TYPE_PURGE: u8 = 3;
 const ENTRY_KIND_NOOP: u8 = 0;
 const ENTRY_KIND_COMMAND: u8 = 1;
 /// A configuration: voter count (u32), learner count (u32), then the
-/// voters' and the learners' ids (u64 each), little-endian, ascending.
+/// voters' and the learners' ids (u64 each), little-endian, ascending, then
+/// the members' addresses if any (`storage/addresses.rs`).
 const ENTRY_KIND_CONFIGURATION: u8 = 2;
 
 /// Size of an entry record's payload before the command bytes.
@@ -127,6 +128,14 @@ pub enum DecodeError {
         /// The size found.
         found: usize,
     },
+    /// A configuration entry's member addresses cannot be read.
+    #[error("configuration entry: at byte {offset} of its payload: {reason}")]
+    BadConfiguration {
+        /// Where in the payload.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The encoded size of `record`, header included.
@@ -146,6 +155,7 @@ fn entry_payload_len(entry: &Entry) -> usize {
             EntryPayload::Command(command) => command.len(),
             EntryPayload::Configuration(membership) => {
                 8 + 8 * (membership.voters.len() + membership.learners.len())
+                    + crate::storage::addresses::encoded_len(&membership.addresses)
             }
         }
 }
@@ -202,6 +212,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
                 for node in membership.voters.iter().chain(&membership.learners) {
                     out.extend_from_slice(&node.0.to_le_bytes());
                 }
+                crate::storage::addresses::encode(&membership.addresses, out);
             }
         }
     });
@@ -342,15 +353,23 @@ fn decode_configuration(body: &[u8]) -> Result<crate::Membership, DecodeError> {
     let voters = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
     let learners = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")) as usize;
     let expected = 8 + 8 * (voters + learners);
-    if body.len() != expected {
+    if body.len() < expected {
         return Err(bad_length(ENTRY_FIXED_BYTES + expected));
     }
+    let addresses =
+        crate::storage::addresses::decode(&body[expected..]).map_err(|(offset, reason)| {
+            DecodeError::BadConfiguration {
+                offset: ENTRY_FIXED_BYTES + expected + offset,
+                reason,
+            }
+        })?;
     let ids: Vec<crate::NodeId> = (0..voters + learners)
         .map(|position| crate::NodeId(read_u64(body, 8 + 8 * position)))
         .collect();
     Ok(crate::Membership {
         voters: ids[..voters].iter().copied().collect(),
         learners: ids[voters..].iter().copied().collect(),
+        addresses,
     })
 }
 
@@ -429,11 +448,16 @@ mod tests {
             (
                 proptest::collection::btree_set(1..u64::MAX, 0..8),
                 proptest::collection::btree_set(1..u64::MAX, 0..4),
+                proptest::collection::btree_map(1..u64::MAX, "[a-z0-9.:-]{0,24}", 0..4),
             )
-                .prop_map(|(voters, learners)| {
+                .prop_map(|(voters, learners, addresses)| {
                     EntryPayload::Configuration(crate::Membership {
                         voters: voters.into_iter().map(crate::NodeId).collect(),
                         learners: learners.into_iter().map(crate::NodeId).collect(),
+                        addresses: addresses
+                            .into_iter()
+                            .map(|(node, address)| (crate::NodeId(node), address))
+                            .collect(),
                     })
                 }),
         ];
