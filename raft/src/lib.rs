@@ -47,6 +47,13 @@
 //!      before stepping the message. [`Output::RestoreSnapshot`] replaces the
 //!      state machine and the log with it, durably, before any later output.
 //!
+//! The cluster's configuration: [`RaftCore::membership`] is the latest in
+//! the log (in effect whether committed or not), and
+//! [`RaftCore::membership_at`] the one at any index. A driver sends to the
+//! members of both (their [`Membership::addresses`]), and should refuse
+//! messages from nodes in neither: a removed node. A node that joins an
+//! existing cluster starts with [`RestoredState::joining`].
+//!
 //! The pieces a driver does this with: the application's [`StateMachine`];
 //! [`SnapshotPolicy`] to decide when to snapshot; and, in
 //! [`storage::snapshot`], a store that captures a state machine's snapshot

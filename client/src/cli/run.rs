@@ -16,7 +16,9 @@ use crate::server::{serve, ServerError, ServerOptions};
 /// How to run a node.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArguments {
-    /// This node's id (a positive integer).
+    /// This node's id: a positive integer, decimal or hex with `0x` (as
+    /// `etcdctl member add` prints it, without the `0x`).
+    #[arg(value_parser = parse_node_id)]
     pub node_id: u64,
     /// The address to listen on, `host:port`, for peers and clients.
     pub server_address: String,
@@ -76,6 +78,15 @@ pub enum RunError {
     /// The node failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+/// A node id in decimal, or in hex after `0x`.
+pub fn parse_node_id(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not a node id (a positive integer, or hex after 0x)"))
 }
 
 fn resolve(address: &str) -> Result<SocketAddr, RunError> {
@@ -147,4 +158,19 @@ pub async fn shutdown_signal() {
 pub async fn run_node(arguments: &RunArguments) -> Result<(), RunError> {
     serve(arguments.server_options()?, shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node_id;
+
+    #[test]
+    fn node_ids_are_decimal_or_hex() {
+        assert_eq!(parse_node_id("42"), Ok(42));
+        assert_eq!(parse_node_id("0x2a"), Ok(42));
+        assert_eq!(parse_node_id("0x7fffffffffffffff"), Ok(u64::MAX >> 1));
+        assert!(parse_node_id("2a").is_err());
+        assert!(parse_node_id("-1").is_err());
+        assert!(parse_node_id("0x").is_err());
+    }
 }

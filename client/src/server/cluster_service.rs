@@ -4,8 +4,8 @@
 //!
 //! Any member takes any request: a follower forwards a change to the
 //! leader, which appends it and answers once it is committed and applied.
-//! etcd picks a new member's id itself; so do we (a random non-zero 64-bit
-//! id, never one in use), unless the request carries the
+//! etcd picks a new member's id itself; so do we (a random id below 2^63,
+//! never one in use), unless the request carries the
 //! [`MEMBER_ID_METADATA`] header, as `raft_client members add <id>` sends.
 
 use std::sync::Arc;
@@ -121,9 +121,11 @@ impl ClusterService {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-        let mut candidate = fnv1a(address.as_bytes(), self.context.cluster_id ^ seed);
+        // Below 2^63, so that shells and signed parsers take it too.
+        let positive = |id: u64| id & (u64::MAX >> 1);
+        let mut candidate = positive(fnv1a(address.as_bytes(), self.context.cluster_id ^ seed));
         while candidate == 0 || view.knows(NodeId(candidate)) {
-            candidate = fnv1a(&candidate.to_le_bytes(), seed);
+            candidate = positive(fnv1a(&candidate.to_le_bytes(), seed));
         }
         Ok(NodeId(candidate))
     }

@@ -9,6 +9,18 @@ use etcd_client::{
 
 use crate::support::cluster::Cluster;
 
+/// A client of every member of `cluster`.
+async fn connect(cluster: &Cluster) -> Client {
+    let endpoints: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| format!("http://{}", cluster.node(id).address))
+        .collect();
+    Client::connect(&endpoints, None)
+        .await
+        .expect("connect to the cluster")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -16,14 +28,7 @@ fn text(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn etcd_client_crate_puts_gets_ranges_runs_txns_and_deletes() {
     let cluster = Cluster::start(3).await;
-    let endpoints: Vec<String> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| format!("http://{}", cluster.node(id).address))
-        .collect();
-    let mut client = Client::connect(&endpoints, None)
-        .await
-        .expect("connect to the cluster");
+    let mut client = connect(&cluster).await;
 
     // put, put with prev_kv, get.
     let first = client.put("greeting", "hello", None).await.expect("put");
@@ -144,4 +149,60 @@ async fn etcd_client_crate_puts_gets_ranges_runs_txns_and_deletes() {
     let status = client.status().await.expect("status");
     assert_eq!(status.version(), "3.4.0");
     assert!(cluster.ids().contains(&status.leader()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_client_crate_adds_promotes_updates_and_removes_a_member() {
+    use etcd_client::MemberAddOptions;
+
+    let mut cluster = Cluster::start(3).await;
+    let mut client = connect(&cluster).await;
+    let port = crate::support::cluster::free_ports(1)[0];
+    let address = format!("127.0.0.1:{port}");
+    let added = client
+        .member_add(
+            [format!("http://{address}")],
+            Some(MemberAddOptions::new().with_is_learner()),
+        )
+        .await
+        .expect("member add");
+    let member = added.member().expect("the new member");
+    let id = member.id();
+    assert!(member.is_learner());
+    assert_eq!(added.member_list().len(), 4);
+
+    cluster.prepare_joining_at(id, &address);
+    cluster.start_node(id);
+    crate::support::eventually("the promotion", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .member_promote(id)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        }
+    })
+    .await;
+    client
+        .member_update(id, [format!("http://{address}")])
+        .await
+        .expect("member update");
+    let listed = client.member_list().await.expect("member list");
+    let new_member = listed
+        .members()
+        .iter()
+        .find(|member| member.id() == id)
+        .expect("listed");
+    assert!(!new_member.is_learner());
+    assert_eq!(new_member.peer_urls(), [format!("http://{address}")]);
+
+    client.member_remove(id).await.expect("member remove");
+    cluster.terminate(id);
+    let listed = client.member_list().await.expect("member list");
+    assert_eq!(listed.members().len(), 3);
+    client
+        .put("after-the-changes", "ok", None)
+        .await
+        .expect("the cluster writes on");
 }

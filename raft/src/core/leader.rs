@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::message::{AppendEntries, AppendEntriesResponse, ConflictHint, MessageBody};
 use super::output::Output;
 use super::{LeaderState, RaftCore, Role};
+use crate::error::RequestError;
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
 
 impl RaftCore {
@@ -48,6 +49,17 @@ impl RaftCore {
             return;
         }
         if let Some(error) = self.transfer_refusal() {
+            self.outputs
+                .push(Output::RequestFailed { request_id, error });
+            return;
+        }
+        if !self.membership().is_voter(self.id()) {
+            // This leader has removed itself and steps down once that
+            // commits; a new leader takes proposals. Taking none meanwhile
+            // leaves its log ending at its removal, so the voters that
+            // acknowledge the removal hold the whole log and one can take
+            // over at once (`step_down_if_removed`).
+            let error = RequestError::NotLeader { leader_hint: None };
             self.outputs
                 .push(Output::RequestFailed { request_id, error });
             return;

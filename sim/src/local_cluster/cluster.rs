@@ -2,7 +2,7 @@
 //! watching them. Dropping it stops every node (then removes a temporary
 //! data directory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -34,6 +34,8 @@ pub struct LocalCluster {
     members: BTreeMap<NodeId, SocketAddr>,
     /// Nodes that may join later, with their addresses.
     spares: BTreeMap<NodeId, SocketAddr>,
+    /// Members that are learners, as far as the launcher's changes tell.
+    learners: BTreeSet<NodeId>,
     data: Option<DataDirectory>,
 }
 
@@ -101,6 +103,7 @@ impl LocalCluster {
             monitor,
             members,
             spares,
+            learners: BTreeSet::new(),
             data: Some(data),
         };
         for id in cluster.node_ids() {
@@ -121,6 +124,28 @@ impl LocalCluster {
             .chain(self.spares.keys())
             .copied()
             .collect()
+    }
+
+    /// Records that member `id` is (or no longer is) a learner.
+    pub fn set_learner(&mut self, id: NodeId, learner: bool) {
+        if learner {
+            self.learners.insert(id);
+        } else {
+            self.learners.remove(&id);
+        }
+    }
+
+    /// The configuration as the launcher's changes made it: `1,2,3,4
+    /// (learner)`.
+    pub fn configuration(&self) -> String {
+        self.members
+            .keys()
+            .map(|id| match self.learners.contains(id) {
+                true => format!("{} (learner)", id.get()),
+                false => id.get().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Where spare `id` will listen.

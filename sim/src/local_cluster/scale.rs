@@ -76,7 +76,7 @@ pub async fn grow_and_shrink(
             .ok_or_else(|| format!("node {} has no address", id.get()))?;
         let report = change(
             (cluster, display, workload, started),
-            format!("add learner {}", id.get()),
+            |_| format!("add learner {}", id.get()),
             |endpoints| async move {
                 commands::add_member(&endpoints, id.get(), &address.to_string(), true).await
             },
@@ -86,6 +86,7 @@ pub async fn grow_and_shrink(
         cluster
             .start_joining(id)
             .map_err(|error| error.to_string())?;
+        cluster.set_learner(id, true);
         wait_caught_up(cluster, display, workload, id).await?;
         display.event(&format!(
             "{:>6.1} s  node {} started with --join and caught up",
@@ -94,35 +95,29 @@ pub async fn grow_and_shrink(
         ));
         let report = change(
             (cluster, display, workload, started),
-            format!("promote {}", id.get()),
+            |_| format!("promote {}", id.get()),
             |endpoints| async move { commands::promote_member(&endpoints, id.get()).await },
         )
         .await?;
+        cluster.set_learner(id, false);
         reports.push(report);
     }
-    // Who leads, as far as the changes tell: the last node once leadership
-    // moved to it, unknown after it is removed.
-    let mut leader = None;
     if let Some(&last) = spares.last() {
         let report = change(
             (cluster, display, workload, started),
-            format!("move leader to {}", last.get()),
+            |_| format!("move leader to {}", last.get()),
             |endpoints| async move { commands::transfer_leader(&endpoints, last.get()).await },
         )
         .await?;
         reports.push(report);
-        leader = Some(last);
     }
     for &id in spares.iter().rev() {
-        let was_leader = leader.take() == Some(id);
-        let what = if was_leader {
-            format!("remove leader {}", id.get())
-        } else {
-            format!("remove follower {}", id.get())
-        };
         let report = change(
             (cluster, display, workload, started),
-            what,
+            |leader| match leader == Some(id) {
+                true => format!("remove leader {}", id.get()),
+                false => format!("remove follower {}", id.get()),
+            },
             |endpoints| async move { commands::remove_member(&endpoints, id.get()).await },
         )
         .await?;
@@ -152,10 +147,11 @@ pub fn settle_time() -> Duration {
 
 /// Pauses, then sends one change through the members' endpoints (the
 /// command retries an unavailable cluster and passing refusals), times it
-/// and says it happened.
+/// and says it happened. `what` names it, given the leader as a fresh
+/// status answer names it just before.
 async fn change<F, Fut>(
     (cluster, display, workload, started): (&LocalCluster, &mut Display, &Workload, Instant),
-    what: String,
+    what: impl FnOnce(Option<NodeId>) -> String,
     send: F,
 ) -> Result<ChangeReport, String>
 where
@@ -163,6 +159,7 @@ where
     Fut: std::future::Future<Output = Result<String, tonic::Status>>,
 {
     pause(cluster, display, workload, PAUSE_BETWEEN_CHANGES).await;
+    let what = what(current_leader(cluster, display, workload).await);
     let sent = Instant::now();
     send(cluster.endpoints())
         .await
@@ -197,20 +194,31 @@ pub async fn pause(
 fn refresh(cluster: &LocalCluster, display: &mut Display, workload: &Workload) {
     let view = cluster.view().clone();
     let counts = workload.counts();
-    let members: Vec<String> = cluster
-        .node_ids()
-        .iter()
-        .map(|id| id.get().to_string())
-        .collect();
     display.refresh(
         &view,
         &format!(
             "writes ok {} failed {}  members {}",
             counts.ok,
             counts.failed,
-            members.join(",")
+            cluster.configuration()
         ),
     );
+}
+
+/// The leader, as a fresh status answer names it (waiting for one for up
+/// to a second).
+async fn current_leader(
+    cluster: &LocalCluster,
+    display: &mut Display,
+    workload: &Workload,
+) -> Option<NodeId> {
+    for _ in 0..20 {
+        if let Some(leader) = cluster.leader() {
+            return Some(leader);
+        }
+        pause(cluster, display, workload, Duration::from_millis(50)).await;
+    }
+    None
 }
 
 /// Waits until learner `id` has applied within [`CAUGHT_UP_WITHIN`] of the

@@ -1,6 +1,7 @@
 //! `run_n_clients` end to end: three real node processes, eight seconds of
-//! writes, the leader killed every three seconds; the run must pass its own
-//! checks and leave no node process behind.
+//! writes, the leader killed every three seconds; and a `--scale` run that
+//! grows three members to five and back. Each run must pass its own checks
+//! and leave no node process behind.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,9 +23,12 @@ fn processes_mentioning(text: &str) -> Vec<u32> {
         .collect()
 }
 
-fn check_run(data: &Path) -> Result<(), String> {
+/// Runs `run_n_clients` with `arguments` and `--data-dir data`, checks
+/// its verdict and that no node outlives it; returns its output.
+fn check_run(arguments: &[&str], data: &Path) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_run_n_clients"))
-        .args(["3", "--duration", "8", "--kill-every", "3", "--data-dir"])
+        .args(arguments)
+        .arg("--data-dir")
         .arg(data)
         .output()
         .map_err(|error| format!("cannot run run_n_clients: {error}"))?;
@@ -44,18 +48,59 @@ fn check_run(data: &Path) -> Result<(), String> {
     if !left.is_empty() {
         return Err(format!("node processes remain: {left:?}\n{report}"));
     }
-    Ok(())
+    Ok(stdout.into_owned())
 }
 
-#[test]
-fn three_nodes_survive_leader_kills_and_end_identical() {
+/// Runs `check` on a fresh data directory, which is kept (and named) if it
+/// fails.
+fn in_scratch(check: impl FnOnce(&Path) -> Result<(), String>) {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("cluster");
-    if let Err(failure) = check_run(&data) {
+    if let Err(failure) = check(&data) {
         let kept = directory.keep();
         panic!(
             "{failure}\nthe nodes' data and logs are in {}",
             kept.display()
         );
     }
+}
+
+#[test]
+fn three_nodes_survive_leader_kills_and_end_identical() {
+    in_scratch(|data| check_run(&["3", "--duration", "8", "--kill-every", "3"], data).map(drop));
+}
+
+#[test]
+fn the_cluster_grows_to_five_and_shrinks_back_while_writing() {
+    in_scratch(|data| {
+        let stdout = check_run(&["5", "--scale"], data)?;
+        let changes: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("change "))
+            .map(|line| line.split("answered").next().unwrap_or("").trim())
+            .collect();
+        let expected = [
+            "add learner 4",
+            "promote 4",
+            "add learner 5",
+            "promote 5",
+            "move leader to 5",
+            "remove leader 5",
+            "remove follower 4",
+        ];
+        if changes != expected {
+            return Err(format!(
+                "changes {changes:?}, expected {expected:?}\n{stdout}"
+            ));
+        }
+        // The removed members' data directories stay; the two that joined
+        // recorded the cluster they joined.
+        for id in [4, 5] {
+            let marker = data.join(format!("node-{id}")).join("joined-cluster");
+            if !marker.is_file() {
+                return Err(format!("{} is missing\n{stdout}", marker.display()));
+            }
+        }
+        Ok(())
+    });
 }

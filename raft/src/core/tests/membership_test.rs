@@ -168,6 +168,15 @@ fn a_leader_that_removes_itself_steps_down_once_the_removal_commits() {
     step(&mut core, change(7, MembershipChange::Remove(NodeId(1))));
     core.step(persisted(2, 1));
     assert_eq!(core.role(), Role::Leader);
+    // Until it steps down it takes no proposals: its log ends at its
+    // removal, so whoever acknowledges the removal holds all of it.
+    assert_eq!(
+        step(&mut core, propose(8, "late")),
+        [Output::RequestFailed {
+            request_id: RequestId(8),
+            error: RequestError::NotLeader { leader_hint: None },
+        }]
+    );
     deliver(&mut core, message(2, 1, 1, append_accepted(2, 2, 0)));
     assert_eq!(
         core.commit_index(),
