@@ -68,6 +68,19 @@ impl ClusterService {
     async fn change(&self, change: MembershipChange) -> Result<(), Status> {
         let deadline = tokio::time::Instant::now() + TRANSIENT_REFUSAL_WAIT;
         loop {
+            // Checked before every attempt: a removal of the id may have
+            // committed while this change waited.
+            if let MembershipChange::AddLearner(id, _) | MembershipChange::AddVoter(id, _) = &change
+            {
+                if self.context.node.membership().latest.removed.contains(id) {
+                    return Err(Status::failed_precondition(format!(
+                        "etcdserver: ID removed: member {} was removed from the cluster and its \
+                         id is never used again; add the machine under a new id, with an empty \
+                         data directory",
+                        id.get()
+                    )));
+                }
+            }
             match self.context.node.change_membership(change.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(RequestFailure::MembershipChangeRefused(

@@ -302,6 +302,16 @@ async fn refused_changes_answer_with_their_reason() {
     assert_eq!(last.code(), Code::FailedPrecondition, "{last}");
     assert!(last.message().contains("last voter"), "{last}");
 
+    // A removed id is never used again, even for the same machine.
+    let removed = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let address = cluster.node(removed).address.clone();
+    let reused = members
+        .member_add(add_request(removed, &address, true))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::FailedPrecondition, "{reused}");
+    assert!(reused.message().contains("ID removed"), "{reused}");
+
     // A node that was never added cannot join.
     let address = cluster.prepare_joining(5);
     let mut arguments = cluster.run_arguments(5);

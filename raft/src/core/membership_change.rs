@@ -88,6 +88,9 @@ impl MembershipChange {
                 if membership.contains(node) {
                     return Err(MembershipRefusal::AlreadyMember(node));
                 }
+                // Added again (the simulator does this with nodes that
+                // kept their data): no longer a removed id.
+                changed.removed.remove(&node);
                 if let Some(address) = address {
                     address_free(address)?;
                     changed.addresses.insert(node, address.clone());
@@ -114,6 +117,7 @@ impl MembershipChange {
                 changed.voters.remove(&node);
                 changed.learners.remove(&node);
                 changed.addresses.remove(&node);
+                changed.removed.insert(node);
             }
             MembershipChange::UpdateAddress(_, address) => {
                 if !membership.contains(node) {
@@ -346,6 +350,10 @@ mod tests {
             .apply_to(&moved)
             .unwrap();
         assert!(!removed.addresses.contains_key(&NodeId(4)));
+        assert!(
+            removed.removed.contains(&NodeId(4)),
+            "a removed id is remembered"
+        );
         // A removed member's address is free again.
         assert!(MembershipChange::AddLearner(NodeId(6), address("h4:2"))
             .apply_to(&removed)
@@ -370,11 +378,17 @@ mod tests {
             ),
             (
                 MembershipChange::Remove(NodeId(2)),
-                Ok(membership(&[1, 3], &[4])),
+                Ok(Membership {
+                    removed: [NodeId(2)].into(),
+                    ..membership(&[1, 3], &[4])
+                }),
             ),
             (
                 MembershipChange::Remove(NodeId(4)),
-                Ok(membership(&[1, 2, 3], &[])),
+                Ok(Membership {
+                    removed: [NodeId(4)].into(),
+                    ..membership(&[1, 2, 3], &[])
+                }),
             ),
             (
                 MembershipChange::AddVoter(NodeId(3), None),

@@ -21,6 +21,12 @@ pub struct Membership {
     /// member without one is reached at the address its node was started
     /// with.
     pub addresses: BTreeMap<NodeId, String>,
+    /// Ids removed from the cluster, which must never be members again
+    /// (etcd's rule: a node that came back under a removed id, with its
+    /// votes forgotten, could vote twice in one term). The core records
+    /// them; refusing to add one is the operator API's job (the simulator
+    /// re-adds removed nodes, which kept their data, on purpose).
+    pub removed: BTreeSet<NodeId>,
 }
 
 impl Membership {
@@ -30,6 +36,7 @@ impl Membership {
             voters: voters.into_iter().collect(),
             learners: BTreeSet::new(),
             addresses: BTreeMap::new(),
+            removed: BTreeSet::new(),
         }
     }
 
@@ -39,6 +46,7 @@ impl Membership {
             voters: voters.keys().copied().collect(),
             learners: BTreeSet::new(),
             addresses: voters.clone(),
+            removed: BTreeSet::new(),
         }
     }
 

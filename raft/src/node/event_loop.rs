@@ -366,7 +366,8 @@ impl<R> EventLoop<R> {
         let previous = self.membership.borrow().clone();
         if previous.committed.contains(this) && !view.committed.contains(this) {
             tracing::warn!(node = %this, "this node was removed from the cluster; it stays \
-                up but takes no part (stop it; to rejoin, wipe its data directory and add it again)");
+                up but takes no part (stop it; to bring the machine back, add it under a new id with an \
+                empty data directory)");
         }
         let ids = |members: &std::collections::BTreeSet<NodeId>| {
             members

@@ -305,9 +305,9 @@ impl<M: StateMachine> Node<M> {
         let latest = core.membership();
         if !latest.is_empty() && !latest.contains(options.id) {
             tracing::error!(node = %options.id, voters = ?latest.voters.iter().map(|id| id.get()).collect::<Vec<_>>(),
-                "this node is not in the cluster's configuration in its log: it was removed. It \
-                 will not campaign and the members refuse its messages; wipe its data directory \
-                 and add it again to rejoin");
+                "this node is not in the cluster's configuration in its log: it was removed, and \
+                 the members refuse its messages. To bring the machine back, add it as a new \
+                 member under a new id with an empty data directory (never reuse a removed id)");
         }
         let initial_view = MembershipView::new(
             core.membership(),

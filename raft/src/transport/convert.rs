@@ -165,6 +165,7 @@ pub fn membership_to_wire(membership: &Membership) -> wire::Configuration {
                 address: address.clone(),
             })
             .collect(),
+        removed: membership.removed.iter().map(|node| node.0).collect(),
     }
 }
 
@@ -179,6 +180,7 @@ pub fn membership_from_wire(configuration: wire::Configuration) -> Membership {
             .into_iter()
             .map(|member| (NodeId(member.id), member.address))
             .collect(),
+        removed: nodes(configuration.removed),
     }
 }
 
@@ -372,6 +374,7 @@ mod configuration_tests {
                 voters: [NodeId(1), NodeId(2)].into(),
                 learners: [NodeId(9)].into(),
                 addresses: [(NodeId(9), "10.0.0.9:2380".to_string())].into(),
+                removed: [NodeId(4)].into(),
             }),
         };
         assert_eq!(entry_from_wire(entry_to_wire(&entry)).unwrap(), entry);

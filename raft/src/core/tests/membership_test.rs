@@ -186,8 +186,12 @@ fn a_leader_that_removes_itself_steps_down_once_the_removal_commits() {
     let outputs = deliver(&mut core, message(3, 1, 1, append_accepted(2, 2, 0)));
     assert_eq!(core.commit_index(), LogIndex(2));
     assert_eq!(core.role(), Role::Follower);
+    let mut without_the_leader = configuration_entry(2, 1, &[2, 3], &[]);
+    if let EntryPayload::Configuration(membership) = &mut without_the_leader.payload {
+        membership.removed.insert(NodeId(1));
+    }
     assert!(
-        outputs.contains(&apply(vec![configuration_entry(2, 1, &[2, 3], &[])])),
+        outputs.contains(&apply(vec![without_the_leader])),
         "{outputs:?}"
     );
     // On its way out it tells a voter that holds its whole log to campaign

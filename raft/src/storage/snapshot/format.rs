@@ -60,7 +60,7 @@ pub(crate) fn encode_header(metadata: &SnapshotMetadata) -> Vec<u8> {
     let membership = &metadata.membership;
     let metadata_bytes = 24
         + 8 * (membership.voters.len() + membership.learners.len())
-        + crate::storage::addresses::encoded_len(&membership.addresses);
+        + crate::storage::addresses::extras_len(membership);
     let mut header = Vec::with_capacity(PREFIX_BYTES + metadata_bytes + HEADER_CHECKSUM_BYTES);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -73,7 +73,7 @@ pub(crate) fn encode_header(metadata: &SnapshotMetadata) -> Vec<u8> {
             header.extend_from_slice(&member.0.to_le_bytes());
         }
     }
-    crate::storage::addresses::encode(&membership.addresses, &mut header);
+    crate::storage::addresses::encode_extras(membership, &mut header);
     let checksum = crc32c::crc32c(&header);
     header.extend_from_slice(&checksum.to_le_bytes());
     header
@@ -135,7 +135,7 @@ fn decode_metadata(bytes: &[u8]) -> Result<SnapshotMetadata, (usize, String)> {
     let voters = cursor.members("voters")?;
     let learners = cursor.members("learners")?;
     // Member addresses, if any, fill the rest (`storage/addresses.rs`).
-    let addresses = crate::storage::addresses::decode(&bytes[cursor.offset..])
+    let (addresses, removed) = crate::storage::addresses::decode_extras(&bytes[cursor.offset..])
         .map_err(|(offset, reason)| (cursor.offset + offset, reason))?;
     Ok(SnapshotMetadata {
         index,
@@ -144,6 +144,7 @@ fn decode_metadata(bytes: &[u8]) -> Result<SnapshotMetadata, (usize, String)> {
             voters: voters.into_iter().collect(),
             learners: learners.into_iter().collect(),
             addresses,
+            removed,
         },
     })
 }
@@ -283,6 +284,7 @@ mod tests {
                 voters: [1, 2, 3].map(NodeId).into(),
                 learners: [9].map(NodeId).into(),
                 addresses: [(NodeId(2), "node-two:2380".to_string())].into(),
+                removed: [NodeId(5)].into(),
             },
         }
     }

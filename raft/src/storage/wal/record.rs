@@ -155,7 +155,7 @@ fn entry_payload_len(entry: &Entry) -> usize {
             EntryPayload::Command(command) => command.len(),
             EntryPayload::Configuration(membership) => {
                 8 + 8 * (membership.voters.len() + membership.learners.len())
-                    + crate::storage::addresses::encoded_len(&membership.addresses)
+                    + crate::storage::addresses::extras_len(membership)
             }
         }
 }
@@ -212,7 +212,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
                 for node in membership.voters.iter().chain(&membership.learners) {
                     out.extend_from_slice(&node.0.to_le_bytes());
                 }
-                crate::storage::addresses::encode(&membership.addresses, out);
+                crate::storage::addresses::encode_extras(membership, out);
             }
         }
     });
@@ -356,12 +356,10 @@ fn decode_configuration(body: &[u8]) -> Result<crate::Membership, DecodeError> {
     if body.len() < expected {
         return Err(bad_length(ENTRY_FIXED_BYTES + expected));
     }
-    let addresses =
-        crate::storage::addresses::decode(&body[expected..]).map_err(|(offset, reason)| {
-            DecodeError::BadConfiguration {
-                offset: ENTRY_FIXED_BYTES + expected + offset,
-                reason,
-            }
+    let (addresses, removed) = crate::storage::addresses::decode_extras(&body[expected..])
+        .map_err(|(offset, reason)| DecodeError::BadConfiguration {
+            offset: ENTRY_FIXED_BYTES + expected + offset,
+            reason,
         })?;
     let ids: Vec<crate::NodeId> = (0..voters + learners)
         .map(|position| crate::NodeId(read_u64(body, 8 + 8 * position)))
@@ -370,6 +368,7 @@ fn decode_configuration(body: &[u8]) -> Result<crate::Membership, DecodeError> {
         voters: ids[..voters].iter().copied().collect(),
         learners: ids[voters..].iter().copied().collect(),
         addresses,
+        removed,
     })
 }
 
@@ -449,8 +448,9 @@ mod tests {
                 proptest::collection::btree_set(1..u64::MAX, 0..8),
                 proptest::collection::btree_set(1..u64::MAX, 0..4),
                 proptest::collection::btree_map(1..u64::MAX, "[a-z0-9.:-]{0,24}", 0..4),
+                proptest::collection::btree_set(1..u64::MAX, 0..3),
             )
-                .prop_map(|(voters, learners, addresses)| {
+                .prop_map(|(voters, learners, addresses, removed)| {
                     EntryPayload::Configuration(crate::Membership {
                         voters: voters.into_iter().map(crate::NodeId).collect(),
                         learners: learners.into_iter().map(crate::NodeId).collect(),
@@ -458,6 +458,7 @@ mod tests {
                             .into_iter()
                             .map(|(node, address)| (crate::NodeId(node), address))
                             .collect(),
+                        removed: removed.into_iter().map(crate::NodeId).collect(),
                     })
                 }),
         ];
