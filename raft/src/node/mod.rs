@@ -12,6 +12,11 @@
 //! - The **transport** ([`crate::transport`]) keeps a stream open to each
 //!   peer; [`Node::peer_service`] is the gRPC service to serve on this
 //!   node's address.
+//! - The **configuration** ([`membership`]): the event loop publishes the
+//!   members it knows of ([`Node::membership`]); the transport follows
+//!   them and the peer service refuses anyone else. Change it with
+//!   [`Node::change_membership`]; a node joins a running cluster with
+//!   [`NodeOptions::join`].
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

@@ -25,13 +25,13 @@
 //!
 //! Recent entries are cached up to [`WalOptions::cache_size_bytes`]; older
 //! ones are read from disk through an index of about four bytes per entry
-//! ([`offsets`]). Entries not yet durable stay cached whatever the budget.
+//! (`wal/offsets.rs`). Entries not yet durable stay cached whatever the budget.
 //!
 //! # Group commit, and how a driver uses the WAL
 //!
 //! [`Wal`] implements [`LogStore`], whose calls return once durable. They
 //! may run the I/O on the calling thread; concurrent callers share one
-//! fdatasync per batch ([`writer`]).
+//! fdatasync per batch (`wal/writer.rs`).
 //!
 //! A tokio driver should not block its event loop on the disk. It uses the
 //! non-blocking side instead:
