@@ -78,6 +78,24 @@ fn record_joined(data_directory: &Path, cluster: ClusterId) -> Result<(), Server
         .map_err(fail)
 }
 
+/// Refuses `--join` for a data directory that holds a log but never
+/// joined: it belongs to a node that bootstrapped its cluster, and as a
+/// joining node it would forget the cluster's first configuration.
+pub fn check_not_bootstrapped(data_directory: &Path) -> Result<(), ServerError> {
+    let log = data_directory.join("wal");
+    let holds_a_log = std::fs::read_dir(&log)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if holds_a_log {
+        return Err(ServerError::Join(format!(
+            "{} holds the log of a node that started the cluster (it never joined one); start \
+             it without --join",
+            data_directory.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Asks the members in `members` (all but `this`) for the cluster id,
 /// checks that `this` was added, and records the id. Fails with a reason
 /// if no member answers or the node is not a member.
@@ -164,6 +182,19 @@ async fn ask(address: &str) -> Result<(ClusterId, Vec<NodeId>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bootstrapped_data_directory_cannot_join() {
+        let directory = tempfile::tempdir().unwrap();
+        check_not_bootstrapped(directory.path()).unwrap();
+        std::fs::create_dir(directory.path().join("wal")).unwrap();
+        check_not_bootstrapped(directory.path()).unwrap();
+        std::fs::write(directory.path().join("wal").join("segment"), b"x").unwrap();
+        let error = check_not_bootstrapped(directory.path())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("without --join"), "{error}");
+    }
 
     #[test]
     fn the_joined_cluster_is_recorded_and_read_back() {

@@ -226,7 +226,10 @@ pub async fn serve(
     if options.join {
         node_options.cluster_id = match joined {
             Some(cluster) => cluster,
-            None => join::join(options.id, &options.members, &options.data_directory).await?,
+            None => {
+                join::check_not_bootstrapped(&options.data_directory)?;
+                join::join(options.id, &options.members, &options.data_directory).await?
+            }
         };
     }
     let cluster = node_options.cluster_id;
