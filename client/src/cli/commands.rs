@@ -221,6 +221,14 @@ where
     }
 }
 
+/// `headline`, then one line per member.
+fn after_change(headline: String, members: &[Member]) -> String {
+    std::iter::once(headline)
+        .chain(member_lines(members))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn member_lines(members: &[Member]) -> Vec<String> {
     members
         .iter()
@@ -262,12 +270,11 @@ pub async fn add_member(
     })
     .await?
     .into_inner();
-    let mut lines = vec![format!(
-        "added member {id} at {address} as a {}; start it with --join",
-        if learner { "learner" } else { "voter" }
-    )];
-    lines.extend(member_lines(&response.members));
-    Ok(lines.join("\n"))
+    let role = if learner { "learner" } else { "voter" };
+    Ok(after_change(
+        format!("added member {id} at {address} as a {role}; start it with --join"),
+        &response.members,
+    ))
 }
 
 /// `members remove ID`.
@@ -280,9 +287,10 @@ pub async fn remove_member(endpoints: &[String], id: u64) -> Result<String, Stat
     })
     .await?
     .into_inner();
-    let mut lines = vec![format!("removed member {id}")];
-    lines.extend(member_lines(&response.members));
-    Ok(lines.join("\n"))
+    Ok(after_change(
+        format!("removed member {id}"),
+        &response.members,
+    ))
 }
 
 /// `members promote ID`.
@@ -295,9 +303,10 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<String, Sta
     })
     .await?
     .into_inner();
-    let mut lines = vec![format!("promoted member {id} to voter")];
-    lines.extend(member_lines(&response.members));
-    Ok(lines.join("\n"))
+    Ok(after_change(
+        format!("promoted member {id} to voter"),
+        &response.members,
+    ))
 }
 
 /// `members update ID ADDRESS`.
@@ -312,9 +321,10 @@ pub async fn update_member(endpoints: &[String], id: u64, address: &str) -> Resu
     })
     .await?
     .into_inner();
-    let mut lines = vec![format!("member {id} is now at {address}")];
-    lines.extend(member_lines(&response.members));
-    Ok(lines.join("\n"))
+    Ok(after_change(
+        format!("member {id} is now at {address}"),
+        &response.members,
+    ))
 }
 
 /// `members`: one line per member.

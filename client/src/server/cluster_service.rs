@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 use crate::server::context::{mark_forwarded, Context, FORWARDED_METADATA};
 use crate::server::status::failure_status;
+use crate::server::{fnv1a, FNV_OFFSET};
 
 /// How long a change refused for a passing reason is retried.
 const TRANSIENT_REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -72,7 +73,11 @@ impl ClusterService {
             // committed while this change waited.
             if let MembershipChange::AddLearner(id, _) | MembershipChange::AddVoter(id, _) = &change
             {
-                if self.context.node.membership().latest.removed.contains(id) {
+                if self
+                    .context
+                    .node
+                    .with_membership(|view| view.latest.removed.contains(id))
+                {
                     return Err(Status::failed_precondition(format!(
                         "etcdserver: ID removed: member {} was removed from the cluster and its \
                          id is never used again; add the machine under a new id, with an empty \
@@ -130,27 +135,20 @@ impl ClusterService {
                     ))
                 });
         }
-        let view = self.context.node.membership();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
         // Below 2^63, so that shells and signed parsers take it too.
         let positive = |id: u64| id & (u64::MAX >> 1);
-        let mut candidate = positive(fnv1a(address.as_bytes(), self.context.cluster_id ^ seed));
-        while candidate == 0 || view.knows(NodeId(candidate)) {
-            candidate = positive(fnv1a(&candidate.to_le_bytes(), seed));
-        }
+        let start = FNV_OFFSET ^ self.context.cluster_id ^ seed;
+        let mut candidate = positive(fnv1a(start, address.as_bytes()));
+        self.context.node.with_membership(|view| {
+            while candidate == 0 || view.knows(NodeId(candidate)) {
+                candidate = positive(fnv1a(FNV_OFFSET ^ seed, &candidate.to_le_bytes()));
+            }
+        });
         Ok(NodeId(candidate))
     }
-}
-
-fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// The `host:port` of a member's peer URLs: exactly one URL, `http://`

@@ -42,9 +42,9 @@ pub struct Context {
     pub limits: Limits,
     /// Where the data directory is, for the database size.
     pub data_directory: std::path::PathBuf,
-    /// Connections by member and address (a member that moved gets a new
-    /// one).
-    channels: Mutex<BTreeMap<(NodeId, String), Channel>>,
+    /// A connection per member, and the address it goes to (a member that
+    /// moved gets a new one).
+    channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
 }
 
 impl Context {
@@ -80,11 +80,8 @@ impl Context {
     pub fn channel_of(&self, member: NodeId) -> Result<Channel, Status> {
         let address = self
             .node
-            .membership()
-            .addresses
-            .get(&member)
-            .or_else(|| self.members.get(&member))
-            .cloned()
+            .with_membership(|view| view.addresses.get(&member).cloned())
+            .or_else(|| self.members.get(&member).cloned())
             .ok_or_else(|| {
                 Status::unavailable(format!("etcdserver: member {member}'s address is unknown"))
             })?;
@@ -92,15 +89,17 @@ impl Context {
             .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(channel) = channels.get(&(member, address.clone())) {
-            return Ok(channel.clone());
+        if let Some((cached, channel)) = channels.get(&member) {
+            if *cached == address {
+                return Ok(channel.clone());
+            }
         }
         let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(1))
             .connect_lazy();
-        channels.insert((member, address), channel.clone());
+        channels.insert(member, (address, channel.clone()));
         Ok(channel)
     }
 

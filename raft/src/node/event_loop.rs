@@ -153,8 +153,9 @@ impl<R> EventLoop<R> {
                     }
                 },
             };
-            // Before the outputs go out: a member added in this batch must
-            // have its address before the first message to it.
+            // After this batch's steps (which alone move the configuration
+            // and the commit index) and before its outputs go out: a member
+            // added in this batch has its address before the first message.
             self.publish_membership();
             if let Err(error) = self.carry_out() {
                 break Err(format!("storage failed: {error}"));
@@ -163,9 +164,6 @@ impl<R> EventLoop<R> {
                 break Err(reason);
             }
             self.publish_status();
-            // The commit index moved while carrying out: the configuration
-            // in effect at it may have changed too.
-            self.publish_membership();
             if stop || self.stopping {
                 break Ok(());
             }
@@ -353,18 +351,18 @@ impl<R> EventLoop<R> {
     /// Publishes the configurations if they changed, and points the
     /// transport at the members.
     pub(crate) fn publish_membership(&mut self) {
+        let this = self.core.id();
         let latest = self.core.membership();
         let committed = self.core.membership_at(self.core.commit_index());
-        {
+        let was_member = {
             let published = self.membership.borrow();
             if published.latest == *latest && published.committed == *committed {
                 return;
             }
-        }
+            published.committed.contains(this)
+        };
         let view = MembershipView::new(latest, committed, &self.seed_addresses);
-        let this = self.core.id();
-        let previous = self.membership.borrow().clone();
-        if previous.committed.contains(this) && !view.committed.contains(this) {
+        if was_member && !view.committed.contains(this) {
             tracing::warn!(node = %this, "this node was removed from the cluster; it stays \
                 up but takes no part (stop it; to bring the machine back, add it under a new id with an \
                 empty data directory)");

@@ -146,6 +146,13 @@ impl<M: StateMachine> Node<M> {
         self.shared.membership.borrow().clone()
     }
 
+    /// Runs `read` on the configurations this node knows of now, without
+    /// copying them (for request paths; keep `read` short, it holds a lock
+    /// the event loop needs to publish a change).
+    pub fn with_membership<T>(&self, read: impl FnOnce(&MembershipView) -> T) -> T {
+        read(&self.shared.membership.borrow())
+    }
+
     /// A receiver that sees every change of [`Node::membership`].
     pub fn watch_membership(&self) -> watch::Receiver<MembershipView> {
         self.shared.membership.clone()

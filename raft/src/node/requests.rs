@@ -182,10 +182,8 @@ impl<R> Requests<R> {
                         };
                         changes.push((reply, answer));
                     }
-                    Some(read @ Waiter::Read(_)) => {
-                        inner.waiters.insert(id, read);
-                    }
-                    None => {}
+                    // Only proposals and changes are accepted at an index.
+                    Some(Waiter::Read(_)) | None => {}
                 }
             }
         }
