@@ -66,7 +66,7 @@ start_etcd() {
       --initial-cluster-token compare >"$work/etcd-$i.log" 2>&1 &
     pids+=($!)
   done
-  echo "127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
+  endpoints="127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
 }
 
 start_rustyraft() {
@@ -76,7 +76,7 @@ start_rustyraft() {
       --data-dir "$work/rustyraft-$i" >"$work/rustyraft-$i.log" 2>&1 &
     pids+=($!)
   done
-  echo "127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
+  endpoints="127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
 }
 
 run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
@@ -87,12 +87,13 @@ run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
 }
 
 declare -A etcd_results rusty_results
-endpoints=$(start_etcd)
+# Not in a command substitution: that subshell would keep the pids.
+start_etcd
 wait_ready "$endpoints"
 for c in $clients_list; do etcd_results[$c]=$(run_bench "$endpoints" "$c"); done
 stop_all
 
-endpoints=$(start_rustyraft)
+start_rustyraft
 wait_ready "$endpoints"
 for c in $clients_list; do rusty_results[$c]=$(run_bench "$endpoints" "$c"); done
 stop_all

@@ -86,6 +86,8 @@ struct Cluster {
     directory: tempfile::TempDir,
     /// Snapshot every this many entries, keeping this many behind.
     snapshots: Option<(u64, u64)>,
+    /// The policy's log growth ratio, when not the default.
+    log_growth_ratio: Option<u64>,
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -111,6 +113,7 @@ impl Cluster {
             running: BTreeMap::new(),
             directory: tempfile::tempdir().expect("temporary directory"),
             snapshots,
+            log_growth_ratio: None,
         };
         for id in 1..=size {
             cluster.start(NodeId(id)).await;
@@ -128,6 +131,9 @@ impl Cluster {
             options.snapshots.interval_entries = interval;
             options.snapshots.chunk_size_bytes = 64;
             options.raft.snapshot_trailing_entries = trailing;
+        }
+        if let Some(ratio) = self.log_growth_ratio {
+            options.snapshots.log_growth_ratio = ratio;
         }
         let node = Node::start(options, Journal::default()).expect("start node");
         let service = node.peer_service().expect("peer service");
@@ -344,6 +350,38 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot()
 
     // A full restart restores every node from its snapshot plus its log.
     cluster.restart_all_and_expect(&expected).await;
+}
+
+/// Runs a one-node cluster that snapshots every 10 entries under `ratio`,
+/// proposes 200 commands of 16 bytes, and returns how many snapshots it
+/// took.
+async fn snapshots_taken_with_log_growth_ratio(ratio: u64) -> u64 {
+    let mut cluster = Cluster::with_snapshots(1, Some((10, 5))).await;
+    // Restarted (before any entry) with the ratio under test.
+    cluster.stop(NodeId(1)).await;
+    cluster.log_growth_ratio = Some(ratio);
+    cluster.start(NodeId(1)).await;
+    for value in 0..200 {
+        propose(&cluster, &format!("value-{value:010}")).await;
+    }
+    cluster.node(NodeId(1)).metrics().snapshots_taken.get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_of_a_growing_state_wait_until_the_log_outgrows_the_last_one() {
+    // By entries alone: one snapshot per 10 entries (a few may be skipped
+    // while the previous one is still being written).
+    let by_entries = snapshots_taken_with_log_growth_ratio(0).await;
+    assert!(by_entries >= 6, "{by_entries} snapshots by entry count");
+    // With ratio 2 each snapshot (20 bytes per command, plus a header)
+    // waits until the commands applied since the previous one (16 bytes
+    // each) add up to twice its size, so the gaps grow geometrically: three
+    // snapshots at most in 200 entries.
+    let by_size = snapshots_taken_with_log_growth_ratio(2).await;
+    assert!(
+        (1..=3).contains(&by_size),
+        "{by_size} snapshots with the log growth ratio (against {by_entries} by entries)"
+    );
 }
 
 /// A state machine whose `apply` waits while its gate is closed.

@@ -382,6 +382,7 @@ mod tests {
             cluster_token: "hash-test".into(),
             limits: Limits::default(),
             snapshot_interval_entries: 10_000,
+            snapshot_log_growth_ratio: 2,
             metrics_address: None,
             join: false,
         };

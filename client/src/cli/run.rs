@@ -42,10 +42,15 @@ pub struct RunArguments {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
-    /// Snapshot the key space every this many applied entries (etcd's
+    /// Snapshot the key space at most every this many applied entries (etcd's
     /// `--snapshot-count`); the log keeps 5,000 entries behind a snapshot.
     #[arg(long, alias = "snapshot-count", default_value_t = raft::SnapshotPolicy::default().interval_entries)]
     pub snapshot_interval_entries: u64,
+    /// Also wait for the writes since the last snapshot to add up to this
+    /// many times its size, so that snapshots of a large key space cost at
+    /// most 1/ratio of what the log writes (0: by entry count alone).
+    #[arg(long, default_value_t = raft::SnapshotPolicy::default().log_growth_ratio)]
+    pub snapshot_log_growth_ratio: u64,
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
@@ -124,6 +129,7 @@ impl RunArguments {
                 ..Limits::default()
             },
             snapshot_interval_entries: self.snapshot_interval_entries,
+            snapshot_log_growth_ratio: self.snapshot_log_growth_ratio,
             metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
             join: self.join,
         })

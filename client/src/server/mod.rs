@@ -64,6 +64,9 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Take a snapshot of the key space every this many applied entries.
     pub snapshot_interval_entries: u64,
+    /// And only once the writes since the last snapshot add up to this
+    /// many times its size ([`raft::SnapshotPolicy::log_growth_ratio`]).
+    pub snapshot_log_growth_ratio: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_address: Option<SocketAddr>,
     /// Join an existing cluster (`members` are members to ask) instead of
@@ -187,6 +190,7 @@ impl ServerOptions {
             ..Config::new(self.id)
         };
         options.snapshots.interval_entries = self.snapshot_interval_entries;
+        options.snapshots.log_growth_ratio = self.snapshot_log_growth_ratio;
         options.join = self.join;
         Ok(options)
     }

@@ -46,6 +46,11 @@ pub(crate) struct Applier<M: StateMachine> {
     pub(crate) membership: Membership,
     /// The index of the latest snapshot taken or restored.
     pub(crate) latest_snapshot: LogIndex,
+    /// The size of the latest snapshot file (set by the thread that writes
+    /// it), and the bytes of commands applied since it was captured: the
+    /// policy's [`SnapshotPolicy::log_growth_ratio`] compares them.
+    pub(crate) latest_snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) applied_bytes: u64,
     /// A snapshot is being written on another thread.
     pub(crate) snapshot_in_progress: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) metrics: Arc<NodeMetrics>,
@@ -102,6 +107,7 @@ impl<M: StateMachine> Applier<M> {
                         match state_machine.apply(entry.index, command) {
                             Ok(response) => {
                                 self.last_command = (entry.index, entry.term);
+                                self.applied_bytes += command.len() as u64;
                                 Some(response)
                             }
                             Err(error) => {
@@ -141,12 +147,14 @@ impl<M: StateMachine> Applier<M> {
     /// Replaces the state with the store's latest snapshot, which must be
     /// the one at `metadata`; false when that fails (the node stops).
     fn restore(&mut self, metadata: SnapshotMetadata) -> bool {
+        let mut file_bytes = 0;
         let outcome: Result<SnapshotMetadata, String> = match self.snapshots.latest() {
             Ok(Some(file)) => {
                 let mut state_machine = self
                     .state_machine
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
+                file_bytes = file.size_bytes();
                 file.restore_into(&mut *state_machine)
                     .map(|()| file.metadata().clone())
                     .map_err(|error| error.to_string())
@@ -161,6 +169,9 @@ impl<M: StateMachine> Applier<M> {
                 self.membership = restored.membership.clone();
                 self.last_command = (restored.index, restored.term);
                 self.latest_snapshot = restored.index;
+                self.latest_snapshot_bytes
+                    .store(file_bytes, std::sync::atomic::Ordering::Release);
+                self.applied_bytes = 0;
                 self.requests.skipped_to(restored.index);
                 self.metrics.snapshots_installed.inc();
                 self.applied.send_replace(self.applied_index);
@@ -190,8 +201,13 @@ impl<M: StateMachine> Applier<M> {
     fn maybe_snapshot(&mut self) {
         use std::sync::atomic::Ordering;
         let (index, term) = self.last_command;
-        if !self.policy.should_snapshot(index, self.latest_snapshot)
-            || self.snapshot_in_progress.load(Ordering::Acquire)
+        if self.snapshot_in_progress.load(Ordering::Acquire)
+            || !self.policy.should_snapshot(
+                index,
+                self.latest_snapshot,
+                self.applied_bytes,
+                self.latest_snapshot_bytes.load(Ordering::Acquire),
+            )
         {
             return;
         }
@@ -210,7 +226,9 @@ impl<M: StateMachine> Applier<M> {
             }
         };
         self.latest_snapshot = index;
+        self.applied_bytes = 0;
         self.snapshot_in_progress.store(true, Ordering::Release);
+        let size = self.latest_snapshot_bytes.clone();
         let store = self.snapshots.clone();
         let membership = self.membership.clone();
         let events = self.events.clone();
@@ -221,6 +239,7 @@ impl<M: StateMachine> Applier<M> {
             .spawn(move || {
                 match store.save(&mut captured, term, membership) {
                     Ok(file) => {
+                        size.store(file.size_bytes(), Ordering::Release);
                         metrics.snapshots_taken.inc();
                         let _ = events.send(Event::SnapshotTaken(file.metadata().clone()));
                     }

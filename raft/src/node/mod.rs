@@ -351,6 +351,10 @@ impl<M: StateMachine> Node<M> {
             policy: options.snapshots,
             membership,
             latest_snapshot: applied,
+            latest_snapshot_bytes: Arc::new(std::sync::atomic::AtomicU64::new(
+                snapshot.as_ref().map_or(0, |file| file.size_bytes()),
+            )),
+            applied_bytes: 0,
             snapshot_in_progress: Arc::default(),
             metrics: metrics.clone(),
         };
