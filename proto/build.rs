@@ -3,11 +3,17 @@
 //!
 //! The include root is this folder: `etcd/rpc.proto` imports `etcd/kv.proto`
 //! by that path. Each proto package becomes one generated file named after it
-//! (`rustyraft.raft.v1.rs`, `etcdserverpb.rs`, `mvccpb.rs`), which `src/lib.rs`
+//! (`rustyraft.raft.v1.rs`, `etcdserverpb.rs`, `mvccpb.rs`,
+//! `rustyraft.forward.v1.rs`), which `src/lib.rs`
 //! includes.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["raft.proto", "etcd/kv.proto", "etcd/rpc.proto"];
+    let protos = [
+        "raft.proto",
+        "etcd/kv.proto",
+        "etcd/rpc.proto",
+        "forward.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

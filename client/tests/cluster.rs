@@ -489,3 +489,84 @@ async fn a_cluster_restarted_whole_keeps_its_state() {
     let next = put(&mut kv, "after-restart", "yes").await;
     assert_eq!(revision_of(&next.header), revision_of(&before.header) + 1);
 }
+
+#[tokio::test]
+async fn many_writes_in_flight_through_a_follower_each_get_their_own_answer() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower_of(leader);
+    let kv = cluster.clients(follower).kv;
+    put(&mut kv.clone(), "many/0", "before").await;
+    // 200 writes at once through the follower share its forwarding stream
+    // to the leader, in batches; each answer must be its own write's.
+    let writes = (0..200).map(|i| {
+        let mut kv = kv.clone();
+        tokio::spawn(async move {
+            let request = PutRequest {
+                prev_kv: true,
+                ..put_request(&format!("many/{i}"), &format!("value-{i}"))
+            };
+            let answer = kv.put(request).await.expect("forwarded put").into_inner();
+            (i, answer)
+        })
+    });
+    let mut revisions = std::collections::BTreeSet::new();
+    for write in writes {
+        let (i, answer) = write.await.expect("writer task");
+        let revision = revision_of(&answer.header);
+        assert!(
+            revisions.insert(revision),
+            "two writes answered revision {revision}"
+        );
+        let previous = answer
+            .prev_kv
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+        assert_eq!(
+            previous.as_deref(),
+            (i == 0).then_some("before"),
+            "prev_kv of many/{i}"
+        );
+        // The key holds this write's value at the revision it was answered.
+        let read = range(&mut kv.clone(), get_request(&format!("many/{i}"))).await;
+        assert_eq!(values(&read), [format!("value-{i}")]);
+        assert_eq!(
+            read.kvs[0].mod_revision, revision,
+            "mod_revision of many/{i}"
+        );
+    }
+    assert_eq!(revisions.len(), 200);
+}
+
+#[tokio::test]
+async fn a_forwarding_stream_from_another_cluster_is_refused() {
+    use raft_proto::forward::kv_forward_client::KvForwardClient;
+    use raft_proto::forward::{ForwardBatch, ForwardedWrite};
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let channel = raft_client::cli::endpoints::channel(&cluster.clients(leader).endpoint);
+    let batch = ForwardBatch {
+        writes: vec![ForwardedWrite {
+            id: 1,
+            command: Vec::new(),
+        }],
+    };
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![batch]));
+    request.metadata_mut().insert(
+        raft_client::server::forward::CLUSTER_ID_METADATA,
+        "12345".parse().unwrap(),
+    );
+    let refused = KvForwardClient::new(channel).forward(request).await;
+    match refused {
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+            assert!(status.message().contains("this is cluster"), "{status}");
+        }
+        Ok(_) => panic!("a stream from another cluster was accepted"),
+    }
+    assert_eq!(
+        range(&mut cluster.clients(leader).kv, everything_request())
+            .await
+            .count,
+        0
+    );
+}

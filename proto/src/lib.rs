@@ -10,6 +10,12 @@ pub mod raft {
     tonic::include_proto!("rustyraft.raft.v1");
 }
 
+/// Clients' writes forwarded from a member to the leader in batches over
+/// one stream (`proto/forward.proto`).
+pub mod forward {
+    pub use crate::etcd::rustyraft::forward::v1::*;
+}
+
 /// The client-facing etcd v3 API subset (`proto/etcd/`), wire-compatible with
 /// etcd's own so that `etcdctl` and etcd client libraries work against a node.
 ///
@@ -25,5 +31,18 @@ pub mod etcd {
     /// messages (`proto/etcd/rpc.proto`, package `etcdserverpb`).
     pub mod etcdserverpb {
         tonic::include_proto!("etcdserverpb");
+    }
+
+    /// `proto/forward.proto` (package `rustyraft.forward.v1`), nested here
+    /// because its generated code reaches etcd's responses four modules up
+    /// (`super::super::super::super::etcdserverpb`); see [`crate::forward`].
+    pub mod rustyraft {
+        /// Forwarding.
+        pub mod forward {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("rustyraft.forward.v1");
+            }
+        }
     }
 }

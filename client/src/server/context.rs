@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use crate::kv::{HeaderFields, Limits};
+use crate::server::forward::Forwarder;
 use crate::server::state_machine::KvStateMachine;
 
 /// gRPC metadata set on a request a member forwarded to the leader, so that
@@ -45,6 +46,8 @@ pub struct Context {
     /// A connection per member, and the address it goes to (a member that
     /// moved gets a new one).
     channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
+    /// Streams forwarding writes to the leader.
+    pub forwarder: Forwarder,
 }
 
 impl Context {
@@ -63,6 +66,7 @@ impl Context {
             limits,
             data_directory,
             channels: Mutex::new(BTreeMap::new()),
+            forwarder: Forwarder::default(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The etcd `KV` service: writes go through the Raft log, linearizable reads
 //! through ReadIndex, serializable reads to the local store. A member that
-//! is not the leader forwards writes and linearizable reads to the leader.
+//! is not the leader forwards writes to the leader over its forwarding
+//! stream (`server/forward.rs`) and linearizable reads as calls of their
+//! own.
 
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ impl KvService {
 
     /// Proposes a write at this node (the leader) and waits for its
     /// response.
-    async fn write(&self, command: Command) -> Result<CommandResponse, Status> {
+    pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, Status> {
         let proposal = command
             .to_proposal(&self.context.limits)
             .map_err(|error| kv_status(&error))?;
@@ -58,6 +60,32 @@ impl KvService {
                 Ok(Some(leader))
             }
             leader_hint => Err(failure_status(&RequestFailure::NotLeader { leader_hint })),
+        }
+    }
+
+    /// Sends a write to the leader over the forwarding stream (validated
+    /// here first, so that bad input is refused by the member that got
+    /// it).
+    async fn forward(&self, leader: NodeId, command: Command) -> Result<CommandResponse, Status> {
+        let proposal = command
+            .to_proposal(&self.context.limits)
+            .map_err(|error| kv_status(&error))?;
+        self.context
+            .forwarder
+            .forward(&self.context, leader, proposal)
+            .await
+    }
+
+    /// Writes `command` here (no `leader`: this node leads) or at the
+    /// leader.
+    async fn write_at(
+        &self,
+        leader: Option<NodeId>,
+        command: Command,
+    ) -> Result<CommandResponse, Status> {
+        match leader {
+            Some(leader) => self.forward(leader, command).await,
+            None => self.write(command).await,
         }
     }
 
@@ -96,11 +124,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        if let Some(leader) = self.route(&request)? {
-            let mut client = self.context.client_of(leader)?;
-            return client.put(mark_forwarded(request.into_inner())).await;
-        }
-        match self.write(Command::Put(request.into_inner())).await? {
+        let leader = self.route(&request)?;
+        match self
+            .write_at(leader, Command::Put(request.into_inner()))
+            .await?
+        {
             CommandResponse::Put(response) => Ok(Response::new(response)),
             other => Err(Status::internal(format!("a put answered {other:?}"))),
         }
@@ -110,14 +138,9 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        if let Some(leader) = self.route(&request)? {
-            let mut client = self.context.client_of(leader)?;
-            return client
-                .delete_range(mark_forwarded(request.into_inner()))
-                .await;
-        }
+        let leader = self.route(&request)?;
         match self
-            .write(Command::DeleteRange(request.into_inner()))
+            .write_at(leader, Command::DeleteRange(request.into_inner()))
             .await?
         {
             CommandResponse::DeleteRange(response) => Ok(Response::new(response)),
@@ -126,11 +149,11 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        if let Some(leader) = self.route(&request)? {
-            let mut client = self.context.client_of(leader)?;
-            return client.txn(mark_forwarded(request.into_inner())).await;
-        }
-        match self.write(Command::Txn(request.into_inner())).await? {
+        let leader = self.route(&request)?;
+        match self
+            .write_at(leader, Command::Txn(request.into_inner()))
+            .await?
+        {
             CommandResponse::Txn(response) => Ok(Response::new(response)),
             other => Err(Status::internal(format!("a txn answered {other:?}"))),
         }

@@ -17,6 +17,7 @@ use raft_proto::etcd::etcdserverpb::kv_server::KvServer;
 use raft_proto::etcd::etcdserverpb::lease_server::LeaseServer;
 use raft_proto::etcd::etcdserverpb::maintenance_server::MaintenanceServer;
 use raft_proto::etcd::etcdserverpb::watch_server::WatchServer;
+use raft_proto::forward::kv_forward_server::KvForwardServer;
 use thiserror::Error;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -25,6 +26,7 @@ use crate::kv::Limits;
 
 pub mod cluster_service;
 pub mod context;
+pub mod forward;
 pub mod join;
 pub mod kv_service;
 pub mod maintenance_service;
@@ -35,6 +37,7 @@ pub mod unbuilt_services;
 
 use self::cluster_service::ClusterService;
 use self::context::Context;
+use self::forward::ForwardService;
 use self::kv_service::KvService;
 use self::maintenance_service::MaintenanceService;
 use self::state_machine::KvStateMachine;
@@ -297,6 +300,13 @@ pub async fn serve(
         .add_service(
             KvServer::new(KvService::new(context.clone()))
                 .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            KvForwardServer::new(ForwardService::new(context.clone()))
+                .max_decoding_message_size(forward::max_batch_bytes(
+                    options.limits.max_request_bytes,
+                ))
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(ClusterServer::new(ClusterService::new(context.clone())))

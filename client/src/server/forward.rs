@@ -1,0 +1,308 @@
+//! Forwarding clients' writes to the leader over one stream per leader.
+//!
+//! A member that is not the leader used to forward each write as a gRPC
+//! call of its own; under load that doubled the per-request work of HTTP/2
+//! (a stream, headers, a task) on both members. Now the member keeps one
+//! long-lived `KvForward.Forward` stream to the leader ([`Forwarder`]),
+//! sends the writes queued at that moment as one batch, and matches the
+//! leader's batched replies to the waiting clients by id. The leader
+//! ([`ForwardService`]) proposes each write as if a client had sent it to
+//! it and replies as each one is applied, in any order.
+//!
+//! A write whose stream fails before its reply arrives gets `Unavailable`
+//! saying that it may or may not have taken effect (etcd clients retry),
+//! as when a leader is lost under a write sent to it directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use raft::NodeId;
+use raft_proto::forward::forward_reply::Response as ReplyResponse;
+use raft_proto::forward::kv_forward_client::KvForwardClient;
+use raft_proto::forward::kv_forward_server::KvForward;
+use raft_proto::forward::{ForwardBatch, ForwardReplies, ForwardReply, ForwardedWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::kv::{Command, CommandResponse};
+use crate::server::context::Context;
+use crate::server::kv_service::KvService;
+use crate::server::status::kv_status;
+
+/// gRPC metadata naming the forwarding member's cluster id (decimal).
+pub const CLUSTER_ID_METADATA: &str = "x-rustyraft-cluster-id";
+
+/// A batch stops growing at this many writes...
+const BATCH_WRITES: usize = 1024;
+/// ... or once its commands add up to this many bytes (a single write of
+/// any allowed size still goes alone).
+const BATCH_BYTES: usize = 4 << 20;
+/// Writes queued for one leader before callers wait.
+const QUEUE_WRITES: usize = 4096;
+
+/// The largest batch a leader accepts: the byte budget plus one write of
+/// the largest allowed size, plus framing.
+pub fn max_batch_bytes(max_request_bytes: usize) -> usize {
+    BATCH_BYTES + max_request_bytes + (1 << 20)
+}
+
+type Reply = Result<CommandResponse, Status>;
+
+/// A write waiting to be sent, and where its reply goes.
+struct Pending {
+    command: Vec<u8>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The member side: one stream per leader, opened on first use and again
+/// after it fails.
+#[derive(Default)]
+pub struct Forwarder {
+    streams: Mutex<BTreeMap<NodeId, mpsc::Sender<Pending>>>,
+}
+
+impl Forwarder {
+    /// Sends `command` (validated and encoded by the caller with the
+    /// request limits) to `leader` and waits for what applying it returned.
+    pub async fn forward(
+        &self,
+        context: &Context,
+        leader: NodeId,
+        command: Vec<u8>,
+    ) -> Result<CommandResponse, Status> {
+        let queue = self.queue_to(context, leader)?;
+        let (reply, replied) = oneshot::channel();
+        queue
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| lost("the stream to the leader closed before the write was sent"))?;
+        replied.await.map_err(|_| {
+            lost("the stream to the leader failed; the write may or may not have taken effect")
+        })?
+    }
+
+    /// The queue of the stream to `leader`, starting the stream if there
+    /// is none or the last one ended.
+    fn queue_to(&self, context: &Context, leader: NodeId) -> Result<mpsc::Sender<Pending>, Status> {
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(queue) = streams.get(&leader) {
+            if !queue.is_closed() {
+                return Ok(queue.clone());
+            }
+        }
+        let channel = context.channel_of(leader)?;
+        let (queue, queued) = mpsc::channel(QUEUE_WRITES);
+        tokio::spawn(run_stream(channel, context.cluster_id, queued));
+        streams.insert(leader, queue.clone());
+        Ok(queue)
+    }
+}
+
+fn lost(what: &str) -> Status {
+    Status::unavailable(format!("etcdserver: {what}"))
+}
+
+/// Runs one stream to the leader until it fails; then fails every write
+/// still waiting, and the queue closes so that the next write opens a new
+/// stream.
+async fn run_stream(channel: Channel, cluster_id: u64, mut queued: mpsc::Receiver<Pending>) {
+    let (batches, outgoing) = mpsc::channel::<ForwardBatch>(64);
+    let mut request = Request::new(ReceiverStream::new(outgoing));
+    if let Ok(value) = cluster_id.to_string().parse() {
+        request.metadata_mut().insert(CLUSTER_ID_METADATA, value);
+    }
+    let mut client = KvForwardClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let mut waiting: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
+    let failure = match client.forward(request).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut replies = response.into_inner();
+            let mut next_id = 0u64;
+            loop {
+                tokio::select! {
+                    first = queued.recv() => {
+                        let Some(first) = first else { return };
+                        let batch = take_batch(first, &mut queued, &mut next_id, &mut waiting);
+                        if batches.send(batch).await.is_err() {
+                            break lost("the stream to the leader closed");
+                        }
+                    }
+                    answer = replies.next() => match answer {
+                        Some(Ok(answer)) => {
+                            for reply in answer.replies {
+                                if let Some(waiter) = waiting.remove(&reply.id) {
+                                    let _ = waiter.send(reply_outcome(reply));
+                                }
+                            }
+                        }
+                        Some(Err(status)) => break status,
+                        None => break lost("the leader ended the stream"),
+                    },
+                }
+            }
+        }
+    };
+    tracing::debug!(%failure, "the stream forwarding writes to the leader ended");
+    queued.close();
+    let unknown = lost(&format!(
+        "the stream to the leader failed ({}); the write may or may not have taken effect",
+        failure.message()
+    ));
+    for (_, waiter) in waiting.drain() {
+        let _ = waiter.send(Err(unknown.clone()));
+    }
+    while let Ok(pending) = queued.try_recv() {
+        let _ = pending.reply.send(Err(lost(&format!(
+            "cannot reach the leader: {}",
+            failure.message()
+        ))));
+    }
+}
+
+/// `first` and whatever else is queued now, within the batch limits; each
+/// write gets an id and its reply a place to wait.
+fn take_batch(
+    first: Pending,
+    queued: &mut mpsc::Receiver<Pending>,
+    next_id: &mut u64,
+    waiting: &mut HashMap<u64, oneshot::Sender<Reply>>,
+) -> ForwardBatch {
+    let mut writes = Vec::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(pending) = next.take() {
+        let id = *next_id;
+        *next_id += 1;
+        bytes += pending.command.len();
+        waiting.insert(id, pending.reply);
+        writes.push(ForwardedWrite {
+            id,
+            command: pending.command,
+        });
+        if writes.len() < BATCH_WRITES && bytes < BATCH_BYTES {
+            next = queued.try_recv().ok();
+        }
+    }
+    ForwardBatch { writes }
+}
+
+/// What a reply from the leader means for the client.
+fn reply_outcome(reply: ForwardReply) -> Reply {
+    match (Code::from_i32(reply.code), reply.response) {
+        (Code::Ok, Some(ReplyResponse::Put(response))) => Ok(CommandResponse::Put(response)),
+        (Code::Ok, Some(ReplyResponse::DeleteRange(response))) => {
+            Ok(CommandResponse::DeleteRange(response))
+        }
+        (Code::Ok, Some(ReplyResponse::Txn(response))) => Ok(CommandResponse::Txn(response)),
+        (Code::Ok, None) => Err(Status::internal(
+            "the leader answered a forwarded write without a response",
+        )),
+        (code, _) => Err(Status::new(code, reply.message)),
+    }
+}
+
+/// The leader side of `KvForward`.
+pub struct ForwardService {
+    context: Arc<Context>,
+    kv: Arc<KvService>,
+}
+
+impl ForwardService {
+    /// The service over `context`.
+    pub fn new(context: Arc<Context>) -> ForwardService {
+        ForwardService {
+            kv: Arc::new(KvService::new(context.clone())),
+            context,
+        }
+    }
+}
+
+/// Proposes one forwarded write here and says how it went.
+async fn answer(kv: &KvService, write: ForwardedWrite) -> ForwardReply {
+    let outcome = match Command::from_bytes(&write.command) {
+        Ok(command) => kv.write(command).await,
+        Err(error) => Err(kv_status(&error)),
+    };
+    match outcome {
+        Ok(response) => ForwardReply {
+            id: write.id,
+            code: Code::Ok as i32,
+            message: String::new(),
+            response: Some(match response {
+                CommandResponse::Put(response) => ReplyResponse::Put(response),
+                CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
+                CommandResponse::Txn(response) => ReplyResponse::Txn(response),
+            }),
+        },
+        Err(status) => ForwardReply {
+            id: write.id,
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            response: None,
+        },
+    }
+}
+
+#[tonic::async_trait]
+impl KvForward for ForwardService {
+    type ForwardStream = ReceiverStream<Result<ForwardReplies, Status>>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<ForwardBatch>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        let theirs = request
+            .metadata()
+            .get(CLUSTER_ID_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if theirs != Some(self.context.cluster_id) {
+            return Err(Status::failed_precondition(format!(
+                "forwarded writes from cluster {theirs:?}, but this is cluster {:x}",
+                self.context.cluster_id
+            )));
+        }
+        let mut batches = request.into_inner();
+        let (replies, mut answered) = mpsc::unbounded_channel::<ForwardReply>();
+        let (outgoing, stream) = mpsc::channel(64);
+        let kv = self.kv.clone();
+        // Each write is proposed on a task of its own, so that many are in
+        // flight; the reply sender ends once the stream and every one of
+        // them has.
+        tokio::spawn(async move {
+            while let Some(Ok(batch)) = batches.next().await {
+                for write in batch.writes {
+                    let kv = kv.clone();
+                    let replies = replies.clone();
+                    tokio::spawn(async move {
+                        let _ = replies.send(answer(&kv, write).await);
+                    });
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(first) = answered.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH_WRITES {
+                    let Ok(reply) = answered.try_recv() else {
+                        break;
+                    };
+                    batch.push(reply);
+                }
+                let replies = ForwardReplies { replies: batch };
+                if outgoing.send(Ok(replies)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}
