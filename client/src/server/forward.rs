@@ -16,6 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use futures_util::stream::FuturesUnordered;
+use futures_util::FutureExt;
 use raft::NodeId;
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
 use raft_proto::forward::kv_forward_client::KvForwardClient;
@@ -251,6 +253,46 @@ async fn answer(kv: &KvService, write: ForwardedWrite) -> ForwardReply {
     }
 }
 
+/// Proposes every write of the stream's batches, many in flight, polled
+/// by this one task (no task or channel per write between the applied
+/// write and its reply), and sends the replies that are ready together.
+async fn serve_stream(
+    kv: Arc<KvService>,
+    mut batches: Streaming<ForwardBatch>,
+    outgoing: mpsc::Sender<Result<ForwardReplies, Status>>,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            batch = batches.next(), if open => match batch {
+                Some(Ok(batch)) => {
+                    for write in batch.writes {
+                        let kv = kv.clone();
+                        in_flight.push(async move { answer(&kv, write).await });
+                    }
+                }
+                // The member ended the stream or it broke: answer what is
+                // in flight (the member may still be reading), then stop.
+                _ => open = false,
+            },
+            Some(first) = in_flight.next() => {
+                let mut replies = vec![first];
+                while replies.len() < BATCH_WRITES {
+                    match in_flight.next().now_or_never() {
+                        Some(Some(reply)) => replies.push(reply),
+                        _ => break,
+                    }
+                }
+                if outgoing.send(Ok(ForwardReplies { replies })).await.is_err() {
+                    return;
+                }
+            },
+            else => return,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl KvForward for ForwardService {
     type ForwardStream = ReceiverStream<Result<ForwardReplies, Status>>;
@@ -270,39 +312,9 @@ impl KvForward for ForwardService {
                 self.context.cluster_id
             )));
         }
-        let mut batches = request.into_inner();
-        let (replies, mut answered) = mpsc::unbounded_channel::<ForwardReply>();
+        let batches = request.into_inner();
         let (outgoing, stream) = mpsc::channel(64);
-        let kv = self.kv.clone();
-        // Each write is proposed on a task of its own, so that many are in
-        // flight; the reply sender ends once the stream and every one of
-        // them has.
-        tokio::spawn(async move {
-            while let Some(Ok(batch)) = batches.next().await {
-                for write in batch.writes {
-                    let kv = kv.clone();
-                    let replies = replies.clone();
-                    tokio::spawn(async move {
-                        let _ = replies.send(answer(&kv, write).await);
-                    });
-                }
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(first) = answered.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH_WRITES {
-                    let Ok(reply) = answered.try_recv() else {
-                        break;
-                    };
-                    batch.push(reply);
-                }
-                let replies = ForwardReplies { replies: batch };
-                if outgoing.send(Ok(replies)).await.is_err() {
-                    break;
-                }
-            }
-        });
+        tokio::spawn(serve_stream(self.kv.clone(), batches, outgoing));
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 }
