@@ -3,7 +3,10 @@
 # 3-node etcd and a 3-node RustyRaft cluster on loopback, both fsyncing every
 # commit, and prints a side-by-side table with ratios.
 #
-#   bench/compare_etcd.sh [--secs S] [--clients "1 64 256"] [--value-size B]
+#   bench/compare_etcd.sh [--secs S] [--clients "1 64 256"] [--value-size B] [--read]
+#
+# --read measures linearizable reads instead, of the keys the puts write
+# (each cluster is first filled by a 3-second put run of 256 clients).
 #
 # Needs `etcd` (Debian package etcd-server) on the PATH. Builds raft_client in
 # release mode. Data directories go under target/compare_etcd (a real disk,
@@ -14,11 +17,13 @@ cd "$(dirname "$0")/.."
 secs=10
 clients_list="1 64 256"
 value_size=256
+read=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
     --clients) clients_list="$2"; shift 2 ;;
     --value-size) value_size="$2"; shift 2 ;;
+    --read) read="--read"; shift ;;
     *) echo "unknown argument: $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
 done
@@ -82,19 +87,28 @@ start_rustyraft() {
 run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
   local connections=$(( $2 < 16 ? $2 : 16 ))
   "$client" bench --endpoints "$1" --clients "$2" --conns "$connections" \
-    --secs "$secs" --value-size "$value_size" | tail -1 |
+    --secs "$secs" --value-size "$value_size" $read | tail -1 |
     sed -E 's/.*ops_per_s=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+).*/\1 \2 \3/'
+}
+
+fill() { # endpoints
+  if [ -n "$read" ]; then
+    "$client" bench --endpoints "$1" --clients 256 --conns 16 --secs 3 \
+      --value-size "$value_size" >/dev/null
+  fi
 }
 
 declare -A etcd_results rusty_results
 # Not in a command substitution: that subshell would keep the pids.
 start_etcd
 wait_ready "$endpoints"
+fill "$endpoints"
 for c in $clients_list; do etcd_results[$c]=$(run_bench "$endpoints" "$c"); done
 stop_all
 
 start_rustyraft
 wait_ready "$endpoints"
+fill "$endpoints"
 for c in $clients_list; do rusty_results[$c]=$(run_bench "$endpoints" "$c"); done
 stop_all
 

@@ -539,15 +539,16 @@ async fn many_writes_in_flight_through_a_follower_each_get_their_own_answer() {
 
 #[tokio::test]
 async fn a_forwarding_stream_from_another_cluster_is_refused() {
+    use raft_proto::forward::forwarded_request::Request as Kind;
     use raft_proto::forward::kv_forward_client::KvForwardClient;
-    use raft_proto::forward::{ForwardBatch, ForwardedWrite};
+    use raft_proto::forward::{ForwardBatch, ForwardedRequest};
     let cluster = Cluster::start(3).await;
     let leader = cluster.wait_for_leader().await;
     let channel = raft_client::cli::endpoints::channel(&cluster.clients(leader).endpoint);
     let batch = ForwardBatch {
-        writes: vec![ForwardedWrite {
+        requests: vec![ForwardedRequest {
             id: 1,
-            command: Vec::new(),
+            request: Some(Kind::Command(Vec::new())),
         }],
     };
     let mut request = tonic::Request::new(tokio_stream::iter(vec![batch]));

@@ -1,13 +1,17 @@
-//! Forwarding clients' writes to the leader over one stream per leader.
+//! Forwarding clients' writes and reads to the leader over one stream per
+//! leader.
 //!
-//! A member that is not the leader used to forward each write as a gRPC
+//! A member that is not the leader used to forward each request as a gRPC
 //! call of its own; under load that doubled the per-request work of HTTP/2
 //! (a stream, headers, a task) on both members. Now the member keeps one
 //! long-lived `KvForward.Forward` stream to the leader ([`Forwarder`]),
-//! sends the writes queued at that moment as one batch, and matches the
+//! sends the requests queued at that moment as one batch, and matches the
 //! leader's batched replies to the waiting clients by id. The leader
 //! ([`ForwardService`]) proposes each write as if a client had sent it to
-//! it and replies as each one is applied, in any order.
+//! it and replies as each one is applied; for a linearizable read it
+//! confirms its leadership (ReadIndex) and replies with the read index,
+//! which the member waits to have applied before it reads its own store.
+//! Replies come in any order.
 //!
 //! A write whose stream fails before its reply arrives gets `Unavailable`
 //! saying that it may or may not have taken effect (etcd clients retry),
@@ -18,11 +22,14 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::FutureExt;
-use raft::NodeId;
+use raft::{LogIndex, NodeId};
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
+use raft_proto::forward::forwarded_request::Request as ForwardedKind;
 use raft_proto::forward::kv_forward_client::KvForwardClient;
 use raft_proto::forward::kv_forward_server::KvForward;
-use raft_proto::forward::{ForwardBatch, ForwardReplies, ForwardReply, ForwardedWrite};
+use raft_proto::forward::{
+    ForwardBatch, ForwardReplies, ForwardReply, ForwardedRequest, ReadIndexRequest,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -51,11 +58,19 @@ pub fn max_batch_bytes(max_request_bytes: usize) -> usize {
     BATCH_BYTES + max_request_bytes + (1 << 20)
 }
 
-type Reply = Result<CommandResponse, Status>;
+/// What the leader answered.
+enum Answer {
+    /// A write's response.
+    Applied(CommandResponse),
+    /// A read's index.
+    ReadIndex(LogIndex),
+}
 
-/// A write waiting to be sent, and where its reply goes.
+type Reply = Result<Answer, Status>;
+
+/// A request waiting to be sent, and where its reply goes.
 struct Pending {
-    command: Vec<u8>,
+    request: ForwardedKind,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -69,20 +84,50 @@ pub struct Forwarder {
 impl Forwarder {
     /// Sends `command` (validated and encoded by the caller with the
     /// request limits) to `leader` and waits for what applying it returned.
-    pub async fn forward(
+    pub async fn write(
         &self,
         context: &Context,
         leader: NodeId,
         command: Vec<u8>,
     ) -> Result<CommandResponse, Status> {
+        match self
+            .send(context, leader, ForwardedKind::Command(command))
+            .await?
+        {
+            Answer::Applied(response) => Ok(response),
+            Answer::ReadIndex(_) => Err(Status::internal(
+                "the leader answered a forwarded write with a read index",
+            )),
+        }
+    }
+
+    /// Asks `leader` to confirm its leadership and returns its commit
+    /// index then: a read served once this member has applied it is
+    /// linearizable.
+    pub async fn read_index(&self, context: &Context, leader: NodeId) -> Result<LogIndex, Status> {
+        let request = ForwardedKind::ReadIndex(ReadIndexRequest {});
+        match self.send(context, leader, request).await? {
+            Answer::ReadIndex(index) => Ok(index),
+            Answer::Applied(_) => Err(Status::internal(
+                "the leader answered a read-index request with a write's response",
+            )),
+        }
+    }
+
+    async fn send(
+        &self,
+        context: &Context,
+        leader: NodeId,
+        request: ForwardedKind,
+    ) -> Result<Answer, Status> {
         let queue = self.queue_to(context, leader)?;
         let (reply, replied) = oneshot::channel();
         queue
-            .send(Pending { command, reply })
+            .send(Pending { request, reply })
             .await
-            .map_err(|_| lost("the stream to the leader closed before the write was sent"))?;
+            .map_err(|_| lost("the stream to the leader closed before the request was sent"))?;
         replied.await.map_err(|_| {
-            lost("the stream to the leader failed; the write may or may not have taken effect")
+            lost("the stream to the leader failed; a write may or may not have taken effect")
         })?
     }
 
@@ -152,10 +197,10 @@ async fn run_stream(channel: Channel, cluster_id: u64, mut queued: mpsc::Receive
             }
         }
     };
-    tracing::debug!(%failure, "the stream forwarding writes to the leader ended");
+    tracing::debug!(%failure, "the stream forwarding to the leader ended");
     queued.close();
     let unknown = lost(&format!(
-        "the stream to the leader failed ({}); the write may or may not have taken effect",
+        "the stream to the leader failed ({}); a write may or may not have taken effect",
         failure.message()
     ));
     for (_, waiter) in waiting.drain() {
@@ -177,35 +222,42 @@ fn take_batch(
     next_id: &mut u64,
     waiting: &mut HashMap<u64, oneshot::Sender<Reply>>,
 ) -> ForwardBatch {
-    let mut writes = Vec::new();
+    let mut requests = Vec::new();
     let mut bytes = 0;
     let mut next = Some(first);
     while let Some(pending) = next.take() {
         let id = *next_id;
         *next_id += 1;
-        bytes += pending.command.len();
+        if let ForwardedKind::Command(command) = &pending.request {
+            bytes += command.len();
+        }
         waiting.insert(id, pending.reply);
-        writes.push(ForwardedWrite {
+        requests.push(ForwardedRequest {
             id,
-            command: pending.command,
+            request: Some(pending.request),
         });
-        if writes.len() < BATCH_WRITES && bytes < BATCH_BYTES {
+        if requests.len() < BATCH_WRITES && bytes < BATCH_BYTES {
             next = queued.try_recv().ok();
         }
     }
-    ForwardBatch { writes }
+    ForwardBatch { requests }
 }
 
 /// What a reply from the leader means for the client.
 fn reply_outcome(reply: ForwardReply) -> Reply {
     match (Code::from_i32(reply.code), reply.response) {
-        (Code::Ok, Some(ReplyResponse::Put(response))) => Ok(CommandResponse::Put(response)),
-        (Code::Ok, Some(ReplyResponse::DeleteRange(response))) => {
-            Ok(CommandResponse::DeleteRange(response))
+        (Code::Ok, Some(ReplyResponse::Put(response))) => {
+            Ok(Answer::Applied(CommandResponse::Put(response)))
         }
-        (Code::Ok, Some(ReplyResponse::Txn(response))) => Ok(CommandResponse::Txn(response)),
+        (Code::Ok, Some(ReplyResponse::DeleteRange(response))) => {
+            Ok(Answer::Applied(CommandResponse::DeleteRange(response)))
+        }
+        (Code::Ok, Some(ReplyResponse::Txn(response))) => {
+            Ok(Answer::Applied(CommandResponse::Txn(response)))
+        }
+        (Code::Ok, Some(ReplyResponse::ReadIndex(index))) => Ok(Answer::ReadIndex(LogIndex(index))),
         (Code::Ok, None) => Err(Status::internal(
-            "the leader answered a forwarded write without a response",
+            "the leader answered a forwarded request without a response",
         )),
         (code, _) => Err(Status::new(code, reply.message)),
     }
@@ -227,25 +279,34 @@ impl ForwardService {
     }
 }
 
-/// Proposes one forwarded write here and says how it went.
-async fn answer(kv: &KvService, write: ForwardedWrite) -> ForwardReply {
-    let outcome = match Command::from_bytes(&write.command) {
-        Ok(command) => kv.write(command).await,
-        Err(error) => Err(kv_status(&error)),
-    };
-    match outcome {
-        Ok(response) => ForwardReply {
-            id: write.id,
-            code: Code::Ok as i32,
-            message: String::new(),
-            response: Some(match response {
+/// Carries out one forwarded request here and says how it went.
+async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
+    let outcome = match request.request {
+        Some(ForwardedKind::Command(command)) => match Command::from_bytes(&command) {
+            Ok(command) => kv.write(command).await.map(|response| match response {
                 CommandResponse::Put(response) => ReplyResponse::Put(response),
                 CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
                 CommandResponse::Txn(response) => ReplyResponse::Txn(response),
             }),
+            Err(error) => Err(kv_status(&error)),
+        },
+        Some(ForwardedKind::ReadIndex(ReadIndexRequest {})) => kv
+            .read_index_here()
+            .await
+            .map(|index| ReplyResponse::ReadIndex(index.get())),
+        None => Err(Status::invalid_argument(
+            "a forwarded request without a body",
+        )),
+    };
+    match outcome {
+        Ok(response) => ForwardReply {
+            id: request.id,
+            code: Code::Ok as i32,
+            message: String::new(),
+            response: Some(response),
         },
         Err(status) => ForwardReply {
-            id: write.id,
+            id: request.id,
             code: status.code() as i32,
             message: status.message().to_string(),
             response: None,
@@ -267,9 +328,9 @@ async fn serve_stream(
         tokio::select! {
             batch = batches.next(), if open => match batch {
                 Some(Ok(batch)) => {
-                    for write in batch.writes {
+                    for request in batch.requests {
                         let kv = kv.clone();
-                        in_flight.push(async move { answer(&kv, write).await });
+                        in_flight.push(async move { answer(&kv, request).await });
                     }
                 }
                 // The member ended the stream or it broke: answer what is

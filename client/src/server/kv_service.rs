@@ -1,8 +1,8 @@
 //! The etcd `KV` service: writes go through the Raft log, linearizable reads
 //! through ReadIndex, serializable reads to the local store. A member that
 //! is not the leader forwards writes to the leader over its forwarding
-//! stream (`server/forward.rs`) and linearizable reads as calls of their
-//! own.
+//! stream (`server/forward.rs`), and serves linearizable reads itself at a
+//! read index the leader gives it over that stream.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::kv::validation::validate_range;
 use crate::kv::{Command, CommandResponse};
-use crate::server::context::{mark_forwarded, Context, FORWARDED_METADATA};
+use crate::server::context::{Context, FORWARDED_METADATA};
 use crate::server::status::{failure_status, kv_status, not_built};
 
 /// The `KV` service of one node.
@@ -47,8 +47,9 @@ impl KvService {
         }
     }
 
-    /// Where a write must go: `None` when this node is the leader, the
-    /// leader otherwise. A request that was already forwarded once, or one
+    /// Where a write or linearizable read must go: `None` when this node
+    /// is the leader, the leader otherwise. A request that was already
+    /// forwarded once (as a call of its own, by an older build), or one
     /// that arrives while no leader is known, fails with `Unavailable`.
     fn route<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
         let status = self.context.node.status();
@@ -63,6 +64,16 @@ impl KvService {
         }
     }
 
+    /// Confirms leadership here (this node must lead) and waits until the
+    /// store has applied the read index, which it returns.
+    pub(crate) async fn read_index_here(&self) -> Result<raft::LogIndex, Status> {
+        self.context
+            .node
+            .read_index()
+            .await
+            .map_err(|failure| failure_status(&failure))
+    }
+
     /// Sends a write to the leader over the forwarding stream (validated
     /// here first, so that bad input is refused by the member that got
     /// it).
@@ -72,7 +83,7 @@ impl KvService {
             .map_err(|error| kv_status(&error))?;
         self.context
             .forwarder
-            .forward(&self.context, leader, proposal)
+            .write(&self.context, leader, proposal)
             .await
     }
 
@@ -111,15 +122,25 @@ impl Kv for KvService {
         if range.serializable {
             return self.local_range(range).map(Response::new);
         }
-        if let Some(leader) = self.route(&request)? {
-            let mut client = self.context.client_of(leader)?;
-            return client.range(mark_forwarded(request.into_inner())).await;
+        match self.route(&request)? {
+            // The leader confirms it still leads and names the index to
+            // read at; this member serves the read once it has applied it.
+            Some(leader) => {
+                let index = self
+                    .context
+                    .forwarder
+                    .read_index(&self.context, leader)
+                    .await?;
+                self.context
+                    .node
+                    .wait_applied(index)
+                    .await
+                    .map_err(|failure| failure_status(&failure))?;
+            }
+            None => {
+                self.read_index_here().await?;
+            }
         }
-        self.context
-            .node
-            .read_index()
-            .await
-            .map_err(|failure| failure_status(&failure))?;
         self.local_range(request.get_ref()).map(Response::new)
     }
 
