@@ -571,3 +571,37 @@ async fn a_forwarding_stream_from_another_cluster_is_refused() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_write_forwarded_to_a_leader_that_stops_answering_fails_once_another_leads() {
+    use rustix::process::Signal;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower_of(leader);
+    let mut kv = cluster.clients(follower).kv;
+    // The follower's forwarding stream to the leader is open.
+    put(&mut kv, "before", "pause").await;
+    cluster.signal(leader, Signal::STOP);
+    // The write waits on a leader that no longer answers. Once the others
+    // elect a new one, the follower gives up on the old stream: the client
+    // is told the outcome is unknown (and retries), rather than waiting for
+    // the connection to time out, ten seconds and more.
+    let request = tonic::Request::new(put_request("during", "pause"));
+    let outcome = tokio::time::timeout(Duration::from_secs(8), kv.put(request)).await;
+    match outcome {
+        Ok(Err(status)) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status}"),
+        Ok(Ok(_)) => {} // the new leader was known before the write was sent
+        Err(_) => panic!("the forwarded write was still waiting 8 s after the leader paused"),
+    }
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let new_leader = cluster.wait_for_leader_among(&others).await;
+    assert_ne!(new_leader, leader);
+    put(&mut kv, "during", "pause").await;
+    cluster.signal(leader, Signal::CONT);
+    let read = range(&mut kv, get_request("during")).await;
+    assert_eq!(values(&read), ["pause"]);
+}

@@ -102,6 +102,11 @@ impl Context {
             .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(1))
+            // The forwarding stream stays open: a member that stopped
+            // answering (a partition, a paused process) is noticed within
+            // about ten seconds, and the requests waiting on it fail.
+            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+            .keep_alive_timeout(std::time::Duration::from_secs(5))
             .connect_lazy();
         channels.insert(member, (address, channel.clone()));
         Ok(channel)

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::FutureExt;
+use raft::node::NodeStatus;
 use raft::{LogIndex, NodeId};
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
 use raft_proto::forward::forwarded_request::Request as ForwardedKind;
@@ -30,7 +31,7 @@ use raft_proto::forward::kv_forward_server::KvForward;
 use raft_proto::forward::{
     ForwardBatch, ForwardReplies, ForwardReply, ForwardedRequest, ReadIndexRequest,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -145,7 +146,14 @@ impl Forwarder {
         }
         let channel = context.channel_of(leader)?;
         let (queue, queued) = mpsc::channel(QUEUE_WRITES);
-        tokio::spawn(run_stream(channel, context.cluster_id, queued));
+        let status = context.node.watch_status();
+        tokio::spawn(run_stream(
+            channel,
+            context.cluster_id,
+            leader,
+            status,
+            queued,
+        ));
         streams.insert(leader, queue.clone());
         Ok(queue)
     }
@@ -155,10 +163,17 @@ fn lost(what: &str) -> Status {
     Status::unavailable(format!("etcdserver: {what}"))
 }
 
-/// Runs one stream to the leader until it fails; then fails every write
-/// still waiting, and the queue closes so that the next write opens a new
-/// stream.
-async fn run_stream(channel: Channel, cluster_id: u64, mut queued: mpsc::Receiver<Pending>) {
+/// Runs one stream to the leader until it fails or this node learns that
+/// `leader` no longer leads; then fails every request still waiting (a
+/// write's outcome is unknown), and the queue closes so that the next
+/// request opens a new stream.
+async fn run_stream(
+    channel: Channel,
+    cluster_id: u64,
+    leader: NodeId,
+    mut status: watch::Receiver<NodeStatus>,
+    mut queued: mpsc::Receiver<Pending>,
+) {
     let (batches, outgoing) = mpsc::channel::<ForwardBatch>(64);
     let mut request = Request::new(ReceiverStream::new(outgoing));
     if let Ok(value) = cluster_id.to_string().parse() {
@@ -192,6 +207,14 @@ async fn run_stream(channel: Channel, cluster_id: u64, mut queued: mpsc::Receive
                         }
                         Some(Err(status)) => break status,
                         None => break lost("the leader ended the stream"),
+                    },
+                    // Without this, requests sent to a leader that stopped
+                    // answering would wait for the connection to time out.
+                    changed = status.changed() => {
+                        let still = changed.is_ok() && status.borrow().leader == Some(leader);
+                        if !still {
+                            break lost(&format!("node {leader} no longer leads"));
+                        }
                     },
                 }
             }

@@ -237,6 +237,16 @@ impl Cluster {
         process.take().expect("the node is running").kill();
     }
 
+    /// Sends `signal` to member `id` (SIGSTOP and SIGCONT pause and resume
+    /// it).
+    pub fn signal(&self, id: u64, signal: Signal) {
+        let process = self.node(id).process.lock().expect("process lock");
+        process
+            .as_ref()
+            .expect("the node is running")
+            .signal(signal);
+    }
+
     /// Sends SIGTERM to member `id` and waits for it to exit (bounded).
     pub fn terminate(&mut self, id: u64) -> ExitStatus {
         let mut process = self.node(id).process.lock().expect("process lock");
