@@ -8,7 +8,19 @@ use raft::storage::wal::record::{encode_record, Record};
 use raft::storage::{LogStore, StorageError, Wal, WalOptions};
 use raft::{Entry, HardState, LogIndex, NodeId, Term};
 
-use super::support::{copy_directory, entry, open, record_offsets, segments, small_options};
+use super::support::{
+    copy_directory, data_end, entry, open, record_offsets, segments, small_options,
+};
+
+/// Small segments that end where their last record does: these tests
+/// damage files at offsets counted from their end. (Segments with space
+/// reserved ahead are tested at the end of this file.)
+fn exact_options() -> WalOptions {
+    WalOptions {
+        preallocate: false,
+        ..small_options()
+    }
+}
 
 /// A closed WAL with entries 1..=count of `size` bytes, appended one by one.
 fn wal_with_entries(count: u64, size: usize, options: &WalOptions) -> tempfile::TempDir {
@@ -65,7 +77,7 @@ fn expect_corruption(result: Result<Wal, StorageError>, file: &Path, offset: u64
 
 #[test]
 fn a_torn_last_record_is_cut_at_every_byte_offset() {
-    let options = small_options();
+    let options = exact_options();
     let pristine = wal_with_entries(30, 150, &options);
     let newest = segments(pristine.path()).pop().expect("a segment");
     let last_record = *record_offsets(&newest).last().expect("a record");
@@ -106,7 +118,7 @@ fn a_torn_last_record_is_cut_at_every_byte_offset() {
 
 #[test]
 fn a_torn_hard_state_leaves_the_previous_one() {
-    let options = small_options();
+    let options = exact_options();
     let directory = tempfile::tempdir().expect("temporary directory");
     let first = HardState {
         term: Term(2),
@@ -131,23 +143,46 @@ fn a_torn_hard_state_leaves_the_previous_one() {
 }
 
 #[test]
-fn a_zero_filled_tail_is_torn() {
-    let options = small_options();
+fn a_zero_filled_tail_is_unused_space_not_a_torn_record() {
+    let options = exact_options();
     let directory = wal_with_entries(5, 100, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let len = fs::metadata(&newest).expect("metadata").len();
-    set_len(&newest, len + 3000); // the file grew but the data never landed
-    let wal = open(directory.path(), &options);
+    // The file grew but nothing was written there (or the writer reserved
+    // the space): zeros from a record boundary to the end are the end of
+    // the log, not a record cut short.
+    set_len(&newest, len + 3000);
+    let mut wal = open(directory.path(), &options);
     assert_eq!(wal.last_index(), LogIndex(5));
-    let torn = wal.recovery_report().torn_tail.clone().expect("torn tail");
-    assert_eq!((torn.offset, torn.discarded_bytes), (len, 3000));
+    assert_eq!(wal.recovery_report().torn_tail, None);
+    // The next append goes right after the last record, over the zeros.
+    wal.append(vec![entry(6, 1, 100)]).expect("append");
+    wal.close().expect("close");
+    assert_eq!(data_end(&newest), len + record_len(&entry(6, 1, 100)));
+    let wal = open(directory.path(), &options);
+    assert_eq!(
+        all_entries(&wal),
+        (1..=6)
+            .map(|index| entry(index, 1, 100))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(wal.recovery_report().torn_tail, None);
+}
+
+fn record_len(entry: &Entry) -> u64 {
+    let mut bytes = Vec::new();
+    encode_record(&Record::Entry(entry.clone()), &mut bytes);
+    bytes.len() as u64
 }
 
 #[test]
 fn an_unsynced_write_whose_pages_landed_out_of_order_is_torn() {
     // One batch: a large entry, then a small one. The page in the middle of
     // the large entry never reached the disk (zeros), the later one did.
-    let options = WalOptions::new(raft::storage::ClusterId(1), NodeId(1));
+    let options = WalOptions {
+        preallocate: false,
+        ..WalOptions::new(raft::storage::ClusterId(1), NodeId(1))
+    };
     let directory = wal_with_entries(3, 100, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let mut bytes = fs::read(&newest).expect("read");
@@ -165,7 +200,7 @@ fn an_unsynced_write_whose_pages_landed_out_of_order_is_torn() {
 
 #[test]
 fn damage_before_the_tail_is_corruption_naming_file_and_offset() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(30, 150, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let offsets = record_offsets(&newest);
@@ -183,7 +218,7 @@ fn damage_before_the_tail_is_corruption_naming_file_and_offset() {
 
 #[test]
 fn damage_to_the_last_record_of_an_older_segment_is_corruption() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(60, 150, &options);
     let all = segments(directory.path());
     assert!(all.len() >= 3, "several segments");
@@ -208,7 +243,7 @@ fn damage_to_the_last_record_of_an_older_segment_is_corruption() {
 fn garbage_after_the_tail_that_hides_valid_records_is_corruption() {
     // A damaged length field makes a record look torn, but valid records
     // follow: that is corruption, not a crash.
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(30, 150, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let offsets = record_offsets(&newest);
@@ -226,7 +261,7 @@ fn garbage_after_the_tail_that_hides_valid_records_is_corruption() {
 
 #[test]
 fn a_missing_segment_is_corruption() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(60, 150, &options);
     let all = segments(directory.path());
     assert!(all.len() >= 3);
@@ -243,7 +278,7 @@ fn a_missing_segment_is_corruption() {
 
 #[test]
 fn a_record_from_a_newer_version_is_refused_even_at_the_tail() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(3, 10, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let mut bytes = fs::read(&newest).expect("read");
@@ -262,7 +297,7 @@ fn a_record_from_a_newer_version_is_refused_even_at_the_tail() {
 
 #[test]
 fn a_half_created_segment_is_removed() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(3, 10, &options);
     let leftover: PathBuf = directory
         .path()
@@ -280,7 +315,7 @@ fn a_half_created_segment_is_removed() {
 
 #[test]
 fn a_superseded_segment_left_by_a_crash_replays_correctly_and_is_removed() {
-    let options = small_options();
+    let options = exact_options();
     let directory = tempfile::tempdir().expect("temporary directory");
     let mut wal = open(directory.path(), &options);
     for index in 1..=60 {
@@ -307,7 +342,7 @@ fn a_superseded_segment_left_by_a_crash_replays_correctly_and_is_removed() {
 
 #[test]
 fn a_segment_of_a_newer_format_is_refused() {
-    let options = small_options();
+    let options = exact_options();
     let directory = wal_with_entries(3, 10, &options);
     let newest = segments(directory.path()).pop().expect("a segment");
     let mut bytes = fs::read(&newest).expect("read");
@@ -323,4 +358,81 @@ fn a_segment_of_a_newer_format_is_refused() {
         }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
+}
+
+#[test]
+fn segments_take_their_full_size_ahead_and_full_ones_are_cut_to_their_last_record() {
+    let options = small_options();
+    assert!(options.preallocate, "the default reserves space ahead");
+    let directory = wal_with_entries(60, 150, &options);
+    let files = segments(directory.path());
+    assert!(
+        files.len() >= 3,
+        "the entries fill several segments: {files:?}"
+    );
+    let (newest, older) = files.split_last().expect("segments");
+    for segment in older {
+        let len = fs::metadata(segment).expect("metadata").len();
+        assert_eq!(
+            len,
+            data_end(segment),
+            "{} ends at its last record",
+            segment.display()
+        );
+    }
+    let reserved = fs::metadata(newest).expect("metadata").len();
+    assert_eq!(reserved, options.segment_size_bytes);
+    assert!(data_end(newest) < reserved);
+
+    // Reopened: every entry, no torn tail, and appends go on after the
+    // last record and survive another reopen.
+    let mut wal = open(directory.path(), &options);
+    assert_eq!(wal.recovery_report().torn_tail, None);
+    let expected: Vec<Entry> = (1..=60).map(|index| entry(index, 1, 150)).collect();
+    assert_eq!(all_entries(&wal), expected);
+    wal.append(vec![entry(61, 1, 150)]).expect("append");
+    wal.close().expect("close");
+    let wal = open(directory.path(), &options);
+    assert_eq!(wal.last_index(), LogIndex(61));
+    assert_eq!(wal.recovery_report().torn_tail, None);
+
+    // Opened without reserving, the same files read the same.
+    drop(wal);
+    let exact = open(directory.path(), &exact_options());
+    assert_eq!(exact.last_index(), LogIndex(61));
+}
+
+#[test]
+fn a_torn_record_in_reserved_space_is_cut_and_the_space_reserved_again() {
+    let options = small_options();
+    let directory = wal_with_entries(5, 100, &options);
+    let newest = segments(directory.path()).pop().expect("a segment");
+    let end = data_end(&newest);
+    // Half of a sixth record landed in the reserved zeros before a crash.
+    let mut record = Vec::new();
+    encode_record(&Record::Entry(entry(6, 1, 100)), &mut record);
+    let mut bytes = fs::read(&newest).expect("read");
+    let half = record.len() / 2;
+    bytes[end as usize..end as usize + half].copy_from_slice(&record[..half]);
+    fs::write(&newest, &bytes).expect("write");
+
+    let mut wal = open(directory.path(), &options);
+    assert_eq!(wal.last_index(), LogIndex(5));
+    let torn = wal.recovery_report().torn_tail.clone().expect("torn tail");
+    assert_eq!(torn.offset, end);
+    assert_eq!(
+        fs::metadata(&newest).expect("metadata").len(),
+        options.segment_size_bytes,
+        "the cut segment is given its reserved size again"
+    );
+    wal.append(vec![entry(6, 1, 100)]).expect("append");
+    wal.close().expect("close");
+    let wal = open(directory.path(), &options);
+    assert_eq!(wal.recovery_report().torn_tail, None);
+    assert_eq!(
+        all_entries(&wal),
+        (1..=6)
+            .map(|index| entry(index, 1, 100))
+            .collect::<Vec<_>>()
+    );
 }

@@ -45,17 +45,27 @@ pub fn segments(data_directory: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, path)| path).collect()
 }
 
-/// The offsets of the records in a segment file.
+/// The offsets of the records in a segment file (up to the zeros of space
+/// reserved ahead, if any).
 pub fn record_offsets(segment: &Path) -> Vec<usize> {
+    records(segment).0
+}
+
+/// Where the last record of a segment file ends.
+pub fn data_end(segment: &Path) -> u64 {
+    records(segment).1 as u64
+}
+
+fn records(segment: &Path) -> (Vec<usize>, usize) {
     let bytes = std::fs::read(segment).expect("read segment");
     let mut offsets = Vec::new();
     let mut offset = SEGMENT_HEADER_BYTES;
-    while offset < bytes.len() {
+    while offset < bytes.len() && bytes[offset..].iter().any(|&byte| byte != 0) {
         let (_, len) = decode_record(&bytes[offset..]).expect("a valid record");
         offsets.push(offset);
         offset += len;
     }
-    offsets
+    (offsets, offset)
 }
 
 /// Copies a data directory (without its lock holder) to `to`.

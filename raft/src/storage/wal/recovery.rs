@@ -18,6 +18,10 @@
 //! - valid records do follow, but a whole zero-filled 512-byte sector lies
 //!   between: pages of the unsynced batch reached the disk out of order.
 //!
+//! Zeros from a record boundary to the end of the newest segment are not a
+//! record at all: that is the space the writer reserved and has not used
+//! yet (see `segment.rs`), the end of the log.
+//!
 //! Anything else is corruption, and so is any decoding failure in an older
 //! segment, a gap in the indexes that no purge explains, or a valid record
 //! this build does not understand: the WAL refuses to start rather than
@@ -126,6 +130,7 @@ pub(crate) fn recover(
                     report.records_scanned += 1;
                     offset += len;
                 }
+                Err(_) if newest && bytes[offset..].iter().all(|&byte| byte == 0) => break,
                 Err(error) => {
                     if !newest || !is_torn_tail(&bytes, offset, &error) {
                         return Err(corrupt(

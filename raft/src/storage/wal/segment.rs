@@ -20,6 +20,12 @@
 //! followed by records (see [`super::record`]). A segment is created under a
 //! temporary name, synced, renamed and the directory synced, so a segment
 //! with its final name always has a whole header.
+//!
+//! A segment may be created at its full size (fallocate), so that appending
+//! never grows the file and an fdatasync has no file size to write; its
+//! unused end reads as zeros. When the next segment starts, the full one is
+//! cut to the end of its last record ([`SegmentFile::seal`]), so only the
+//! newest segment ever ends in unused space.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -171,9 +177,11 @@ impl SegmentFile {
     }
 
     /// Creates the file: `initial` (the header and the records every
-    /// segment starts with) is written under a temporary name and synced,
-    /// then the file is renamed into place and the directory synced.
-    pub fn create(&self, initial: &[u8]) -> Result<(), StorageError> {
+    /// segment starts with) is written under a temporary name, the file is
+    /// given `size_bytes` on disk if it is larger (see
+    /// [`SegmentFile::reserve`]) and synced, then renamed into place and the
+    /// directory synced.
+    pub fn create(&self, initial: &[u8], size_bytes: u64) -> Result<(), StorageError> {
         let directory = self.path.parent().unwrap_or(Path::new("."));
         let temporary = directory.join(self.id.temporary_file_name());
         let mut file = OpenOptions::new()
@@ -185,6 +193,7 @@ impl SegmentFile {
             .map_err(StorageError::io("create segment", &temporary))?;
         file.write_all(initial)
             .map_err(StorageError::io("write segment header", &temporary))?;
+        reserve(&file, &temporary, size_bytes)?;
         file.sync_data()
             .map_err(StorageError::io("sync new segment", &temporary))?;
         fs::rename(&temporary, &self.path)
@@ -193,6 +202,20 @@ impl SegmentFile {
         // The writer is the only one to create a segment, and does so once.
         let _ = self.file.set(file);
         Ok(())
+    }
+
+    /// Gives the file `size_bytes` on disk if it is shorter (its new end
+    /// reads as zeros); nothing on a file system without fallocate.
+    pub fn reserve(&self, size_bytes: u64) -> Result<(), StorageError> {
+        reserve(self.file()?, &self.path, size_bytes)
+    }
+
+    /// Cuts the file at `len`, the end of its last record: the segment is
+    /// full and the next one starts. (Synced with the segment's writes.)
+    pub fn seal(&self, len: u64) -> Result<(), StorageError> {
+        self.file()?
+            .set_len(len)
+            .map_err(StorageError::io("cut the unused end of", &self.path))
     }
 
     /// Writes `bytes` at `offset`.
@@ -275,6 +298,32 @@ impl SegmentFile {
             offset,
             reason,
         }
+    }
+}
+
+/// Allocates `file` up to `size_bytes` (growing its size) if it is shorter.
+fn reserve(file: &File, path: &Path, size_bytes: u64) -> Result<(), StorageError> {
+    let len = file
+        .metadata()
+        .map_err(StorageError::io("read the size of", path))?
+        .len();
+    if len >= size_bytes {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(
+        file,
+        rustix::fs::FallocateFlags::empty(),
+        len,
+        size_bytes - len,
+    ) {
+        Ok(()) => Ok(()),
+        // Not every file system can: the file grows with each append then.
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
+        Err(error) => Err(StorageError::Io {
+            action: "reserve space for",
+            path: path.to_path_buf(),
+            source: error.into(),
+        }),
     }
 }
 

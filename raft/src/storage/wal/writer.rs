@@ -109,7 +109,13 @@ pub(crate) enum WriteOp {
     Create {
         segment: Arc<SegmentFile>,
         initial: Vec<u8>,
+        /// The size to reserve on disk (see [`SegmentFile::reserve`]).
+        size_bytes: u64,
     },
+    /// Cut a full segment's unused end at `len`, the end of its last
+    /// record, before the next segment is created (see
+    /// [`SegmentFile::seal`]); synced with the segment's writes.
+    Seal { segment: Arc<SegmentFile>, len: u64 },
     /// Write `bytes` at `offset`.
     Write {
         segment: Arc<SegmentFile>,
@@ -195,6 +201,7 @@ impl Commit {
             Some(WriteOp::Create {
                 segment: last,
                 initial,
+                ..
             }) if Arc::ptr_eq(last, segment) && initial.len() as u64 == offset => {
                 initial.extend_from_slice(bytes);
             }
@@ -401,14 +408,24 @@ impl Shared {
         let mut removals = Vec::new();
         for operation in operations {
             match operation {
-                WriteOp::Create { segment, initial } => {
+                WriteOp::Seal { segment, len } => {
+                    segment.seal(*len)?;
+                    if !dirty.iter().any(|written| Arc::ptr_eq(written, segment)) {
+                        dirty.push(segment);
+                    }
+                }
+                WriteOp::Create {
+                    segment,
+                    initial,
+                    size_bytes,
+                } => {
                     for written in dirty.drain(..) {
                         self.sync_segment(written)?;
                     }
                     if !removals.is_empty() {
                         self.remove_segments(&std::mem::take(&mut removals))?;
                     }
-                    segment.create(initial)?;
+                    segment.create(initial, *size_bytes)?;
                     Counters::add(&self.counters.fdatasyncs, 1);
                     Counters::add(&self.counters.directory_syncs, 1);
                     Counters::add(&self.counters.bytes_written, initial.len() as u64);
