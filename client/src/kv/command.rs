@@ -40,13 +40,27 @@ impl Command {
     /// and encodes it for proposal. A refused command is never proposed, so
     /// it writes nothing.
     pub fn to_proposal(self, limits: &Limits) -> Result<Vec<u8>, KvError> {
-        self.validate()?;
-        if let Command::Txn(request) = &self {
-            limits.check_txn(request)?;
-        }
+        self.check(limits)?;
         let bytes = self.into_bytes();
         limits.check_size(bytes.len())?;
         Ok(bytes)
+    }
+
+    /// Checks `bytes` that another member made with
+    /// [`Command::to_proposal`] against the same rules and this node's
+    /// `limits`, so that they can be proposed as they are.
+    pub fn check_proposal(bytes: &[u8], limits: &Limits) -> Result<(), KvError> {
+        Command::from_bytes(bytes)?.check(limits)?;
+        Ok(limits.check_size(bytes.len())?)
+    }
+
+    /// The request's own rules and this node's limits on transactions.
+    fn check(&self, limits: &Limits) -> Result<(), KvError> {
+        self.validate()?;
+        if let Command::Txn(request) = self {
+            limits.check_txn(request)?;
+        }
+        Ok(())
     }
 
     /// The log entry bytes of this command (no validation).

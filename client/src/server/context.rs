@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 use raft::node::Node;
 use raft::NodeId;
-use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
@@ -110,13 +109,5 @@ impl Context {
             .connect_lazy();
         channels.insert(member, (address, channel.clone()));
         Ok(channel)
-    }
-
-    /// A KV client connected (lazily) to member `leader`.
-    pub fn client_of(&self, leader: NodeId) -> Result<KvClient<Channel>, Status> {
-        let limit = self.limits.max_request_bytes + (1 << 20);
-        Ok(KvClient::new(self.channel_of(leader)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(limit))
     }
 }

@@ -305,14 +305,18 @@ impl ForwardService {
 /// Carries out one forwarded request here and says how it went.
 async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
     let outcome = match request.request {
-        Some(ForwardedKind::Command(command)) => match Command::from_bytes(&command) {
-            Ok(command) => kv.write(command).await.map(|response| match response {
-                CommandResponse::Put(response) => ReplyResponse::Put(response),
-                CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
-                CommandResponse::Txn(response) => ReplyResponse::Txn(response),
-            }),
-            Err(error) => Err(kv_status(&error)),
-        },
+        // Checked again (the member is trusted only to be of this
+        // cluster), then proposed as it came: no decoding and encoding.
+        Some(ForwardedKind::Command(command)) => {
+            match Command::check_proposal(&command, kv.limits()) {
+                Ok(()) => kv.propose(command).await.map(|response| match response {
+                    CommandResponse::Put(response) => ReplyResponse::Put(response),
+                    CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
+                    CommandResponse::Txn(response) => ReplyResponse::Txn(response),
+                }),
+                Err(error) => Err(kv_status(&error)),
+            }
+        }
         Some(ForwardedKind::ReadIndex(ReadIndexRequest {})) => kv
             .read_index_here()
             .await
@@ -391,8 +395,9 @@ impl KvForward for ForwardService {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         if theirs != Some(self.context.cluster_id) {
+            let theirs = theirs.map_or_else(|| "(none named)".to_string(), |id| format!("{id:x}"));
             return Err(Status::failed_precondition(format!(
-                "forwarded writes from cluster {theirs:?}, but this is cluster {:x}",
+                "a forwarding stream from cluster {theirs}, but this is cluster {:x}",
                 self.context.cluster_id
             )));
         }

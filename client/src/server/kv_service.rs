@@ -31,12 +31,15 @@ impl KvService {
         KvService { context }
     }
 
-    /// Proposes a write at this node (the leader) and waits for its
-    /// response.
-    pub(crate) async fn write(&self, command: Command) -> Result<CommandResponse, Status> {
-        let proposal = command
-            .to_proposal(&self.context.limits)
-            .map_err(|error| kv_status(&error))?;
+    /// This node's request limits.
+    pub(crate) fn limits(&self) -> &crate::kv::Limits {
+        &self.context.limits
+    }
+
+    /// Proposes a write, validated and encoded with
+    /// [`Command::to_proposal`], at this node (the leader) and waits for
+    /// its response.
+    pub(crate) async fn propose(&self, proposal: Vec<u8>) -> Result<CommandResponse, Status> {
         match self.context.node.propose(proposal.into()).await {
             Ok(Ok(mut response)) => {
                 response.fill_headers(self.context.header());
@@ -74,29 +77,23 @@ impl KvService {
             .map_err(|failure| failure_status(&failure))
     }
 
-    /// Sends a write to the leader over the forwarding stream (validated
-    /// here first, so that bad input is refused by the member that got
-    /// it).
-    async fn forward(&self, leader: NodeId, command: Command) -> Result<CommandResponse, Status> {
-        let proposal = command
-            .to_proposal(&self.context.limits)
-            .map_err(|error| kv_status(&error))?;
-        self.context
-            .forwarder
-            .write(&self.context, leader, proposal)
-            .await
-    }
-
     /// Writes `command` here (no `leader`: this node leads) or at the
-    /// leader.
+    /// leader over the forwarding stream. It is validated here either way,
+    /// so that bad input is refused by the member that got it.
     async fn write_at(
         &self,
         leader: Option<NodeId>,
         command: Command,
     ) -> Result<CommandResponse, Status> {
+        let proposal = command
+            .to_proposal(&self.context.limits)
+            .map_err(|error| kv_status(&error))?;
         match leader {
-            Some(leader) => self.forward(leader, command).await,
-            None => self.write(command).await,
+            Some(leader) => {
+                let forwarder = &self.context.forwarder;
+                forwarder.write(&self.context, leader, proposal).await
+            }
+            None => self.propose(proposal).await,
         }
     }
 

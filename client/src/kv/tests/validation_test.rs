@@ -208,3 +208,35 @@ fn proposals_are_validated_before_encoding() {
     assert_eq!(error, KvError::Invalid(InvalidRequest::EmptyKey));
     assert_eq!(error.to_string(), "etcdserver: key is not provided");
 }
+
+#[test]
+fn a_proposal_from_another_member_is_checked_by_the_same_rules() {
+    let limits = Limits {
+        max_request_bytes: 64,
+        max_txn_operations: 2,
+    };
+    let bytes = Command::Put(put_request("k", "v"))
+        .to_proposal(&Limits::default())
+        .unwrap();
+    assert_eq!(Command::check_proposal(&bytes, &limits), Ok(()));
+    // Made under a larger limit than this node's: refused here.
+    let large = Command::Put(put_request("k", &"v".repeat(64))).into_bytes();
+    assert!(matches!(
+        Command::check_proposal(&large, &limits),
+        Err(KvError::Invalid(InvalidRequest::RequestTooLarge { .. }))
+    ));
+    let puts = (0..3)
+        .map(|key| put_operation(&key.to_string(), "v"))
+        .collect();
+    let too_many = Command::Txn(txn_request(vec![], puts, vec![])).into_bytes();
+    assert!(matches!(
+        Command::check_proposal(&too_many, &limits),
+        Err(KvError::Invalid(InvalidRequest::TooManyOperations { .. }))
+    ));
+    let empty_key = Command::Put(put_request("", "v")).into_bytes();
+    assert!(Command::check_proposal(&empty_key, &limits).is_err());
+    assert!(matches!(
+        Command::check_proposal(b"\xff\xff garbage", &limits),
+        Err(KvError::MalformedCommand { .. })
+    ));
+}

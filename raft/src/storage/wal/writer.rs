@@ -410,9 +410,7 @@ impl Shared {
             match operation {
                 WriteOp::Seal { segment, len } => {
                     segment.seal(*len)?;
-                    if !dirty.iter().any(|written| Arc::ptr_eq(written, segment)) {
-                        dirty.push(segment);
-                    }
+                    mark_dirty(&mut dirty, segment);
                 }
                 WriteOp::Create {
                     segment,
@@ -437,9 +435,7 @@ impl Shared {
                 } => {
                     segment.write_at(bytes, *offset)?;
                     Counters::add(&self.counters.bytes_written, bytes.len() as u64);
-                    if !dirty.iter().any(|written| Arc::ptr_eq(written, segment)) {
-                        dirty.push(segment);
-                    }
+                    mark_dirty(&mut dirty, segment);
                 }
                 WriteOp::Remove { segment } => removals.push(segment.clone()),
             }
@@ -478,6 +474,13 @@ impl Shared {
                 callback(durable);
             }
         }
+    }
+}
+
+/// Adds `segment` to the segments the batch must sync, once.
+fn mark_dirty<'a>(dirty: &mut Vec<&'a Arc<SegmentFile>>, segment: &'a Arc<SegmentFile>) {
+    if !dirty.iter().any(|written| Arc::ptr_eq(written, segment)) {
+        dirty.push(segment);
     }
 }
 
