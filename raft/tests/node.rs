@@ -352,32 +352,52 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_a_streamed_snapshot()
     cluster.restart_all_and_expect(&expected).await;
 }
 
-/// Runs a one-node cluster that snapshots every 10 entries under `ratio`,
-/// proposes 200 commands of 16 bytes, and returns how many snapshots it
-/// took.
-async fn snapshots_taken_with_log_growth_ratio(ratio: u64) -> u64 {
+/// A one-node cluster that snapshots every 10 entries under `ratio`.
+async fn one_node_snapshotting_every_10_entries(ratio: u64) -> Cluster {
     let mut cluster = Cluster::with_snapshots(1, Some((10, 5))).await;
     // Restarted (before any entry) with the ratio under test.
     cluster.stop(NodeId(1)).await;
     cluster.log_growth_ratio = Some(ratio);
     cluster.start(NodeId(1)).await;
-    for value in 0..200 {
-        propose(&cluster, &format!("value-{value:010}")).await;
+    cluster
+}
+
+/// Proposes the commands numbered `values`, 16 bytes each.
+async fn propose_numbered(cluster: &Cluster, values: std::ops::Range<u64>) {
+    for value in values {
+        propose(cluster, &format!("value-{value:010}")).await;
     }
+}
+
+fn snapshots_taken(cluster: &Cluster) -> u64 {
     cluster.node(NodeId(1)).metrics().snapshots_taken.get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_of_a_growing_state_wait_until_the_log_outgrows_the_last_one() {
-    // By entries alone: one snapshot per 10 entries (a few may be skipped
-    // while the previous one is still being written).
-    let by_entries = snapshots_taken_with_log_growth_ratio(0).await;
-    assert!(by_entries >= 6, "{by_entries} snapshots by entry count");
+    // By entries alone: one snapshot per 10 entries. (Each is waited for,
+    // since one still being written when the next is due is skipped.)
+    let cluster = one_node_snapshotting_every_10_entries(0).await;
+    for group in 1..=20 {
+        propose_numbered(&cluster, (group - 1) * 10..group * 10).await;
+        tokio::time::timeout(LIMIT, async {
+            while snapshots_taken(&cluster) < group {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no snapshot after {} entries", group * 10));
+    }
+    let by_entries = snapshots_taken(&cluster);
+    assert_eq!(by_entries, 20, "snapshots by entry count");
     // With ratio 2 each snapshot (20 bytes per command, plus a header)
     // waits until the commands applied since the previous one (16 bytes
     // each) add up to twice its size, so the gaps grow geometrically: three
-    // snapshots at most in 200 entries.
-    let by_size = snapshots_taken_with_log_growth_ratio(2).await;
+    // snapshots at most in 200 entries (skips would only make fewer), and
+    // the first is due at 10 entries, when none is being written.
+    let cluster = one_node_snapshotting_every_10_entries(2).await;
+    propose_numbered(&cluster, 0..200).await;
+    let by_size = snapshots_taken(&cluster);
     assert!(
         (1..=3).contains(&by_size),
         "{by_size} snapshots with the log growth ratio (against {by_entries} by entries)"
