@@ -135,21 +135,34 @@ impl KvStore {
     /// since a transaction's final revision is known only at its end.
     pub(super) fn put(&mut self, request: &PutRequest, pending: &mut PendingWrite) -> PutResponse {
         pending.changed = true;
-        let previous = self.entries.get(&request.key);
-        let prev_kv = previous
-            .filter(|_| request.prev_kv)
-            .map(|entry| entry.to_key_value(&request.key, true));
+        let value = Bytes::copy_from_slice(&request.value);
+        // An existing key is updated in place: one descent of the map (which
+        // copies the path only if a snapshot still shares it), not a lookup
+        // followed by an insert.
+        if let Some(entry) = self.entries.get_mut(&request.key) {
+            let prev_kv = request
+                .prev_kv
+                .then(|| entry.to_key_value(&request.key, true));
+            entry.value = value;
+            entry.mod_revision = pending.revision;
+            entry.version += 1;
+            entry.lease = request.lease;
+            return PutResponse {
+                header: None,
+                prev_kv,
+            };
+        }
         let entry = Entry {
-            value: Bytes::copy_from_slice(&request.value),
-            create_revision: previous.map_or(pending.revision, |entry| entry.create_revision),
+            value,
+            create_revision: pending.revision,
             mod_revision: pending.revision,
-            version: previous.map_or(0, |entry| entry.version) + 1,
+            version: 1,
             lease: request.lease,
         };
         self.entries.insert(request.key.clone(), entry);
         PutResponse {
             header: None,
-            prev_kv,
+            prev_kv: None,
         }
     }
 
