@@ -1,5 +1,6 @@
 //! The sending side of the peer transport: one task per peer that keeps a
-//! long-lived gRPC stream open and forwards that peer's messages on it.
+//! long-lived gRPC stream open; the stream's body takes that peer's
+//! messages straight from its queue.
 //!
 //! Each peer has a bounded queue. When it is full (the peer is slow or
 //! unreachable) new messages are dropped and counted: Raft retransmits
@@ -7,15 +8,17 @@
 //! the others. A failed stream is reopened with exponential backoff.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use raft_proto::raft as wire;
 use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::core::message::{Message, MessageBody};
@@ -196,10 +199,78 @@ impl Drop for Peers {
     }
 }
 
+/// The queue of one peer, shared by the peer's task (which waits on it for
+/// the first message before connecting) and the open stream's body (which
+/// takes messages straight from it, with no relay task in between).
+type SharedQueue = Arc<Mutex<QueueState>>;
+
+struct QueueState {
+    receiver: mpsc::Receiver<Outbound>,
+    /// Bumped each time a new reader takes over (a new stream, or the task
+    /// waiting to reconnect). A stream body of an older generation that is
+    /// still polled after its call ended gets nothing: it must neither take
+    /// messages nor leave its waker in the receiver in place of the live
+    /// reader's.
+    generation: u64,
+}
+
+impl QueueState {
+    fn poll_as(&mut self, generation: u64, context: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        if generation != self.generation {
+            return Poll::Ready(None);
+        }
+        self.receiver.poll_recv(context)
+    }
+}
+
+/// The body of one open stream: the peer's queued messages, in order.
+/// Snapshots are handed to the [`SnapshotSource`] on the way (they travel
+/// on their own call); the stream ends when the queue is closed.
+struct Outgoing {
+    queue: SharedQueue,
+    generation: u64,
+    first: Option<Outbound>,
+    client: RaftPeerClient<Channel>,
+    snapshots: Arc<dyn SnapshotSource>,
+    counters: Arc<PeerCounters>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Stream for Outgoing {
+    type Item = wire::PeerMessage;
+
+    fn poll_next(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let mut queue = this.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let outbound = match this.first.take() {
+                Some(outbound) => outbound,
+                None => match queue.poll_as(this.generation, context) {
+                    Poll::Ready(Some(outbound)) => outbound,
+                    Poll::Ready(None) => {
+                        if queue.generation == this.generation {
+                            this.closed.store(true, Ordering::Relaxed);
+                        }
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            match outbound {
+                Outbound::Message(message) => {
+                    this.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Some(message));
+                }
+                Outbound::Snapshot(message) => this.snapshots.send(this.client.clone(), message),
+            }
+        }
+    }
+}
+
 async fn run_peer(
     node: NodeId,
     address: String,
-    mut queue: mpsc::Receiver<Outbound>,
+    queue: mpsc::Receiver<Outbound>,
     options: PeerOptions,
     counters: Arc<PeerCounters>,
     snapshots: Arc<dyn SnapshotSource>,
@@ -215,14 +286,29 @@ async fn run_peer(
             return;
         }
     };
+    let queue: SharedQueue = Arc::new(Mutex::new(QueueState {
+        receiver: queue,
+        generation: 0,
+    }));
+    let take_over = || {
+        let mut state = queue.lock().unwrap_or_else(PoisonError::into_inner);
+        state.generation += 1;
+        state.generation
+    };
+    let closed = Arc::new(AtomicBool::new(false));
     let mut backoff = options.backoff_min;
-    // A refusal is logged as a warning once, then at debug level while the
-    // peer keeps refusing for the same reason.
     let mut refused_for: Option<String> = None;
     loop {
-        // Wait for something to send before connecting, so an idle peer
-        // costs nothing and a dead one is not hammered.
-        let Some(first) = queue.recv().await else {
+        // Connect only once there is something to send.
+        let waiting = take_over();
+        let first = std::future::poll_fn(|context| {
+            queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .poll_as(waiting, context)
+        })
+        .await;
+        let Some(first) = first else {
             return;
         };
         let channel = match endpoint.connect().await {
@@ -235,57 +321,38 @@ async fn run_peer(
             }
         };
         counters.connects.fetch_add(1, Ordering::Relaxed);
-        let client = RaftPeerClient::new(channel)
+        let mut client = RaftPeerClient::new(channel)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        let (stream_sender, stream_receiver) = mpsc::channel(256);
-        let mut call_client = client.clone();
-        let mut call = tokio::spawn(async move {
-            call_client
-                .stream(ReceiverStream::new(stream_receiver))
-                .await
-        });
+        let outgoing = Outgoing {
+            queue: queue.clone(),
+            generation: take_over(),
+            first: Some(first),
+            client: client.clone(),
+            snapshots: snapshots.clone(),
+            counters: counters.clone(),
+            closed: closed.clone(),
+        };
         let opened = tokio::time::Instant::now();
-        let mut next = Some(first);
-        loop {
-            let outbound = match next.take() {
-                Some(outbound) => outbound,
-                None => tokio::select! {
-                    outbound = queue.recv() => match outbound {
-                        Some(outbound) => outbound,
-                        None => { call.abort(); return; }
-                    },
-                    ended = &mut call => {
-                        if let Ok(Err(status)) = ended {
-                            if status.code() == tonic::Code::PermissionDenied {
-                                if refused_for.as_deref() == Some(status.message()) {
-                                    tracing::debug!(peer = %node, reason = status.message(),
-                                        "the peer still refuses this node's messages");
-                                } else {
-                                    tracing::warn!(peer = %node, reason = status.message(),
-                                        "the peer refuses this node's messages");
-                                    refused_for = Some(status.message().to_string());
-                                }
-                            } else {
-                                tracing::debug!(peer = %node, %status, "peer stream ended");
-                            }
-                        }
-                        break;
-                    }
-                },
-            };
-            match outbound {
-                Outbound::Message(message) => {
-                    if stream_sender.send(message).await.is_err() {
-                        break;
-                    }
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
+        // The call lasts as long as the stream: the peer answers when it
+        // ends, or refuses it.
+        match client.stream(outgoing).await {
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                if refused_for.as_deref() == Some(status.message()) {
+                    tracing::debug!(peer = %node, reason = status.message(),
+                        "the peer still refuses this node's messages");
+                } else {
+                    tracing::warn!(peer = %node, reason = status.message(),
+                        "the peer refuses this node's messages");
+                    refused_for = Some(status.message().to_string());
                 }
-                Outbound::Snapshot(message) => snapshots.send(client.clone(), message),
             }
+            Err(status) => tracing::debug!(peer = %node, %status, "peer stream ended"),
+            Ok(_) => {}
         }
-        drop(stream_sender);
-        call.abort();
+        if closed.load(Ordering::Relaxed) {
+            return;
+        }
         // A stream that lived a while was healthy: reconnect at once. One
         // that ended quickly (refused, or the peer is going down) backs off,
         // so a peer that refuses us is not hammered.
@@ -295,5 +362,35 @@ async fn run_peer(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(options.backoff_max);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn a_reader_of_an_older_generation_takes_nothing_from_the_queue() {
+        let (sender, receiver) = mpsc::channel(4);
+        let mut state = QueueState {
+            receiver,
+            generation: 2,
+        };
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(state.poll_as(2, &mut context).is_pending());
+        sender
+            .try_send(Outbound::Message(wire::PeerMessage::default()))
+            .unwrap();
+        // The stream of the previous connection, polled once more after its
+        // call ended, ends without taking the message.
+        assert!(matches!(state.poll_as(1, &mut context), Poll::Ready(None)));
+        assert!(matches!(
+            state.poll_as(2, &mut context),
+            Poll::Ready(Some(Outbound::Message(_)))
+        ));
+        assert!(state.poll_as(2, &mut context).is_pending());
+        drop(sender);
+        assert!(matches!(state.poll_as(2, &mut context), Poll::Ready(None)));
     }
 }
