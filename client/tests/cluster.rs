@@ -9,6 +9,8 @@
 
 mod support;
 
+#[path = "cluster/bench.rs"]
+mod bench;
 #[cfg(feature = "etcd-client-tests")]
 #[path = "cluster/etcd_client.rs"]
 mod etcd_client_crate;

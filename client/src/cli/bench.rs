@@ -1,16 +1,58 @@
 //! `raft_client bench`: a closed-loop load generator over the etcd API.
 //! Each client sends one request, waits for its answer, and sends the next;
-//! clients share `conns` gRPC connections spread over the endpoints. Works
-//! against RustyRaft and against etcd itself.
+//! clients share `conns` HTTP/2 connections spread over the endpoints (see
+//! [`UnaryChannel`] for why not tonic's client). Works against RustyRaft and
+//! against etcd itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use raft_proto::etcd::etcdserverpb::{PutRequest, RangeRequest};
+use raft_proto::etcd::etcdserverpb::{PutRequest, PutResponse, RangeRequest, RangeResponse};
 use tokio::sync::Mutex;
 
-use crate::cli::endpoints::Clients;
+use crate::cli::unary_channel::{UnaryChannel, UnaryError};
+
+const PUT: &str = "/etcdserverpb.KV/Put";
+const RANGE: &str = "/etcdserverpb.KV/Range";
+
+/// One of the load generator's connections: opened on first use, and
+/// opened again after it fails (a member restarted, say).
+struct Connection {
+    endpoint: String,
+    /// The open connection and its generation (how many were opened).
+    current: Mutex<(u64, Option<UnaryChannel>)>,
+}
+
+impl Connection {
+    fn new(endpoint: &str) -> Connection {
+        Connection {
+            endpoint: endpoint.to_string(),
+            current: Mutex::new((0, None)),
+        }
+    }
+
+    /// The open connection, opening one if there is none.
+    async fn get(&self) -> Result<(u64, UnaryChannel), UnaryError> {
+        let mut current = self.current.lock().await;
+        if let Some(channel) = &current.1 {
+            return Ok((current.0, channel.clone()));
+        }
+        let channel = UnaryChannel::connect(&self.endpoint).await?;
+        current.0 += 1;
+        current.1 = Some(channel.clone());
+        Ok((current.0, channel))
+    }
+
+    /// Drops connection `generation` after it failed (unless another
+    /// client already replaced it).
+    async fn failed(&self, generation: u64) {
+        let mut current = self.current.lock().await;
+        if current.0 == generation {
+            current.1 = None;
+        }
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -61,8 +103,11 @@ impl BenchReport {
 
 /// Runs the load and returns the figures.
 pub async fn run(options: BenchOptions) -> BenchReport {
-    let connections: Vec<Clients> = (0..options.connections.max(1))
-        .map(|connection| Clients::new(&options.endpoints[connection % options.endpoints.len()]))
+    let connections: Vec<Arc<Connection>> = (0..options.connections.max(1))
+        .map(|connection| {
+            let endpoint = &options.endpoints[connection % options.endpoints.len()];
+            Arc::new(Connection::new(endpoint))
+        })
         .collect();
     let histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let shared = Arc::new(Mutex::new((histogram, 0u64, 0u64)));
@@ -71,7 +116,7 @@ pub async fn run(options: BenchOptions) -> BenchReport {
     let deadline = start + options.duration;
     let mut tasks = Vec::new();
     for client in 0..options.clients.max(1) {
-        let mut clients = connections[client % connections.len()].clone();
+        let connection = connections[client % connections.len()].clone();
         let shared = shared.clone();
         let value = value.clone();
         let options = options.clone();
@@ -79,6 +124,11 @@ pub async fn run(options: BenchOptions) -> BenchReport {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
             let (mut operations, mut errors) = (0u64, 0u64);
             let mut sequence = 0usize;
+            let mut channel: Option<(u64, UnaryChannel)> = None;
+            let mut put = PutRequest {
+                value,
+                ..Default::default()
+            };
             while Instant::now() < deadline {
                 let key = format!(
                     "bench/{client}/{}",
@@ -87,25 +137,33 @@ pub async fn run(options: BenchOptions) -> BenchReport {
                 .into_bytes();
                 sequence += 1;
                 let began = Instant::now();
-                let outcome = if options.read {
-                    clients
-                        .kv
-                        .range(RangeRequest {
-                            key,
-                            ..Default::default()
-                        })
-                        .await
-                        .map(drop)
-                } else {
-                    clients
-                        .kv
-                        .put(PutRequest {
-                            key,
-                            value: value.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .map(drop)
+                let outcome = match &channel {
+                    Some(open) => Ok(open.clone()),
+                    None => connection.get().await,
+                };
+                let outcome = match outcome {
+                    Err(error) => Err(error),
+                    Ok((generation, open)) => {
+                        let answer = if options.read {
+                            let request = RangeRequest {
+                                key,
+                                ..Default::default()
+                            };
+                            open.call::<_, RangeResponse>(RANGE, &request)
+                                .await
+                                .map(drop)
+                        } else {
+                            put.key = key;
+                            open.call::<_, PutResponse>(PUT, &put).await.map(drop)
+                        };
+                        if let Err(UnaryError::Http2(_)) = &answer {
+                            connection.failed(generation).await;
+                            channel = None;
+                        } else {
+                            channel = Some((generation, open));
+                        }
+                        answer
+                    }
                 };
                 match outcome {
                     Ok(()) => {
@@ -113,8 +171,9 @@ pub async fn run(options: BenchOptions) -> BenchReport {
                         let _ = local.record(micros.max(1));
                         operations += 1;
                     }
-                    Err(_) => {
+                    Err(error) => {
                         errors += 1;
+                        tracing::debug!(%error, "benchmark request failed");
                         // Do not spin on a cluster without a leader.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }

@@ -7,3 +7,4 @@ pub mod endpoints;
 pub mod logging;
 pub mod members;
 pub mod run;
+pub mod unary_channel;
