@@ -43,6 +43,7 @@ mod key_range;
 mod range;
 mod snapshot;
 mod store;
+mod stored_key;
 mod txn;
 pub mod validation;
 

@@ -8,6 +8,7 @@ use super::entry::Entry;
 use super::error::{KvError, Unsupported};
 use super::key_range::KeyRange;
 use super::store::{header, KvStore};
+use super::stored_key::StoredKey;
 use super::validation::validate_range;
 
 impl KvStore {
@@ -60,7 +61,7 @@ impl KvStore {
             .entries_in(&range)
             .filter(|(_, entry)| within_revision_bounds(request, entry));
         let target = request.sort_target();
-        let mut selected: Vec<(&Vec<u8>, &Entry)> = match (request.sort_order(), target) {
+        let mut selected: Vec<(&StoredKey, &Entry)> = match (request.sort_order(), target) {
             // Key order is the map's own: stop one past the limit, which is
             // enough to know whether there is more.
             (

@@ -25,6 +25,7 @@ use raft_proto::etcd::mvccpb::KeyValue;
 use super::entry::Entry;
 use super::error::SnapshotError;
 use super::store::{KvStore, INITIAL_REVISION};
+use super::stored_key::StoredKey;
 
 const MAGIC: &[u8; 8] = b"RRKVSNAP";
 const FORMAT_VERSION: u32 = 1;
@@ -99,7 +100,7 @@ impl KvStore {
             check_key_value(&key_value, revision, &entries)
                 .map_err(|reason| records.invalid(reason))?;
             entries.insert(
-                key_value.key,
+                StoredKey::from_vec(key_value.key),
                 Entry {
                     value: Bytes::from(key_value.value),
                     create_revision: key_value.create_revision,
@@ -129,13 +130,13 @@ impl KvStore {
 fn check_key_value(
     key_value: &KeyValue,
     revision: i64,
-    entries_so_far: &OrdMap<Vec<u8>, Entry>,
+    entries_so_far: &OrdMap<StoredKey, Entry>,
 ) -> Result<(), String> {
     if key_value.key.is_empty() {
         return Err("empty key".to_string());
     }
     if let Some((last, _)) = entries_so_far.get_max() {
-        if key_value.key <= *last {
+        if key_value.key.as_slice() <= last.as_slice() {
             return Err("keys are not in increasing order".to_string());
         }
     }

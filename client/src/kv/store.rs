@@ -12,6 +12,7 @@ use super::command::{Command, CommandResponse};
 use super::entry::Entry;
 use super::error::KvError;
 use super::key_range::KeyRange;
+use super::stored_key::StoredKey;
 use super::txn::set_write_revisions;
 
 /// The revision of an empty store; the first write gets revision 2 (as in
@@ -37,7 +38,7 @@ pub struct KvStore {
     /// A persistent (copy-on-write) ordered map: cloning the store for a
     /// snapshot is O(1), and writes after the clone copy only the nodes
     /// they touch.
-    pub(super) entries: OrdMap<Vec<u8>, Entry>,
+    pub(super) entries: OrdMap<StoredKey, Entry>,
     pub(super) revision: i64,
     pub(super) applied_index: LogIndex,
 }
@@ -139,7 +140,7 @@ impl KvStore {
         // An existing key is updated in place: one descent of the map (which
         // copies the path only if a snapshot still shares it), not a lookup
         // followed by an insert.
-        if let Some(entry) = self.entries.get_mut(&request.key) {
+        if let Some(entry) = self.entries.get_mut(request.key.as_slice()) {
             let prev_kv = request
                 .prev_kv
                 .then(|| entry.to_key_value(&request.key, true));
@@ -159,7 +160,8 @@ impl KvStore {
             version: 1,
             lease: request.lease,
         };
-        self.entries.insert(request.key.clone(), entry);
+        self.entries
+            .insert(StoredKey::from_slice(&request.key), entry);
         PutResponse {
             header: None,
             prev_kv: None,
@@ -174,13 +176,13 @@ impl KvStore {
         pending: &mut PendingWrite,
     ) -> DeleteRangeResponse {
         let range = KeyRange::new(&request.key, &request.range_end);
-        let keys: Vec<Vec<u8>> = self
+        let keys: Vec<StoredKey> = self
             .entries_in(&range)
             .map(|(key, _)| key.clone())
             .collect();
         let mut prev_kvs = Vec::new();
         for key in &keys {
-            let removed = self.entries.remove(key);
+            let removed = self.entries.remove(key.as_slice());
             if let Some(entry) = removed.filter(|_| request.prev_kv) {
                 prev_kvs.push(entry.to_key_value(key, true));
             }
@@ -199,7 +201,7 @@ impl KvStore {
     pub(super) fn entries_in<'store>(
         &'store self,
         range: &KeyRange,
-    ) -> impl Iterator<Item = (&'store Vec<u8>, &'store Entry)> + 'store {
+    ) -> impl Iterator<Item = (&'store StoredKey, &'store Entry)> + 'store {
         self.entries.range::<_, [u8]>(range.bounds())
     }
 }
