@@ -18,7 +18,9 @@
 //! as when a leader is lost under a write sent to it directly.
 
 use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::FutureExt;
@@ -33,7 +35,7 @@ use raft_proto::forward::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -163,6 +165,52 @@ fn lost(what: &str) -> Status {
     Status::unavailable(format!("etcdserver: {what}"))
 }
 
+/// What one stream to the leader shares between its body (which takes the
+/// queued requests, in batches, straight from the queue) and the task that
+/// reads the leader's replies.
+struct Outbox {
+    /// The queue; taken (and closed) when the stream fails.
+    queued: Option<mpsc::Receiver<Pending>>,
+    /// Requests sent and not yet answered, by id.
+    waiting: HashMap<u64, oneshot::Sender<Reply>>,
+    next_id: u64,
+}
+
+fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    outbox
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The body of a stream to the leader: a batch of whatever is queued each
+/// time the stream can take one, every request registered as waiting before
+/// it goes out. Polled by the HTTP/2 layer itself, so a request is on its
+/// way without a hand-off to a relay task.
+struct Batches(Arc<Mutex<Outbox>>);
+
+impl Stream for Batches {
+    type Item = ForwardBatch;
+
+    fn poll_next(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let mut outbox = lock(&self.0);
+        let Outbox {
+            queued,
+            waiting,
+            next_id,
+        } = &mut *outbox;
+        let Some(queued) = queued.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match queued.poll_recv(context) {
+            Poll::Ready(Some(first)) => {
+                Poll::Ready(Some(take_batch(first, queued, next_id, waiting)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// Runs one stream to the leader until it fails or this node learns that
 /// `leader` no longer leads; then fails every request still waiting (a
 /// write's outcome is unknown), and the queue closes so that the next
@@ -172,40 +220,39 @@ async fn run_stream(
     cluster_id: u64,
     leader: NodeId,
     mut status: watch::Receiver<NodeStatus>,
-    mut queued: mpsc::Receiver<Pending>,
+    queued: mpsc::Receiver<Pending>,
 ) {
-    let (batches, outgoing) = mpsc::channel::<ForwardBatch>(64);
-    let mut request = Request::new(ReceiverStream::new(outgoing));
+    let outbox = Arc::new(Mutex::new(Outbox {
+        queued: Some(queued),
+        waiting: HashMap::new(),
+        next_id: 0,
+    }));
+    let mut request = Request::new(Batches(outbox.clone()));
     if let Ok(value) = cluster_id.to_string().parse() {
         request.metadata_mut().insert(CLUSTER_ID_METADATA, value);
     }
     let mut client = KvForwardClient::new(channel)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    let mut waiting: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
     let failure = match client.forward(request).await {
         Err(status) => status,
         Ok(response) => {
             let mut replies = response.into_inner();
-            let mut next_id = 0u64;
             loop {
                 tokio::select! {
-                    first = queued.recv() => {
-                        let Some(first) = first else { return };
-                        let batch = take_batch(first, &mut queued, &mut next_id, &mut waiting);
-                        if batches.send(batch).await.is_err() {
-                            break lost("the stream to the leader closed");
-                        }
-                    }
                     answer = replies.next() => match answer {
                         Some(Ok(answer)) => {
+                            let mut outbox = lock(&outbox);
                             for reply in answer.replies {
-                                if let Some(waiter) = waiting.remove(&reply.id) {
+                                if let Some(waiter) = outbox.waiting.remove(&reply.id) {
                                     let _ = waiter.send(reply_outcome(reply));
                                 }
                             }
                         }
                         Some(Err(status)) => break status,
+                        // Also how a stream ends when the node shuts down:
+                        // the queue closes, the body ends, the leader ends
+                        // its side.
                         None => break lost("the leader ended the stream"),
                     },
                     // Without this, requests sent to a leader that stopped
@@ -221,19 +268,25 @@ async fn run_stream(
         }
     };
     tracing::debug!(%failure, "the stream forwarding to the leader ended");
-    queued.close();
+    let (queued, waiting) = {
+        let mut outbox = lock(&outbox);
+        (outbox.queued.take(), std::mem::take(&mut outbox.waiting))
+    };
     let unknown = lost(&format!(
         "the stream to the leader failed ({}); a write may or may not have taken effect",
         failure.message()
     ));
-    for (_, waiter) in waiting.drain() {
+    for (_, waiter) in waiting {
         let _ = waiter.send(Err(unknown.clone()));
     }
-    while let Ok(pending) = queued.try_recv() {
-        let _ = pending.reply.send(Err(lost(&format!(
-            "cannot reach the leader: {}",
-            failure.message()
-        ))));
+    if let Some(mut queued) = queued {
+        queued.close();
+        while let Ok(pending) = queued.try_recv() {
+            let _ = pending.reply.send(Err(lost(&format!(
+                "cannot reach the leader: {}",
+                failure.message()
+            ))));
+        }
     }
 }
 
