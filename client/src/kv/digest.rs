@@ -10,15 +10,23 @@ impl KvStore {
     /// that applied the same log prefix have equal digests. The applied index
     /// is left out: it is Raft's bookkeeping, not content.
     pub fn digest(&self) -> u32 {
-        let mut checksum = crc32c::crc32c(&self.revision.to_le_bytes());
+        let mut checksum = self.digest_start();
         for (key, entry) in &self.entries {
             checksum = digest_entry(checksum, key, entry);
         }
         checksum
     }
+
+    /// The digest before any key: [`KvStore::digest`] is this fed with
+    /// [`digest_entry`] for every live key in key order (as a snapshot
+    /// writer does while it writes them, instead of a second pass).
+    pub(super) fn digest_start(&self) -> u32 {
+        crc32c::crc32c(&self.revision.to_le_bytes())
+    }
 }
 
-fn digest_entry(mut checksum: u32, key: &[u8], entry: &Entry) -> u32 {
+/// `checksum` continued with one live key and its entry.
+pub(super) fn digest_entry(mut checksum: u32, key: &[u8], entry: &Entry) -> u32 {
     for bytes in [key, entry.value.as_ref()] {
         checksum = crc32c::crc32c_append(checksum, &(bytes.len() as u64).to_le_bytes());
         checksum = crc32c::crc32c_append(checksum, bytes);

@@ -22,6 +22,7 @@ use prost::Message;
 use raft::LogIndex;
 use raft_proto::etcd::mvccpb::KeyValue;
 
+use super::digest::digest_entry;
 use super::entry::Entry;
 use super::error::SnapshotError;
 use super::store::{KvStore, INITIAL_REVISION};
@@ -44,7 +45,10 @@ impl KvStore {
         payload.extend_from_slice(&self.revision.to_le_bytes());
         payload.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         write_record(&mut output, &payload)?;
+        // The digest is computed along the way: one pass over the store.
+        let mut digest = self.digest_start();
         for (key, entry) in &self.entries {
+            digest = digest_entry(digest, key, entry);
             payload.clear();
             entry
                 .to_key_value(key, true)
@@ -52,7 +56,7 @@ impl KvStore {
                 .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
             write_record(&mut output, &payload)?;
         }
-        write_record(&mut output, &self.digest().to_le_bytes())?;
+        write_record(&mut output, &digest.to_le_bytes())?;
         output.flush()?;
         Ok(())
     }
