@@ -3,7 +3,14 @@
 # 3-node etcd and a 3-node RustyRaft cluster on loopback, both fsyncing every
 # commit, and prints a side-by-side table with ratios.
 #
-#   bench/compare_etcd.sh [--secs S] [--clients "1 64 256"] [--value-size B] [--read]
+#   bench/compare_etcd.sh [--secs S] [--rounds R] [--clients "1 64 256"]
+#                         [--value-size B] [--read]
+#
+# Both clusters run side by side (the idle one costs next to nothing) and
+# each round runs every client count against one and then the other,
+# alternating which goes first, so that a machine whose speed drifts by
+# 10-30% within minutes (shared hosts do) moves both alike. The table shows
+# the median of the rounds for each figure.
 #
 # --read measures linearizable reads instead, of the keys the puts write
 # (each cluster is first filled by a 3-second put run of 256 clients).
@@ -15,18 +22,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs=10
+rounds=3
 clients_list="1 64 256"
 value_size=256
 read=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --clients) clients_list="$2"; shift 2 ;;
     --value-size) value_size="$2"; shift 2 ;;
     --read) read="--read"; shift ;;
     *) echo "unknown argument: $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
 done
+case "$rounds" in
+  ''|*[!0-9]*|0) echo "--rounds takes a positive number, not '$rounds'" >&2; exit 2 ;;
+esac
 
 command -v etcd >/dev/null || { echo "etcd is not installed: apt-get install etcd-server" >&2; exit 1; }
 cargo build --release --bin raft_client >/dev/null
@@ -51,11 +63,8 @@ wait_ready() { # endpoints
   return 1
 }
 
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
-}
+etcd_endpoints="127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
+rusty_endpoints="127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
 
 start_etcd() {
   local cluster=""
@@ -71,7 +80,6 @@ start_etcd() {
       --initial-cluster-token compare >"$work/etcd-$i.log" 2>&1 &
     pids+=($!)
   done
-  endpoints="127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
 }
 
 start_rustyraft() {
@@ -81,7 +89,6 @@ start_rustyraft() {
       --data-dir "$work/rustyraft-$i" >"$work/rustyraft-$i.log" 2>&1 &
     pids+=($!)
   done
-  endpoints="127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
 }
 
 run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
@@ -98,27 +105,45 @@ fill() { # endpoints
   fi
 }
 
-declare -A etcd_results rusty_results
+median() { # numbers...
+  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # Not in a command substitution: that subshell would keep the pids.
 start_etcd
-wait_ready "$endpoints"
-fill "$endpoints"
-for c in $clients_list; do etcd_results[$c]=$(run_bench "$endpoints" "$c"); done
-stop_all
-
 start_rustyraft
-wait_ready "$endpoints"
-fill "$endpoints"
-for c in $clients_list; do rusty_results[$c]=$(run_bench "$endpoints" "$c"); done
-stop_all
+wait_ready "$etcd_endpoints"
+wait_ready "$rusty_endpoints"
+fill "$etcd_endpoints"
+fill "$rusty_endpoints"
 
-printf '\n%-8s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
+declare -A results # [system,clients] -> "ops p50 p99" lines, one per round
+for round in $(seq 1 "$rounds"); do
+  if [ $((round % 2)) = 1 ]; then order="etcd rusty"; else order="rusty etcd"; fi
+  for c in $clients_list; do
+    for system in $order; do
+      if [ "$system" = etcd ]; then endpoints=$etcd_endpoints; else endpoints=$rusty_endpoints; fi
+      figures=$(run_bench "$endpoints" "$c")
+      results[$system,$c]+="$figures"$'\n'
+      echo "round $round, $c clients, $system: ops/s p50 p99 = $figures" >&2
+    done
+  done
+done
+
+column_median() { # system clients column(1-3)
+  # shellcheck disable=SC2046
+  median $(printf '%s' "${results[$1,$2]}" | awk -v k="$3" 'NF { print $k }')
+}
+
+printf '\n%s round(s) of %s s each, medians\n' "$rounds" "$secs"
+printf '%-8s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
   "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
 for c in $clients_list; do
-  read -r e_ops e_p50 e_p99 <<<"${etcd_results[$c]}"
-  read -r r_ops r_p50 r_p99 <<<"${rusty_results[$c]}"
+  e_ops=$(column_median etcd "$c" 1); e_p50=$(column_median etcd "$c" 2); e_p99=$(column_median etcd "$c" 3)
+  r_ops=$(column_median rusty "$c" 1); r_p50=$(column_median rusty "$c" 2); r_p99=$(column_median rusty "$c" 3)
   ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   ratio_p50=$(awk -v a="$r_p50" -v b="$e_p50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-  printf '%-8s | %10.0f %8s %8s | %15.0f %8s %8s | %8s× %9s×\n' "$c" "$e_ops" "$e_p50" "$e_p99" \
+  printf '%-8s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$c" "$e_ops" "$e_p50" "$e_p99" \
     "$r_ops" "$r_p50" "$r_p99" "$ratio_ops" "$ratio_p50"
 done
