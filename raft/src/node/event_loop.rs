@@ -155,15 +155,18 @@ impl<R> EventLoop<R> {
             };
             // After this batch's steps (which alone move the configuration
             // and the commit index) and before its outputs go out: a member
-            // added in this batch has its address before the first message.
+            // added in this batch has its address before the first message,
+            // and the status shows a commit index before the applier (a
+            // thread of its own, which answers clients) applies up to it,
+            // so that no one who saw a write applied reads an older one.
             self.publish_membership();
+            self.publish_status();
             if let Err(error) = self.carry_out() {
                 break Err(format!("storage failed: {error}"));
             }
             if let Some(reason) = self.fatal.take() {
                 break Err(reason);
             }
-            self.publish_status();
             if stop || self.stopping {
                 break Ok(());
             }
