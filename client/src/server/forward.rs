@@ -22,8 +22,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use raft::node::NodeStatus;
 use raft::{LogIndex, NodeId};
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
@@ -34,8 +35,7 @@ use raft_proto::forward::{
     ForwardBatch, ForwardReplies, ForwardReply, ForwardedRequest, ReadIndexRequest,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -394,49 +394,58 @@ async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
     }
 }
 
-/// Proposes every write of the stream's batches, many in flight, polled
-/// by this one task (no task or channel per write between the applied
-/// write and its reply), and sends the replies that are ready together.
-async fn serve_stream(
+/// The leader's side of one forwarding stream, as the stream of its
+/// replies: polled by the HTTP/2 layer, it takes the member's batches as
+/// they come, proposes every write (many in flight, polled here: no task
+/// or channel per write, nor between an applied write and its reply) and
+/// yields the replies that are ready together. When the member ends its
+/// side, or it breaks, what is in flight is still answered (the member may
+/// still be reading), then the stream ends.
+pub struct Replies {
     kv: Arc<KvService>,
-    mut batches: Streaming<ForwardBatch>,
-    outgoing: mpsc::Sender<Result<ForwardReplies, Status>>,
-) {
-    let mut in_flight = FuturesUnordered::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            batch = batches.next(), if open => match batch {
-                Some(Ok(batch)) => {
+    batches: Option<Streaming<ForwardBatch>>,
+    in_flight: FuturesUnordered<BoxFuture<'static, ForwardReply>>,
+}
+
+impl Stream for Replies {
+    type Item = Result<ForwardReplies, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        while let Some(batches) = this.batches.as_mut() {
+            match batches.poll_next_unpin(context) {
+                Poll::Ready(Some(Ok(batch))) => {
                     for request in batch.requests {
-                        let kv = kv.clone();
-                        in_flight.push(async move { answer(&kv, request).await });
+                        let kv = this.kv.clone();
+                        this.in_flight
+                            .push(async move { answer(&kv, request).await }.boxed());
                     }
                 }
-                // The member ended the stream or it broke: answer what is
-                // in flight (the member may still be reading), then stop.
-                _ => open = false,
-            },
-            Some(first) = in_flight.next() => {
-                let mut replies = vec![first];
-                while replies.len() < BATCH_WRITES {
-                    match in_flight.next().now_or_never() {
-                        Some(Some(reply)) => replies.push(reply),
-                        _ => break,
-                    }
-                }
-                if outgoing.send(Ok(ForwardReplies { replies })).await.is_err() {
-                    return;
-                }
-            },
-            else => return,
+                Poll::Ready(_) => this.batches = None,
+                Poll::Pending => break,
+            }
+        }
+        let mut replies = Vec::new();
+        while replies.len() < BATCH_WRITES {
+            match this.in_flight.poll_next_unpin(context) {
+                Poll::Ready(Some(reply)) => replies.push(reply),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        if !replies.is_empty() {
+            Poll::Ready(Some(Ok(ForwardReplies { replies })))
+        } else if this.batches.is_none() && this.in_flight.is_empty() {
+            Poll::Ready(None)
+        } else {
+            // Woken by the next batch or the next write answered.
+            Poll::Pending
         }
     }
 }
 
 #[tonic::async_trait]
 impl KvForward for ForwardService {
-    type ForwardStream = ReceiverStream<Result<ForwardReplies, Status>>;
+    type ForwardStream = Replies;
 
     async fn forward(
         &self,
@@ -454,9 +463,10 @@ impl KvForward for ForwardService {
                 self.context.cluster_id
             )));
         }
-        let batches = request.into_inner();
-        let (outgoing, stream) = mpsc::channel(64);
-        tokio::spawn(serve_stream(self.kv.clone(), batches, outgoing));
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(Replies {
+            kv: self.kv.clone(),
+            batches: Some(request.into_inner()),
+            in_flight: FuturesUnordered::new(),
+        }))
     }
 }
