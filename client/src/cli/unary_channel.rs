@@ -5,9 +5,7 @@
 //! an empty DATA that ends the stream) and hands each call through a buffer
 //! task; here the headers and the whole message are queued together with
 //! the end of the stream, so the connection writes them at once, and calls
-//! made meanwhile on the same connection share that write. The other etcd
-//! clients (grpc-go, used by etcd's own benchmark tool) send a request the
-//! same way.
+//! made meanwhile on the same connection share that write.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode};
