@@ -137,34 +137,32 @@ pub async fn run(options: BenchOptions) -> BenchReport {
                 .into_bytes();
                 sequence += 1;
                 let began = Instant::now();
-                let outcome = match &channel {
-                    Some(open) => Ok(open.clone()),
-                    None => connection.get().await,
-                };
-                let outcome = match outcome {
-                    Err(error) => Err(error),
-                    Ok((generation, open)) => {
-                        let answer = if options.read {
-                            let request = RangeRequest {
-                                key,
-                                ..Default::default()
-                            };
-                            open.call::<_, RangeResponse>(RANGE, &request)
-                                .await
-                                .map(drop)
-                        } else {
-                            put.key = key;
-                            open.call::<_, PutResponse>(PUT, &put).await.map(drop)
+                let outcome: Result<(), UnaryError> = async {
+                    let (generation, open) = match channel.take() {
+                        Some(open) => open,
+                        None => connection.get().await?,
+                    };
+                    let answer = if options.read {
+                        let request = RangeRequest {
+                            key,
+                            ..Default::default()
                         };
-                        if let Err(UnaryError::Http2(_)) = &answer {
-                            connection.failed(generation).await;
-                            channel = None;
-                        } else {
-                            channel = Some((generation, open));
-                        }
-                        answer
+                        open.call::<_, RangeResponse>(RANGE, &request)
+                            .await
+                            .map(drop)
+                    } else {
+                        put.key = key;
+                        open.call::<_, PutResponse>(PUT, &put).await.map(drop)
+                    };
+                    // A broken connection is replaced; a gRPC error keeps it.
+                    if let Err(UnaryError::Http2(_)) = &answer {
+                        connection.failed(generation).await;
+                    } else {
+                        channel = Some((generation, open));
                     }
-                };
+                    answer
+                }
+                .await;
                 match outcome {
                     Ok(()) => {
                         let micros = began.elapsed().as_micros() as u64;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -225,7 +225,8 @@ impl QueueState {
 
 /// The body of one open stream: the peer's queued messages, in order.
 /// Snapshots are handed to the [`SnapshotSource`] on the way (they travel
-/// on their own call); the stream ends when the queue is closed.
+/// on their own call); the stream ends when the queue is closed (the peer
+/// task, waiting for a first message again, then sees it closed too).
 struct Outgoing {
     queue: SharedQueue,
     generation: u64,
@@ -233,7 +234,6 @@ struct Outgoing {
     client: RaftPeerClient<Channel>,
     snapshots: Arc<dyn SnapshotSource>,
     counters: Arc<PeerCounters>,
-    closed: Arc<AtomicBool>,
 }
 
 impl Stream for Outgoing {
@@ -247,12 +247,7 @@ impl Stream for Outgoing {
                 Some(outbound) => outbound,
                 None => match queue.poll_as(this.generation, context) {
                     Poll::Ready(Some(outbound)) => outbound,
-                    Poll::Ready(None) => {
-                        if queue.generation == this.generation {
-                            this.closed.store(true, Ordering::Relaxed);
-                        }
-                        return Poll::Ready(None);
-                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
                 },
             };
@@ -295,11 +290,14 @@ async fn run_peer(
         state.generation += 1;
         state.generation
     };
-    let closed = Arc::new(AtomicBool::new(false));
     let mut backoff = options.backoff_min;
+    // A refusal is logged as a warning once, then at debug level while the
+    // peer keeps refusing for the same reason.
     let mut refused_for: Option<String> = None;
     loop {
-        // Connect only once there is something to send.
+        // Wait for something to send before connecting, so an idle peer
+        // costs nothing and a dead one is not hammered. A closed queue (the
+        // peer was removed) ends the task.
         let waiting = take_over();
         let first = std::future::poll_fn(|context| {
             queue
@@ -331,7 +329,6 @@ async fn run_peer(
             client: client.clone(),
             snapshots: snapshots.clone(),
             counters: counters.clone(),
-            closed: closed.clone(),
         };
         let opened = tokio::time::Instant::now();
         // The call lasts as long as the stream: the peer answers when it
@@ -349,9 +346,6 @@ async fn run_peer(
             }
             Err(status) => tracing::debug!(peer = %node, %status, "peer stream ended"),
             Ok(_) => {}
-        }
-        if closed.load(Ordering::Relaxed) {
-            return;
         }
         // A stream that lived a while was healthy: reconnect at once. One
         // that ended quickly (refused, or the peer is going down) backs off,
