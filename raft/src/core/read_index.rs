@@ -127,6 +127,16 @@ impl RaftCore {
         self.release_reads_ready_to_serve();
     }
 
+    /// The index the state machine must reach before the oldest confirmed
+    /// read can be answered, when it has not yet: a driver that learns of
+    /// applying without being told each time ([`crate::Input::Applied`])
+    /// must make sure to step it by then.
+    pub fn applied_awaited(&self) -> Option<LogIndex> {
+        let state = self.leader_state.as_ref()?;
+        let read_index = state.reads.confirmed.front()?.read_index?;
+        (read_index > self.applied).then_some(read_index)
+    }
+
     /// Answers confirmed reads whose read index the state machine reached.
     pub(super) fn release_reads_ready_to_serve(&mut self) {
         let applied = self.applied;

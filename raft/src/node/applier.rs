@@ -4,6 +4,7 @@
 //! [`SnapshotPolicy`] (the state is captured here, written out on another
 //! thread while applying goes on) and restores snapshots sent by a leader.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
@@ -18,6 +19,49 @@ use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
 use crate::types::{Entry, EntryPayload, LogIndex, Term};
+
+/// How far the applier has applied, shared with the event loop without a
+/// wake-up per batch: the applier reports [`Event::Applied`] only when the
+/// event loop waits for an index (a read, or a backlog to shrink); otherwise
+/// the loop reads the index here whenever it runs.
+#[derive(Debug)]
+pub(crate) struct AppliedProgress {
+    applied: AtomicU64,
+    /// The event loop wants to hear once this index is applied
+    /// (`u64::MAX`: it waits for nothing).
+    awaited: AtomicU64,
+}
+
+impl AppliedProgress {
+    pub(crate) fn new(applied: LogIndex) -> AppliedProgress {
+        AppliedProgress {
+            applied: AtomicU64::new(applied.0),
+            awaited: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The applier's side: records `index` as applied, and says whether the
+    /// event loop is waiting for it. (Sequentially consistent, like
+    /// [`AppliedProgress::await_index`]: of an index published and a wait
+    /// set at the same time, one side sees the other.)
+    fn publish(&self, index: LogIndex) -> bool {
+        self.applied.store(index.0, Ordering::SeqCst);
+        self.awaited.load(Ordering::SeqCst) <= index.0
+    }
+
+    /// The event loop's side: asks to be told when `index` is applied (or
+    /// nothing, with `None`), then returns the index applied now.
+    pub(crate) fn await_index(&self, index: Option<LogIndex>) -> LogIndex {
+        let awaited = index.map_or(u64::MAX, |index| index.0);
+        self.awaited.store(awaited, Ordering::SeqCst);
+        LogIndex(self.applied.load(Ordering::SeqCst))
+    }
+
+    /// The index applied now.
+    pub(crate) fn applied(&self) -> LogIndex {
+        LogIndex(self.applied.load(Ordering::SeqCst))
+    }
+}
 
 /// Work for the applier, in log order.
 pub(crate) enum Work {
@@ -35,6 +79,7 @@ pub(crate) struct Applier<M: StateMachine> {
     pub(crate) requests: Arc<Requests<M::Response>>,
     pub(crate) events: tokio_mpsc::UnboundedSender<Event>,
     pub(crate) applied: watch::Sender<LogIndex>,
+    pub(crate) progress: Arc<AppliedProgress>,
     /// Every entry up to here is applied (commands by the state machine,
     /// no-ops by skipping them).
     pub(crate) applied_index: LogIndex,
@@ -135,7 +180,9 @@ impl<M: StateMachine> Applier<M> {
         self.metrics.applied_index.set(self.applied_index.0 as i64);
         self.requests.applied(responses);
         self.applied.send_replace(self.applied_index);
-        let _ = self.events.send(Event::Applied(self.applied_index));
+        if self.progress.publish(self.applied_index) {
+            let _ = self.events.send(Event::Applied(self.applied_index));
+        }
         if let Some(reason) = failure {
             tracing::error!(%reason, "stopping the node");
             let _ = self.events.send(Event::Fatal(reason));
@@ -175,6 +222,7 @@ impl<M: StateMachine> Applier<M> {
                 self.requests.skipped_to(restored.index);
                 self.metrics.snapshots_installed.inc();
                 self.applied.send_replace(self.applied_index);
+                self.progress.publish(self.applied_index);
                 let _ = self.events.send(Event::Applied(self.applied_index));
                 true
             }
@@ -251,5 +299,24 @@ impl<M: StateMachine> Applier<M> {
             tracing::error!(%error, "cannot start the snapshot writer");
             self.snapshot_in_progress.store(false, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_reported_only_when_awaited() {
+        let progress = AppliedProgress::new(LogIndex(3));
+        assert_eq!(progress.await_index(None), LogIndex(3));
+        assert!(!progress.publish(LogIndex(4)), "nothing awaited");
+        assert_eq!(progress.applied(), LogIndex(4));
+        assert_eq!(progress.await_index(Some(LogIndex(6))), LogIndex(4));
+        assert!(!progress.publish(LogIndex(5)), "below the awaited index");
+        assert!(progress.publish(LogIndex(6)), "the awaited index");
+        assert!(progress.publish(LogIndex(7)), "past the awaited index");
+        assert_eq!(progress.await_index(None), LogIndex(7));
+        assert!(!progress.publish(LogIndex(8)));
     }
 }

@@ -18,7 +18,7 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::output::Output;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::core::{RaftCore, Role, Status};
-use crate::node::applier::Work;
+use crate::node::applier::{AppliedProgress, Work};
 use crate::node::error::RequestFailure;
 use crate::node::membership::MembershipView;
 use crate::node::metrics::{NodeMetrics, PeerLabels};
@@ -97,8 +97,12 @@ pub(crate) struct EventLoop<R> {
     /// proposal, and the last entry applied.
     pub(crate) handed_out: LogIndex,
     pub(crate) applied_seen: LogIndex,
+    /// The applier's progress, read without waiting for its report.
+    pub(crate) progress: Arc<AppliedProgress>,
     /// The handle asked the node to stop.
     pub(crate) stopping: bool,
+    /// Entries a follower submitted for writing on this task's thread.
+    pub(crate) write_inline: Option<crate::storage::Ticket>,
     /// See [`crate::node::NodeOptions::max_apply_backlog`].
     pub(crate) max_apply_backlog: u64,
     /// The configurations last published.
@@ -161,7 +165,7 @@ impl<R> EventLoop<R> {
             // so that no one who saw a write applied reads an older one.
             self.publish_membership();
             self.publish_status();
-            if let Err(error) = self.carry_out() {
+            if let Err(error) = self.finish_step() {
                 break Err(format!("storage failed: {error}"));
             }
             if let Some(reason) = self.fatal.take() {
@@ -177,6 +181,55 @@ impl<R> EventLoop<R> {
         });
         let _ = self.applier.send(Work::Stop);
         result
+    }
+
+    /// Carries out the outputs of the inputs just stepped; then writes the
+    /// entries a follower submitted, on this thread; then steps what the
+    /// applier has applied meanwhile, carrying out what that releases, and
+    /// tells the applier which index to report.
+    fn finish_step(&mut self) -> Result<(), StorageError> {
+        self.carry_out()?;
+        if let Some(ticket) = self.write_inline.take() {
+            // Blocks this task for a write and an fdatasync, as a follower
+            // has nothing to do meanwhile but queue what comes in (taken in
+            // one batch after): sparing the hand-off to the WAL's writer
+            // thread and back. (Its durability is reported through the
+            // WAL's listener as an event, like the writer thread's.)
+            self.wal.wait(ticket)?;
+        }
+        while self.catch_up_applied() {
+            self.publish_status();
+            self.carry_out()?;
+        }
+        Ok(())
+    }
+
+    /// Asks the applier to report the index the event loop waits for (a
+    /// read's, or the end of an apply backlog), then steps the index
+    /// applied now if it moved. True when it stepped.
+    fn catch_up_applied(&mut self) -> bool {
+        let awaited = if self.accepts_requests() {
+            self.core.applied_awaited()
+        } else {
+            let backlog_end = LogIndex(
+                self.handed_out
+                    .0
+                    .saturating_sub(self.max_apply_backlog)
+                    .saturating_add(1),
+            );
+            Some(
+                self.core
+                    .applied_awaited()
+                    .map_or(backlog_end, |read| read.min(backlog_end)),
+            )
+        };
+        let applied = self.progress.await_index(awaited);
+        if applied > self.applied_seen {
+            self.handle_event(Event::Applied(applied));
+            true
+        } else {
+            false
+        }
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -255,6 +308,10 @@ impl<R> EventLoop<R> {
             }),
             Command::Read { request_id } => self.core.step(Input::Read { request_id }),
             Command::Status(reply) => {
+                let applied = self.progress.applied();
+                if applied > self.applied_seen {
+                    self.handle_event(Event::Applied(applied));
+                }
                 let _ = reply.send(self.core.status());
             }
             Command::TransferLeadership { target } => {
@@ -296,7 +353,13 @@ impl<R> EventLoop<R> {
                 self.barrier = Some(ticket.sequence);
             }
             Output::AppendLog { entries } => {
-                let ticket = self.wal.submit_append(entries)?;
+                let ticket = if self.core.role() == Role::Leader {
+                    self.wal.submit_append(entries)?
+                } else {
+                    let ticket = self.wal.submit_append_to_wait(entries)?;
+                    self.write_inline = Some(ticket);
+                    ticket
+                };
                 self.appends_in_flight
                     .push_back((ticket.sequence, Instant::now()));
             }

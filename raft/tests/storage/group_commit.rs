@@ -95,6 +95,40 @@ fn the_listener_reports_every_submission_in_order() {
 }
 
 #[test]
+fn a_submission_to_wait_for_is_written_by_the_waiter_and_reported() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let options = WalOptions::new(ClusterId(1), NodeId(1));
+    let wal = open(directory.path(), &options);
+    let (sender, reports) = mpsc::channel::<Durable>();
+    wal.set_durable_listener(move |durable| {
+        let _ = sender.send(durable);
+    });
+    let first = wal
+        .submit_append_to_wait(vec![entry(1, 1, 64), entry(2, 1, 64)])
+        .expect("submit");
+    let second = wal
+        .submit_append_to_wait(vec![entry(3, 1, 64)])
+        .expect("submit");
+    assert_eq!(wal.last_index(), LogIndex(3), "readable at once");
+    let durable = wal.wait(second).expect("wait");
+    assert!(durable.sequence >= second.sequence && second.sequence > first.sequence);
+    assert_eq!(
+        (durable.last_index, durable.last_term),
+        (LogIndex(3), Term(1))
+    );
+    // Reported to the listener like any batch.
+    let report = reports.recv().expect("a report");
+    assert_eq!(report.last_index, LogIndex(3));
+    assert_eq!(wal.stats().entries_submitted, 3);
+    wal.close().expect("close");
+    let wal = open(directory.path(), &options);
+    assert_eq!(
+        wal.entries(LogIndex(1), LogIndex(4)).expect("read"),
+        vec![entry(1, 1, 64), entry(2, 1, 64), entry(3, 1, 64)]
+    );
+}
+
+#[test]
 fn hard_states_and_entries_reach_the_disk_in_submission_order() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let options = small_options();

@@ -1,7 +1,7 @@
 //! Linearizable reads with ReadIndex (dissertation §6.4).
 
 use super::fixture::*;
-use crate::Input;
+use crate::{Input, LogIndex};
 
 #[test]
 fn read_at_a_follower_fails_with_a_leader_hint() {
@@ -104,6 +104,24 @@ fn read_is_ready_only_once_the_state_machine_reaches_its_index() {
         vec![]
     );
     assert_eq!(step(&mut core, applied(2)), vec![read_ready(7, 2)]);
+}
+
+#[test]
+fn the_core_names_the_applied_index_a_confirmed_read_awaits() {
+    // A driver that does not report every applied batch must know when a
+    // read waits for the state machine.
+    let mut core = CoreBuilder::new(1).leader_in_sync();
+    assert_eq!(core.applied_awaited(), None);
+    core.step(propose(1, "x=1"));
+    core.step(persisted(2, 1));
+    deliver(&mut core, message(2, 1, 1, append_accepted(2, 2, 0)));
+    core.step(read(7));
+    // Not yet confirmed by a quorum: nothing to wait for yet.
+    assert_eq!(core.applied_awaited(), None);
+    deliver(&mut core, message(3, 1, 1, append_accepted(2, 2, 1)));
+    assert_eq!(core.applied_awaited(), Some(LogIndex(2)));
+    assert_eq!(step(&mut core, applied(2)), vec![read_ready(7, 2)]);
+    assert_eq!(core.applied_awaited(), None);
 }
 
 #[test]

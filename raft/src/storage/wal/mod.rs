@@ -408,6 +408,15 @@ impl Wal {
         self.submit_entries(entries, true)
     }
 
+    /// Queues `entries` like [`Wal::submit_append`] but leaves the writer
+    /// thread asleep: the caller means to [`Wal::wait`] for the ticket soon
+    /// and so write the batch on its own thread, sparing two thread
+    /// hand-offs. (A batch the writer thread has in flight, or starts
+    /// meanwhile, takes these entries along as usual.)
+    pub fn submit_append_to_wait(&self, entries: Vec<Entry>) -> Result<Ticket, StorageError> {
+        self.submit_entries(entries, false)
+    }
+
     fn submit_entries(
         &self,
         entries: Vec<Entry>,
