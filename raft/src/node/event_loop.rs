@@ -208,28 +208,29 @@ impl<R> EventLoop<R> {
     /// read's, or the end of an apply backlog), then steps the index
     /// applied now if it moved. True when it stepped.
     fn catch_up_applied(&mut self) -> bool {
-        let awaited = if self.accepts_requests() {
-            self.core.applied_awaited()
-        } else {
-            let backlog_end = LogIndex(
+        let backlog_end = (!self.accepts_requests()).then(|| {
+            LogIndex(
                 self.handed_out
                     .0
                     .saturating_sub(self.max_apply_backlog)
                     .saturating_add(1),
-            );
-            Some(
-                self.core
-                    .applied_awaited()
-                    .map_or(backlog_end, |read| read.min(backlog_end)),
             )
-        };
+        });
+        let awaited = [self.core.applied_awaited(), backlog_end]
+            .into_iter()
+            .flatten()
+            .min();
         let applied = self.progress.await_index(awaited);
-        if applied > self.applied_seen {
+        self.step_applied(applied)
+    }
+
+    /// Steps `applied` if the core has not seen it yet. True when it did.
+    fn step_applied(&mut self, applied: LogIndex) -> bool {
+        let moved = applied > self.applied_seen;
+        if moved {
             self.handle_event(Event::Applied(applied));
-            true
-        } else {
-            false
         }
+        moved
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -308,10 +309,7 @@ impl<R> EventLoop<R> {
             }),
             Command::Read { request_id } => self.core.step(Input::Read { request_id }),
             Command::Status(reply) => {
-                let applied = self.progress.applied();
-                if applied > self.applied_seen {
-                    self.handle_event(Event::Applied(applied));
-                }
+                self.step_applied(self.progress.applied());
                 let _ = reply.send(self.core.status());
             }
             Command::TransferLeadership { target } => {
