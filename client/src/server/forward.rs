@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{ready, Context as TaskContext, Poll};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -192,22 +192,15 @@ impl Stream for Batches {
     type Item = ForwardBatch;
 
     fn poll_next(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let mut outbox = lock(&self.0);
-        let Outbox {
-            queued,
-            waiting,
-            next_id,
-        } = &mut *outbox;
-        let Some(queued) = queued.as_mut() else {
+        let mut guard = lock(&self.0);
+        let outbox = &mut *guard;
+        let Some(queued) = outbox.queued.as_mut() else {
             return Poll::Ready(None);
         };
-        match queued.poll_recv(context) {
-            Poll::Ready(Some(first)) => {
-                Poll::Ready(Some(take_batch(first, queued, next_id, waiting)))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        let first = ready!(queued.poll_recv(context));
+        Poll::Ready(
+            first.map(|first| take_batch(first, queued, &mut outbox.next_id, &mut outbox.waiting)),
+        )
     }
 }
 

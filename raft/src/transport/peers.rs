@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use raft_proto::raft as wire;
@@ -245,10 +245,9 @@ impl Stream for Outgoing {
         loop {
             let outbound = match this.first.take() {
                 Some(outbound) => outbound,
-                None => match queue.poll_as(this.generation, context) {
-                    Poll::Ready(Some(outbound)) => outbound,
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
+                None => match ready!(queue.poll_as(this.generation, context)) {
+                    Some(outbound) => outbound,
+                    None => return Poll::Ready(None),
                 },
             };
             match outbound {
