@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use raft::node::metrics::PeerLabels;
 use raft::node::{Node, NodeOptions, RequestFailure};
 use raft::storage::ClusterId;
 use raft::{LogIndex, NodeId, Role, SnapshotMetadata, StateMachine, StateMachineSnapshot};
@@ -270,6 +271,19 @@ async fn three_nodes_replicate_survive_leader_loss_and_restart() {
         .await
         .expect("read");
     assert_eq!(seen, 50);
+    // The leader's transport counted its messages to each follower.
+    for peer in cluster.running.keys().filter(|id| **id != leader) {
+        let labels = PeerLabels { peer: peer.0 };
+        let counters = &cluster.node(leader).metrics().peers;
+        assert!(
+            counters.sent.get_or_create(&labels).get() >= 50,
+            "sent to {peer}"
+        );
+        assert!(
+            counters.connects.get_or_create(&labels).get() >= 1,
+            "connected to {peer}"
+        );
+    }
     // A follower refuses reads and proposals with a hint to the leader.
     let follower = *cluster.running.keys().find(|id| **id != leader).unwrap();
     assert_eq!(

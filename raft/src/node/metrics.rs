@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::core::Role;
+use crate::transport::PeerCounters;
 
 /// Labels of a per-peer metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +55,8 @@ pub struct NodeMetrics {
     pub fsync_latency_seconds: Histogram,
     /// From sending a heartbeat round to a peer to its answer.
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
+    /// Messages sent to each peer, dropped for it, and streams opened to it.
+    pub peers: PeerCounters,
 }
 
 impl Default for NodeMetrics {
@@ -73,6 +76,7 @@ impl Default for NodeMetrics {
             append_latency_seconds: latency_histogram(),
             fsync_latency_seconds: latency_histogram(),
             peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
+            peers: PeerCounters::default(),
         }
     }
 }
@@ -146,6 +150,21 @@ impl NodeMetrics {
             "peer_round_trip_seconds",
             "From sending a heartbeat round to a peer to its answer",
             self.peer_round_trip_seconds.clone(),
+        );
+        registry.register(
+            "peer_messages_sent",
+            "Messages handed to a peer's stream",
+            self.peers.sent.clone(),
+        );
+        registry.register(
+            "peer_messages_dropped",
+            "Messages dropped because a peer's queue was full (Raft resends what matters)",
+            self.peers.dropped.clone(),
+        );
+        registry.register(
+            "peer_connects",
+            "Streams opened to a peer",
+            self.peers.connects.clone(),
         );
     }
 

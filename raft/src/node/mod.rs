@@ -383,6 +383,7 @@ impl<M: StateMachine> Node<M> {
             &BTreeMap::new(),
             &options.peers,
             transfer.clone(),
+            metrics.peers.clone(),
         );
         initial_view.update_peers(options.id, &mut peers, &options.members);
         let admission = Arc::new(MemberAdmission {

@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use raft_proto::raft as wire;
 use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::core::message::{Message, MessageBody};
+use crate::node::metrics::PeerLabels;
 use crate::storage::ClusterId;
 use crate::transport::convert::message_to_wire;
 use crate::types::NodeId;
@@ -53,15 +55,36 @@ impl Default for PeerOptions {
     }
 }
 
-/// Counters of the outbound transport.
-#[derive(Debug, Default)]
+/// Counters of the outbound transport, per peer (Prometheus counters: a
+/// program that serves metrics registers them, as
+/// [`crate::node::NodeMetrics`] does).
+#[derive(Clone, Debug, Default)]
 pub struct PeerCounters {
     /// Messages handed to a stream.
-    pub sent: AtomicU64,
+    pub sent: Family<PeerLabels, Counter>,
     /// Messages dropped because a peer's queue was full.
-    pub dropped: AtomicU64,
+    pub dropped: Family<PeerLabels, Counter>,
     /// Streams (re)opened.
-    pub connects: AtomicU64,
+    pub connects: Family<PeerLabels, Counter>,
+}
+
+/// One peer's counters of [`PeerCounters`].
+#[derive(Clone, Debug)]
+struct PeerCounter {
+    sent: Counter,
+    dropped: Counter,
+    connects: Counter,
+}
+
+impl PeerCounters {
+    fn of(&self, node: NodeId) -> PeerCounter {
+        let labels = PeerLabels { peer: node.0 };
+        PeerCounter {
+            sent: self.sent.get_or_create(&labels).clone(),
+            dropped: self.dropped.get_or_create(&labels).clone(),
+            connects: self.connects.get_or_create(&labels).clone(),
+        }
+    }
 }
 
 /// A message to send, or a snapshot transfer to start.
@@ -86,6 +109,7 @@ struct Peer {
     address: String,
     queue: mpsc::Sender<Outbound>,
     task: JoinHandle<()>,
+    dropped: Counter,
 }
 
 /// The outbound side: a queue and a task per peer. Peers come and go with
@@ -95,24 +119,26 @@ pub struct Peers {
     peers: BTreeMap<NodeId, Peer>,
     options: PeerOptions,
     snapshots: Arc<dyn SnapshotSource>,
-    counters: Arc<PeerCounters>,
+    counters: PeerCounters,
 }
 
 impl Peers {
-    /// Starts a sending task for each of `peers` (id and `host:port`).
-    /// Must be called within a tokio runtime.
+    /// Starts a sending task for each of `peers` (id and `host:port`),
+    /// counting what it does in `counters`. Must be called within a tokio
+    /// runtime.
     pub fn start(
         cluster: ClusterId,
         peers: &BTreeMap<NodeId, String>,
         options: &PeerOptions,
         snapshots: Arc<dyn SnapshotSource>,
+        counters: PeerCounters,
     ) -> Peers {
         let mut started = Peers {
             cluster,
             peers: BTreeMap::new(),
             options: options.clone(),
             snapshots,
-            counters: Arc::new(PeerCounters::default()),
+            counters,
         };
         for (&node, address) in peers {
             started.set_address(node, address);
@@ -132,18 +158,21 @@ impl Peers {
             return;
         }
         let (queue, receiver) = mpsc::channel(self.options.queue_messages);
+        let counters = self.counters.of(node);
+        let dropped = counters.dropped.clone();
         let task = tokio::spawn(run_peer(
             node,
             address.to_string(),
             receiver,
             self.options.clone(),
-            self.counters.clone(),
+            counters,
             self.snapshots.clone(),
         ));
         let peer = Peer {
             address: address.to_string(),
             queue,
             task,
+            dropped,
         };
         if let Some(old) = self.peers.insert(node, peer) {
             tracing::info!(peer = %node, from = %old.address, to = %address, "peer address changed");
@@ -169,7 +198,7 @@ impl Peers {
     /// Queues `message` for its addressee; drops it if the queue is full
     /// or the addressee is unknown.
     pub fn send(&self, message: Message) {
-        let Some(queue) = self.peers.get(&message.to).map(|peer| &peer.queue) else {
+        let Some(peer) = self.peers.get(&message.to) else {
             tracing::warn!(to = %message.to, "dropping a message to a node whose address is unknown");
             return;
         };
@@ -180,14 +209,9 @@ impl Peers {
                 None => return,
             },
         };
-        if queue.try_send(outbound).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        if peer.queue.try_send(outbound).is_err() {
+            peer.dropped.inc();
         }
-    }
-
-    /// The transport's counters.
-    pub fn counters(&self) -> &Arc<PeerCounters> {
-        &self.counters
     }
 }
 
@@ -233,7 +257,7 @@ struct Outgoing {
     first: Option<Outbound>,
     client: RaftPeerClient<Channel>,
     snapshots: Arc<dyn SnapshotSource>,
-    counters: Arc<PeerCounters>,
+    sent: Counter,
 }
 
 impl Stream for Outgoing {
@@ -252,7 +276,7 @@ impl Stream for Outgoing {
             };
             match outbound {
                 Outbound::Message(message) => {
-                    this.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    this.sent.inc();
                     return Poll::Ready(Some(message));
                 }
                 Outbound::Snapshot(message) => this.snapshots.send(this.client.clone(), message),
@@ -266,7 +290,7 @@ async fn run_peer(
     address: String,
     queue: mpsc::Receiver<Outbound>,
     options: PeerOptions,
-    counters: Arc<PeerCounters>,
+    counters: PeerCounter,
     snapshots: Arc<dyn SnapshotSource>,
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{address}")) {
@@ -317,7 +341,7 @@ async fn run_peer(
                 continue;
             }
         };
-        counters.connects.fetch_add(1, Ordering::Relaxed);
+        counters.connects.inc();
         let mut client = RaftPeerClient::new(channel)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
@@ -327,7 +351,7 @@ async fn run_peer(
             first: Some(first),
             client: client.clone(),
             snapshots: snapshots.clone(),
-            counters: counters.clone(),
+            sent: counters.sent.clone(),
         };
         let opened = tokio::time::Instant::now();
         // The call lasts as long as the stream: the peer answers when it
