@@ -71,6 +71,16 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
     assert!(sample(&text, "raft_commit_index").is_some_and(|index| index >= 2.0));
     assert!(sample(&text, "raft_fsync_latency_seconds_count").is_some_and(|count| count >= 1.0));
     assert!(sample(&text, "raft_append_latency_seconds_count").is_some_and(|count| count >= 1.0));
+    // The put's proposal was timed to its commit, and its entry to its
+    // application, before the put was answered.
+    assert!(
+        sample(&text, "raft_proposal_commit_seconds_count").is_some_and(|count| count >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "raft_apply_latency_seconds_count").is_some_and(|count| count >= 1.0),
+        "{text}"
+    );
     assert!(sample(&text, "raft_elections_won_total").is_some_and(|won| won >= 1.0));
     // Anything but GET /metrics is refused.
     let other = http_get(&metrics_address, "/other").await.expect("answer");

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use tokio::sync::{mpsc as tokio_mpsc, watch};
 
@@ -65,8 +66,9 @@ impl AppliedProgress {
 
 /// Work for the applier, in log order.
 pub(crate) enum Work {
-    /// Committed entries to apply, in order.
-    Apply(Vec<Entry>),
+    /// Committed entries to apply, in order, and when the event loop
+    /// handed them over.
+    Apply(Vec<Entry>, Instant),
     /// Replace the state with the store's snapshot at this point.
     Restore(SnapshotMetadata),
     /// Stop after the work queued before.
@@ -106,33 +108,38 @@ impl<M: StateMachine> Applier<M> {
     /// event loop is gone.
     pub(crate) fn run(mut self, work: mpsc::Receiver<Work>) {
         let mut batch: Vec<Entry> = Vec::new();
+        // When the oldest entry of `batch` was handed over.
+        let mut handed: Option<Instant> = None;
         while let Ok(first) = work.recv() {
             // Take everything queued, to apply it under one lock.
             let mut next = Some(first);
             while let Some(item) = next.take().or_else(|| work.try_recv().ok()) {
                 match item {
-                    Work::Apply(entries) => batch.extend(entries),
+                    Work::Apply(entries, at) => {
+                        batch.extend(entries);
+                        handed.get_or_insert(at);
+                    }
                     Work::Restore(metadata) => {
-                        if !self.apply(&mut batch) || !self.restore(metadata) {
+                        if !self.apply(&mut batch, handed.take()) || !self.restore(metadata) {
                             return;
                         }
                     }
                     Work::Stop => {
-                        self.apply(&mut batch);
+                        self.apply(&mut batch, handed.take());
                         return;
                     }
                 }
             }
-            if !self.apply(&mut batch) {
+            if !self.apply(&mut batch, handed.take()) {
                 return;
             }
             self.maybe_snapshot();
         }
     }
 
-    /// Applies `batch`; false when the state machine failed (the node
-    /// stops).
-    fn apply(&mut self, batch: &mut Vec<Entry>) -> bool {
+    /// Applies `batch`, whose oldest entry was handed over at `handed`;
+    /// false when the state machine failed (the node stops).
+    fn apply(&mut self, batch: &mut Vec<Entry>, handed: Option<Instant>) -> bool {
         if batch.is_empty() {
             return true;
         }
@@ -176,6 +183,10 @@ impl<M: StateMachine> Applier<M> {
             }
         }
         batch.clear();
+        if let Some(handed) = handed {
+            let seconds = handed.elapsed().as_secs_f64();
+            self.metrics.apply_latency_seconds.observe(seconds);
+        }
         self.metrics.entries_applied.inc_by(responses.len() as u64);
         self.metrics.applied_index.set(self.applied_index.0 as i64);
         self.requests.applied(responses);

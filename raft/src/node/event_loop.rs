@@ -91,6 +91,9 @@ pub(crate) struct EventLoop<R> {
     pub(crate) metrics: Arc<NodeMetrics>,
     /// WAL submissions of entries not yet durable: sequence and when.
     pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
+    /// A leader's proposals appended but not yet known committed: index
+    /// and when.
+    pub(crate) proposals_in_flight: VecDeque<(LogIndex, Instant)>,
     /// The last heartbeat round sent to each peer, and when.
     pub(crate) rounds_sent: BTreeMap<NodeId, (u64, Instant)>,
     /// The last entry handed to the applier or appended for a client's
@@ -165,6 +168,7 @@ impl<R> EventLoop<R> {
             // so that no one who saw a write applied reads an older one.
             self.publish_membership();
             self.publish_status();
+            self.observe_commits();
             if let Err(error) = self.finish_step() {
                 break Err(format!("storage failed: {error}"));
             }
@@ -391,7 +395,7 @@ impl<R> EventLoop<R> {
                 if let Some(last) = entries.last() {
                     self.handed_out = self.handed_out.max(last.index);
                 }
-                let _ = self.applier.send(Work::Apply(entries));
+                let _ = self.applier.send(Work::Apply(entries, Instant::now()));
             }
             Output::ProposalAccepted {
                 request_id,
@@ -399,6 +403,7 @@ impl<R> EventLoop<R> {
                 term,
             } => {
                 self.handed_out = self.handed_out.max(index);
+                self.proposals_in_flight.push_back((index, Instant::now()));
                 self.requests.accepted(request_id, index, term)
             }
             Output::ReadReady {
@@ -442,6 +447,25 @@ impl<R> EventLoop<R> {
             committed_voters = %ids(&view.committed.voters), "configuration");
         view.update_peers(this, &mut self.peers, &self.seed_addresses);
         self.membership.send_replace(view);
+    }
+
+    /// Times the proposals this leader appended that are now committed.
+    /// Those it appended before losing leadership are forgotten: they may
+    /// yet commit under another leader, or be replaced.
+    fn observe_commits(&mut self) {
+        if self.core.role() != Role::Leader {
+            self.proposals_in_flight.clear();
+            return;
+        }
+        let commit_index = self.core.commit_index();
+        while let Some((index, appended)) = self.proposals_in_flight.front() {
+            if *index > commit_index {
+                break;
+            }
+            let seconds = appended.elapsed().as_secs_f64();
+            self.metrics.proposal_commit_seconds.observe(seconds);
+            self.proposals_in_flight.pop_front();
+        }
     }
 
     fn publish_status(&self) {

@@ -53,6 +53,12 @@ pub struct NodeMetrics {
     pub append_latency_seconds: Histogram,
     /// One fdatasync of a WAL segment.
     pub fsync_latency_seconds: Histogram,
+    /// At the leader, from a proposal's entry being appended to its being
+    /// committed (replication to a quorum, their fdatasyncs included).
+    pub proposal_commit_seconds: Histogram,
+    /// From committed entries being handed to the applier to their being
+    /// applied (waiting for the applier included), per batch applied.
+    pub apply_latency_seconds: Histogram,
     /// From sending a heartbeat round to a peer to its answer.
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
     /// Messages sent to each peer, dropped for it, and streams opened to it.
@@ -75,6 +81,8 @@ impl Default for NodeMetrics {
             snapshots_installed: Counter::default(),
             append_latency_seconds: latency_histogram(),
             fsync_latency_seconds: latency_histogram(),
+            proposal_commit_seconds: latency_histogram(),
+            apply_latency_seconds: latency_histogram(),
             peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
             peers: PeerCounters::default(),
         }
@@ -145,6 +153,16 @@ impl NodeMetrics {
             "fsync_latency_seconds",
             "One fdatasync of a WAL segment",
             self.fsync_latency_seconds.clone(),
+        );
+        registry.register(
+            "proposal_commit_seconds",
+            "At the leader, from a proposal's entry being appended to its commit",
+            self.proposal_commit_seconds.clone(),
+        );
+        registry.register(
+            "apply_latency_seconds",
+            "From committed entries being handed to the applier to their being applied",
+            self.apply_latency_seconds.clone(),
         );
         registry.register(
             "peer_round_trip_seconds",

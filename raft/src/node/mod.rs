@@ -425,6 +425,7 @@ impl<M: StateMachine> Node<M> {
             progress,
             stopping: false,
             write_inline: None,
+            proposals_in_flight: VecDeque::new(),
             max_apply_backlog: options.max_apply_backlog,
             membership: membership_sender,
             seed_addresses: options.members.clone(),
