@@ -15,6 +15,10 @@
 # --read measures linearizable reads instead, of the keys the puts write
 # (each cluster is first filled by a 3-second put run of 256 clients).
 #
+# One client is measured twice: talking to the leader, and to a follower
+# (which forwards to the leader), each found with `raft_client status` just
+# before the run; more clients are spread over all three members.
+#
 # Needs `etcd` (Debian package etcd-server) on the PATH. Builds raft_client in
 # release mode. Data directories go under target/compare_etcd (a real disk,
 # not tmpfs), removed at the end.
@@ -91,6 +95,16 @@ start_rustyraft() {
   done
 }
 
+# The member that leads (or, with "follower", one that does not), as its
+# endpoint; all of them when no member answers as leader.
+member_endpoint() { # endpoints leader|follower
+  local found
+  found=$("$client" status --endpoints "$1" 2>/dev/null | awk -v want="$2" 'NR > 1 && $2 ~ /^[0-9]+$/ {
+    if ((want == "leader") == ($2 == $3)) { print $1; exit } }')
+  if [ -n "$found" ]; then echo "$found"; else
+    echo "no $2 found among $1; using them all" >&2; echo "$1"; fi
+}
+
 run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
   local connections=$(( $2 < 16 ? $2 : 16 ))
   "$client" bench --endpoints "$1" --clients "$2" --conns "$connections" \
@@ -118,15 +132,23 @@ wait_ready "$rusty_endpoints"
 fill "$etcd_endpoints"
 fill "$rusty_endpoints"
 
-declare -A results # [system,clients] -> "ops p50 p99" lines, one per round
+# The table's rows: a client count, and for one client where it connects.
+rows=()
+for c in $clients_list; do
+  if [ "$c" = 1 ]; then rows+=("1:leader" "1:follower"); else rows+=("$c:all"); fi
+done
+
+declare -A results # [system,row] -> "ops p50 p99" lines, one per round
 for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="etcd rusty"; else order="rusty etcd"; fi
-  for c in $clients_list; do
+  for row in "${rows[@]}"; do
+    c=${row%%:*}
     for system in $order; do
       if [ "$system" = etcd ]; then endpoints=$etcd_endpoints; else endpoints=$rusty_endpoints; fi
+      if [ "${row#*:}" != all ]; then endpoints=$(member_endpoint "$endpoints" "${row#*:}"); fi
       figures=$(run_bench "$endpoints" "$c")
-      results[$system,$c]+="$figures"$'\n'
-      echo "round $round, $c clients, $system: ops/s p50 p99 = $figures" >&2
+      results[$system,$row]+="$figures"$'\n'
+      echo "round $round, $c clients (${row#*:}), $system: ops/s p50 p99 = $figures" >&2
     done
   done
 done
@@ -137,13 +159,15 @@ column_median() { # system clients column(1-3)
 }
 
 printf '\n%s round(s) of %s s each, medians\n' "$rounds" "$secs"
-printf '%-8s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
+printf '%-12s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
   "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
-for c in $clients_list; do
-  e_ops=$(column_median etcd "$c" 1); e_p50=$(column_median etcd "$c" 2); e_p99=$(column_median etcd "$c" 3)
-  r_ops=$(column_median rusty "$c" 1); r_p50=$(column_median rusty "$c" 2); r_p99=$(column_median rusty "$c" 3)
+for row in "${rows[@]}"; do
+  label=${row%%:*}
+  if [ "${row#*:}" != all ]; then label="$label ${row#*:}"; fi
+  e_ops=$(column_median etcd "$row" 1); e_p50=$(column_median etcd "$row" 2); e_p99=$(column_median etcd "$row" 3)
+  r_ops=$(column_median rusty "$row" 1); r_p50=$(column_median rusty "$row" 2); r_p99=$(column_median rusty "$row" 3)
   ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   ratio_p50=$(awk -v a="$r_p50" -v b="$e_p50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-  printf '%-8s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$c" "$e_ops" "$e_p50" "$e_p99" \
+  printf '%-12s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$label" "$e_ops" "$e_p50" "$e_p99" \
     "$r_ops" "$r_p50" "$r_p99" "$ratio_ops" "$ratio_p50"
 done
