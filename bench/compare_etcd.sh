@@ -142,13 +142,13 @@ declare -A results # [system,row] -> "ops p50 p99" lines, one per round
 for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="etcd rusty"; else order="rusty etcd"; fi
   for row in "${rows[@]}"; do
-    c=${row%%:*}
+    c=${row%%:*} where=${row#*:}
     for system in $order; do
       if [ "$system" = etcd ]; then endpoints=$etcd_endpoints; else endpoints=$rusty_endpoints; fi
-      if [ "${row#*:}" != all ]; then endpoints=$(member_endpoint "$endpoints" "${row#*:}"); fi
+      if [ "$where" != all ]; then endpoints=$(member_endpoint "$endpoints" "$where"); fi
       figures=$(run_bench "$endpoints" "$c")
       results[$system,$row]+="$figures"$'\n'
-      echo "round $round, $c clients (${row#*:}), $system: ops/s p50 p99 = $figures" >&2
+      echo "round $round, $c clients ($where), $system: ops/s p50 p99 = $figures" >&2
     done
   done
 done
@@ -162,8 +162,7 @@ printf '\n%s round(s) of %s s each, medians\n' "$rounds" "$secs"
 printf '%-12s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
   "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
 for row in "${rows[@]}"; do
-  label=${row%%:*}
-  if [ "${row#*:}" != all ]; then label="$label ${row#*:}"; fi
+  label=${row%:all}; label=${label/:/ }
   e_ops=$(column_median etcd "$row" 1); e_p50=$(column_median etcd "$row" 2); e_p99=$(column_median etcd "$row" 3)
   r_ops=$(column_median rusty "$row" 1); r_p50=$(column_median rusty "$row" 2); r_p99=$(column_median rusty "$row" 3)
   ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')

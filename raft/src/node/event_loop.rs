@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
@@ -240,14 +241,11 @@ impl<R> EventLoop<R> {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Durable(durable) => {
-                while let Some((sequence, submitted)) = self.appends_in_flight.front() {
-                    if *sequence > durable.sequence {
-                        break;
-                    }
-                    let seconds = submitted.elapsed().as_secs_f64();
-                    self.metrics.append_latency_seconds.observe(seconds);
-                    self.appends_in_flight.pop_front();
-                }
+                observe_through(
+                    &mut self.appends_in_flight,
+                    durable.sequence,
+                    &self.metrics.append_latency_seconds,
+                );
                 if self
                     .barrier
                     .is_some_and(|barrier| durable.sequence >= barrier)
@@ -457,15 +455,11 @@ impl<R> EventLoop<R> {
             self.proposals_in_flight.clear();
             return;
         }
-        let commit_index = self.core.commit_index();
-        while let Some((index, appended)) = self.proposals_in_flight.front() {
-            if *index > commit_index {
-                break;
-            }
-            let seconds = appended.elapsed().as_secs_f64();
-            self.metrics.proposal_commit_seconds.observe(seconds);
-            self.proposals_in_flight.pop_front();
-        }
+        observe_through(
+            &mut self.proposals_in_flight,
+            self.core.commit_index(),
+            &self.metrics.proposal_commit_seconds,
+        );
     }
 
     fn publish_status(&self) {
@@ -496,5 +490,21 @@ impl<R> EventLoop<R> {
                 true
             }
         });
+    }
+}
+
+/// Takes from the front of `in_flight` (keys in increasing order, each with
+/// when it started) everything up to `done`, observing how long each took.
+fn observe_through<K: PartialOrd>(
+    in_flight: &mut VecDeque<(K, Instant)>,
+    done: K,
+    histogram: &Histogram,
+) {
+    while let Some((key, started)) = in_flight.front() {
+        if *key > done {
+            break;
+        }
+        histogram.observe(started.elapsed().as_secs_f64());
+        in_flight.pop_front();
     }
 }
