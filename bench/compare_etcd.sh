@@ -4,7 +4,7 @@
 # commit, and prints a side-by-side table with ratios.
 #
 #   bench/compare_etcd.sh [--secs S] [--rounds R] [--clients "1 64 256"]
-#                         [--value-size B] [--read]
+#                         [--value-size B] [--read] [--floor]
 #
 # Both clusters run side by side (the idle one costs next to nothing) and
 # each round runs every client count against one and then the other,
@@ -14,6 +14,13 @@
 #
 # --read measures linearizable reads instead, of the keys the puts write
 # (each cluster is first filled by a 3-second put run of 256 clients).
+#
+# --floor adds two rows of serializable reads (answered by the member asked,
+# from its own store, with no Raft round, no disk and no forwarding): one
+# client at the leader and the largest client count over all members. They
+# show what the client API alone costs each system on this machine, the
+# floor under any write's latency and the ceiling over any write's
+# throughput.
 #
 # One client is measured twice: talking to the leader, and to a follower
 # (which forwards to the leader), each found with `raft_client status` just
@@ -30,6 +37,7 @@ rounds=3
 clients_list="1 64 256"
 value_size=256
 read=""
+floor=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -37,6 +45,7 @@ while [ $# -gt 0 ]; do
     --clients) clients_list="$2"; shift 2 ;;
     --value-size) value_size="$2"; shift 2 ;;
     --read) read="--read"; shift ;;
+    --floor) floor=yes; shift ;;
     *) echo "unknown argument: $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +69,15 @@ trap cleanup EXIT
 
 wait_ready() { # endpoints
   for _ in $(seq 1 100); do
+    # A member that exited (a port in use, say) will not come back.
+    for pid in "${pids[@]}"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        echo "a cluster process exited at start-up; its log:" >&2
+        grep -l . "$work"/*.log | while read -r log; do
+          echo "== $log" >&2; tail -3 "$log" >&2; done
+        return 1
+      fi
+    done
     if "$client" put bench/ready yes --endpoints "$1" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
@@ -105,15 +123,18 @@ member_endpoint() { # endpoints leader|follower
     echo "no $2 found among $1; using them all" >&2; echo "$1"; fi
 }
 
-run_bench() { # endpoints clients -> "ops_per_s p50_us p99_us"
+run_bench() { # endpoints clients op|floor -> "ops_per_s p50_us p99_us"
   local connections=$(( $2 < 16 ? $2 : 16 ))
+  local kind=$read
+  if [ "$3" = floor ]; then kind="--read --serializable"; fi
+  # shellcheck disable=SC2086
   "$client" bench --endpoints "$1" --clients "$2" --conns "$connections" \
-    --secs "$secs" --value-size "$value_size" $read | tail -1 |
+    --secs "$secs" --value-size "$value_size" $kind | tail -1 |
     sed -E 's/.*ops_per_s=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+).*/\1 \2 \3/'
 }
 
 fill() { # endpoints
-  if [ -n "$read" ]; then
+  if [ -n "$read$floor" ]; then
     "$client" bench --endpoints "$1" --clients 256 --conns 16 --secs 3 \
       --value-size "$value_size" >/dev/null
   fi
@@ -132,23 +153,30 @@ wait_ready "$rusty_endpoints"
 fill "$etcd_endpoints"
 fill "$rusty_endpoints"
 
-# The table's rows: a client count, and for one client where it connects.
+# The table's rows: a client count, where the clients connect, and what
+# they do (op: the puts, or reads with --read; floor: serializable reads).
 rows=()
+largest=1
 for c in $clients_list; do
-  if [ "$c" = 1 ]; then rows+=("1:leader" "1:follower"); else rows+=("$c:all"); fi
+  if [ "$c" = 1 ]; then rows+=("1:leader:op" "1:follower:op"); else rows+=("$c:all:op"); fi
+  if [ "$c" -gt "$largest" ]; then largest=$c; fi
 done
+if [ -n "$floor" ]; then
+  rows+=("1:leader:floor")
+  if [ "$largest" -gt 1 ]; then rows+=("$largest:all:floor"); fi
+fi
 
 declare -A results # [system,row] -> "ops p50 p99" lines, one per round
 for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="etcd rusty"; else order="rusty etcd"; fi
   for row in "${rows[@]}"; do
-    c=${row%%:*} where=${row#*:}
+    IFS=: read -r c where kind <<<"$row"
     for system in $order; do
       if [ "$system" = etcd ]; then endpoints=$etcd_endpoints; else endpoints=$rusty_endpoints; fi
       if [ "$where" != all ]; then endpoints=$(member_endpoint "$endpoints" "$where"); fi
-      figures=$(run_bench "$endpoints" "$c")
+      figures=$(run_bench "$endpoints" "$c" "$kind")
       results[$system,$row]+="$figures"$'\n'
-      echo "round $round, $c clients ($where), $system: ops/s p50 p99 = $figures" >&2
+      echo "round $round, $c clients ($where, $kind), $system: ops/s p50 p99 = $figures" >&2
     done
   done
 done
@@ -159,14 +187,17 @@ column_median() { # system clients column(1-3)
 }
 
 printf '\n%s round(s) of %s s each, medians\n' "$rounds" "$secs"
-printf '%-12s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
+printf '%-22s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
   "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
 for row in "${rows[@]}"; do
-  label=${row%:all}; label=${label/:/ }
+  IFS=: read -r c where kind <<<"$row"
+  label=$c
+  if [ "$where" != all ]; then label+=" $where"; fi
+  if [ "$kind" = floor ]; then label+=" (floor)"; fi
   e_ops=$(column_median etcd "$row" 1); e_p50=$(column_median etcd "$row" 2); e_p99=$(column_median etcd "$row" 3)
   r_ops=$(column_median rusty "$row" 1); r_p50=$(column_median rusty "$row" 2); r_p99=$(column_median rusty "$row" 3)
   ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   ratio_p50=$(awk -v a="$r_p50" -v b="$e_p50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-  printf '%-12s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$label" "$e_ops" "$e_p50" "$e_p99" \
+  printf '%-22s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$label" "$e_ops" "$e_p50" "$e_p99" \
     "$r_ops" "$r_p50" "$r_p99" "$ratio_ops" "$ratio_p50"
 done

@@ -169,6 +169,10 @@ struct BenchArguments {
     /// Linearizable reads instead of writes.
     #[arg(long)]
     read: bool,
+    /// With `--read`: serializable reads, each answered by the member it is
+    /// sent to from its own store (etcd's `benchmark range --consistency s`).
+    #[arg(long, requires = "read")]
+    serializable: bool,
 }
 
 async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
@@ -232,6 +236,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
                 duration: Duration::from_secs(arguments.secs),
                 value_size: arguments.value_size,
                 read: arguments.read,
+                serializable: arguments.serializable,
                 keys_per_client: 1000,
             })
             .await;

@@ -67,8 +67,11 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Value size of each put.
     pub value_size: usize,
-    /// Linearizable reads instead of puts.
+    /// Reads instead of puts.
     pub read: bool,
+    /// Reads are serializable (answered by the member asked, from its own
+    /// store) rather than linearizable.
+    pub serializable: bool,
     /// Distinct keys written per client.
     pub keys_per_client: usize,
 }
@@ -145,6 +148,7 @@ pub async fn run(options: BenchOptions) -> BenchReport {
                     let answer = if options.read {
                         let request = RangeRequest {
                             key,
+                            serializable: options.serializable,
                             ..Default::default()
                         };
                         open.call::<_, RangeResponse>(RANGE, &request)

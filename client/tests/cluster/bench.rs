@@ -104,10 +104,23 @@ async fn the_load_generator_puts_through_every_member_and_reads_back() {
         }
     }
 
-    let output = bench(&cluster, &["--read"]).await;
-    let summary = output.lines().last().expect("a summary line");
-    assert!(output.lines().any(|line| line == "errors=0"), "{output}");
-    assert!(field(summary, "ops") > 0, "{output}");
+    for reads in [&["--read"][..], &["--read", "--serializable"][..]] {
+        let output = bench(&cluster, reads).await;
+        let summary = output.lines().last().expect("a summary line");
+        assert!(output.lines().any(|line| line == "errors=0"), "{output}");
+        assert!(field(summary, "ops") > 0, "{reads:?}: {output}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_refuses_serializable_without_reads() {
+    let output = Command::new(BINARY)
+        .args(["bench", "--serializable", "--secs", "1"])
+        .output()
+        .expect("run raft_client bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--read"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +173,7 @@ async fn the_load_generator_runs_against_etcd_itself() {
         }
     })
     .await;
-    for extra in [&[][..], &["--read"][..]] {
+    for extra in [&[][..], &["--read"][..], &["--read", "--serializable"][..]] {
         let output = bench_at(&client_url, extra).await;
         let summary = output.lines().last().expect("a summary line");
         assert!(output.lines().any(|line| line == "errors=0"), "{output}");
