@@ -14,6 +14,14 @@ impl RaftCore {
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_timeout {
+            if !self.may_campaign() {
+                // A node that may not stand (a learner, or a voter that has
+                // not yet received its promotion) has not heard from its
+                // leader for an election timeout either: it forgets it, so
+                // that its CheckQuorum lease ends and it answers the voters
+                // who elect the next one (its vote may be needed).
+                self.leader = None;
+            }
             self.start_campaign(false);
         }
     }

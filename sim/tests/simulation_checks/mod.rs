@@ -42,6 +42,25 @@ fn healthy_seeds_have_no_violation() {
     }
 }
 
+/// Seeds (and cluster sizes) that once found a bug, kept so that it stays
+/// fixed: 3009538 of 3 nodes, a node promoted by an entry it never
+/// received kept a dead leader's lease for ever and ignored the votes a
+/// new leader needed.
+const SEEDS_THAT_ONCE_FAILED: &[(u64, usize)] = &[(3_009_538, 3)];
+
+#[test]
+fn seeds_that_once_failed_stay_healthy() {
+    for &(seed, nodes) in SEEDS_THAT_ONCE_FAILED {
+        let outcome = run(options(seed, nodes, None));
+        if let Some(violation) = outcome.violation {
+            panic!(
+                "seed {seed} on {nodes} nodes: {violation}\nreplay: {}",
+                replay_command(&outcome.options)
+            );
+        }
+    }
+}
+
 #[test]
 fn torn_writes_and_corrupt_disks_happen_in_healthy_seeds() {
     let mut torn_writes = 0;

@@ -2,7 +2,7 @@
 //! CheckQuorum leader lease.
 
 use super::fixture::*;
-use crate::{NodeId, Term};
+use crate::{Config, NodeId, Term};
 
 #[test]
 fn vote_is_granted_once_per_term_and_saved_before_the_answer() {
@@ -121,4 +121,56 @@ fn check_quorum_leader_ignores_a_disruptive_vote_request() {
     let outputs = deliver(&mut core, message(2, 1, 5, vote_request((9, 4))));
     assert_eq!(outputs, vec![]);
     assert_eq!((core.role(), core.term()), (crate::Role::Leader, Term(1)));
+}
+
+/// Node 1, not a voter of its configuration (voters 2 and 3), following
+/// `leader` in term 1.
+fn non_voter_following(leader: u64) -> crate::RaftCore {
+    CoreBuilder::new(1)
+        .voters(&[2, 3])
+        .log(&[1])
+        .term(1)
+        .follower_of(leader)
+}
+
+#[test]
+fn a_node_that_may_not_campaign_forgets_a_silent_leader_and_answers_votes() {
+    // A learner, or a voter that has not yet received the entry that
+    // promoted it, never stands for election. When its leader has been
+    // silent for a whole election timeout it must still stop believing in
+    // it: otherwise its CheckQuorum lease is renewed at every timeout and it
+    // ignores, for ever, the votes of the voters electing a new leader (the
+    // simulator found this: seed 3009538 of 3 nodes, where node 1 was
+    // promoted by an entry it never received and its vote was needed).
+    let mut core = non_voter_following(2);
+    let election_ticks_max = Config::new(NodeId(1)).election_ticks_max;
+    assert_eq!(tick_times(&mut core, election_ticks_max), vec![]);
+    assert_eq!(core.leader(), None, "the silent leader is forgotten");
+    let outputs = deliver(&mut core, message(3, 1, 2, vote_request((1, 1))));
+    assert_eq!(
+        outputs,
+        vec![
+            save_hard_state(2, Some(3)),
+            send(1, 3, 2, vote_response(true))
+        ]
+    );
+}
+
+#[test]
+fn a_node_that_may_not_campaign_keeps_a_leader_it_hears_from() {
+    // The counterpart: heartbeats within the election timeout keep the
+    // leader known and the lease in force.
+    let mut core = non_voter_following(2);
+    let election_ticks_min = Config::new(NodeId(1)).election_ticks_min;
+    for _ in 0..3 {
+        tick_times(&mut core, election_ticks_min - 1);
+        assert_eq!(core.leader(), Some(NodeId(2)));
+        deliver(
+            &mut core,
+            message(2, 1, 1, append_entries((1, 1), vec![], 0, 0)),
+        );
+    }
+    assert_eq!(core.leader(), Some(NodeId(2)));
+    let outputs = deliver(&mut core, message(3, 1, 2, vote_request((1, 1))));
+    assert_eq!(outputs, vec![], "in the lease, the vote request is ignored");
 }
