@@ -334,16 +334,23 @@ impl RaftCore {
     /// A message from an earlier term. Answer the kinds whose senders would
     /// otherwise stay stuck: a deposed leader learns the new term from the
     /// append answer; a pre-candidate learns it from the pre-vote answer.
+    ///
+    /// The append answer carries the current term and nothing of the stale
+    /// append (no rejected index, round 0): its sender may since have been
+    /// elected again, in the current term, and would take an echo of its
+    /// old append's index or round as an answer to one of its new term's,
+    /// probing past its own log or counting the answer as confirming read
+    /// rounds this follower never saw.
     fn answer_stale_message(&mut self, message: &Message) {
         match &message.body {
-            MessageBody::AppendEntries(append) => {
+            MessageBody::AppendEntries(_) => {
                 let response = message::AppendEntriesResponse {
                     success: false,
                     match_index: LogIndex(0),
-                    rejected_index: append.prev_log_index,
+                    rejected_index: LogIndex(0),
                     conflict: None,
                     last_log_index: self.log.last_index(),
-                    round: append.round,
+                    round: 0,
                 };
                 self.send(message.from, MessageBody::AppendEntriesResponse(response));
             }

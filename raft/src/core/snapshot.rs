@@ -149,7 +149,11 @@ impl RaftCore {
                 self.advance_commit();
             }
         } else {
-            progress.become_probe(response.last_log_index.next());
+            // The follower already held the snapshot's entries. Its log may
+            // run past the leader's (entries of an older term, not
+            // committed): probe from no further than the leader's own end.
+            let next_index = response.last_log_index.min(self.log.last_index()).next();
+            progress.become_probe(next_index);
         }
         self.send_entries(from);
     }

@@ -54,6 +54,17 @@ fn leader_with_compacted_log() -> crate::RaftCore {
     core
 }
 
+/// [`leader_with_compacted_log`] after node 2 said its log ends at 3: the
+/// snapshot is on its way to it.
+fn leader_sending_snapshot_to_2() -> crate::RaftCore {
+    let mut core = leader_with_compacted_log();
+    deliver(
+        &mut core,
+        message(2, 1, 2, append_rejected(10, log_too_short(3), 3, 0)),
+    );
+    core
+}
+
 #[test]
 fn a_snapshot_compacts_the_log_but_keeps_a_trailing_stretch() {
     // Paper §7: entries a snapshot covers may be discarded; a trailing
@@ -106,11 +117,7 @@ fn a_follower_behind_the_compacted_log_gets_the_snapshot_once() {
 
 #[test]
 fn an_installed_snapshot_resumes_replication_after_it() {
-    let mut core = leader_with_compacted_log();
-    deliver(
-        &mut core,
-        message(2, 1, 2, append_rejected(10, log_too_short(3), 3, 0)),
-    );
+    let mut core = leader_sending_snapshot_to_2();
     assert_eq!(
         deliver(&mut core, message(2, 1, 2, snapshot_answer(true, 10))),
         vec![send(
@@ -127,11 +134,7 @@ fn an_installed_snapshot_resumes_replication_after_it() {
 fn a_lost_snapshot_is_sent_again() {
     // The transfer or its answer may be lost: after 20 heartbeat rounds
     // without an answer the leader decides anew and sends it again.
-    let mut core = leader_with_compacted_log();
-    deliver(
-        &mut core,
-        message(2, 1, 2, append_rejected(10, log_too_short(3), 3, 0)),
-    );
+    let mut core = leader_sending_snapshot_to_2();
     let snapshots_sent = |outputs: Vec<Output>| {
         outputs
             .iter()
@@ -158,11 +161,7 @@ fn a_lost_snapshot_is_sent_again() {
 fn a_follower_that_catches_up_from_the_log_no_longer_waits_for_the_snapshot() {
     // If an append succeeds past the compaction point while a snapshot is on
     // its way, the follower needs no snapshot: replication goes on.
-    let mut core = leader_with_compacted_log();
-    deliver(
-        &mut core,
-        message(2, 1, 2, append_rejected(10, log_too_short(3), 3, 0)),
-    );
+    let mut core = leader_sending_snapshot_to_2();
     assert_eq!(
         deliver(&mut core, message(2, 1, 2, append_accepted(10, 10, 0))),
         vec![send(
@@ -217,4 +216,24 @@ fn a_follower_keeps_its_log_when_it_already_holds_the_snapshot_point() {
         vec![send(2, 1, 2, snapshot_answer(false, 4))]
     );
     assert_eq!(core.status().last_index, LogIndex(4));
+}
+
+#[test]
+fn a_refused_snapshot_from_a_follower_with_a_longer_log_probes_within_the_leaders_log() {
+    // The follower already held the snapshot's entries and its log runs
+    // past the leader's (entries of an older term that never committed):
+    // the leader probes from its own end, not from the follower's (a probe
+    // past its log would name an entry it does not have).
+    let mut core = leader_sending_snapshot_to_2();
+    // Nothing to send at once (the leader has no entry past 11); the next
+    // heartbeat probes at the leader's last entry.
+    assert_eq!(
+        deliver(&mut core, message(2, 1, 2, snapshot_answer(false, 15))),
+        vec![]
+    );
+    let (_, heartbeat) = tick_until_outputs(&mut core);
+    assert!(
+        heartbeat.contains(&send(1, 2, 2, append_entries((11, 2), vec![], 10, 1))),
+        "{heartbeat:?}"
+    );
 }
