@@ -256,11 +256,42 @@ impl Cluster {
     }
 
     /// Runs to the end (or the first violation) and reports.
+    ///
+    /// A member far behind catches up only as fast as the scenario's
+    /// replication limits let it (one entry per message, two in flight,
+    /// slow and reordering links): when the cluster has not converged at
+    /// the end of the calm phase but some member's applied index still
+    /// moved in its last fifth, the calm phase goes on, up to
+    /// [`CATCH_UP_EXTENSIONS`] more times. A cluster that stopped moving
+    /// fails at once.
     pub fn run(mut self) -> RunOutcome {
-        let end_us = (self.scenario.fault_ticks + self.scenario.heal_ticks) * TICK_US;
-        self.run_until(end_us);
+        let heal_us = self.scenario.heal_ticks * TICK_US;
+        let window_us = heal_us / 5;
+        let mut end_us = self.scenario.fault_ticks * TICK_US + heal_us;
+        let mut calm_ticks = self.scenario.heal_ticks;
+        let mut extensions_left = CATCH_UP_EXTENSIONS;
+        self.run_until(end_us - window_us);
+        loop {
+            let before = self.applied_indexes();
+            self.run_until(end_us);
+            let catching_up = self.applied_indexes() != before;
+            if self.violation.is_some()
+                || extensions_left == 0
+                || !catching_up
+                || self.check_liveness(calm_ticks).is_ok()
+            {
+                break;
+            }
+            extensions_left -= 1;
+            end_us += heal_us;
+            calm_ticks += self.scenario.heal_ticks;
+            self.trace_line(format!(
+                "CALM PHASE extended to {calm_ticks} ticks: members are still catching up"
+            ));
+            self.run_until(end_us - window_us);
+        }
         if self.violation.is_none() {
-            self.violation = self.check_liveness().err();
+            self.violation = self.check_liveness(calm_ticks).err();
         }
         if self.violation.is_none() {
             self.violation = self.check_history().err();
@@ -412,7 +443,10 @@ impl Cluster {
             && sim_node.log.term_at(core.commit_index()) != Some(core.term()))
         .then(|| core.commit_index());
         let was_leader = core.role() == Role::Leader;
-        core.step(input);
+        if let Err(panic) = catch_core_panic(|| core.step(input)) {
+            self.core_panicked(node, panic);
+            return;
+        }
         if self.faults_active
             && !was_leader
             && core.role() == Role::Leader
@@ -441,13 +475,28 @@ impl Cluster {
         }
     }
 
+    /// A core's panic is one of its internal invariants broken: the run
+    /// stops there, as at any other violation, with its seed and trace.
+    fn core_panicked(&mut self, node: NodeId, message: String) {
+        self.violation = Some(Violation {
+            property: "Internal invariant",
+            detail: format!("{node} panicked: {message}"),
+        });
+    }
+
     fn carry_out_outputs(&mut self, node: NodeId) {
         let position = position_of(node);
         loop {
             let Some(core) = self.nodes[position].core.as_mut() else {
                 return;
             };
-            let outputs = core.take_outputs();
+            let outputs = match catch_core_panic(|| core.take_outputs()) {
+                Ok(outputs) => outputs,
+                Err(panic) => {
+                    self.core_panicked(node, panic);
+                    return;
+                }
+            };
             if outputs.is_empty() {
                 return;
             }
@@ -607,7 +656,15 @@ impl Cluster {
 
     /// After the calm phase: one leader that everyone follows, every live
     /// node caught up, and no request left unanswered.
-    fn check_liveness(&self) -> Result<(), Violation> {
+    /// Each member's applied index (none while it is down).
+    fn applied_indexes(&self) -> Vec<Option<LogIndex>> {
+        self.nodes
+            .iter()
+            .map(|node| node.core.as_ref().map(|core| core.status().applied_index))
+            .collect()
+    }
+
+    fn check_liveness(&self, calm_ticks: u64) -> Result<(), Violation> {
         let failure = |detail: String| Violation {
             property: "Liveness",
             detail,
@@ -625,15 +682,15 @@ impl Cluster {
             return Err(failure(format!(
                 "{} leaders after {} calm ticks",
                 leaders.len(),
-                self.scenario.heal_ticks
+                calm_ticks
             )));
         };
         let leader_core = leader.core.as_ref().expect("leader is alive");
         let status = leader_core.status();
         if status.commit_index < status.last_index {
             return Err(failure(format!(
-                "leader {} has committed only {} of {} after the calm phase",
-                leader.id, status.commit_index, status.last_index
+                "leader {} has committed only {} of {} after {} calm ticks",
+                leader.id, status.commit_index, status.last_index, calm_ticks
             )));
         }
         for node in &self.nodes {
@@ -659,12 +716,13 @@ impl Cluster {
                 || node_status.applied_index != status.commit_index
             {
                 return Err(failure(format!(
-                    "{} follows {:?} and applied {} but leader {} committed {}",
+                    "{} follows {:?} and applied {} but leader {} committed {} after {} calm ticks",
                     node.id,
                     node_status.leader,
                     node_status.applied_index,
                     leader.id,
-                    status.commit_index
+                    status.commit_index,
+                    calm_ticks
                 )));
             }
             if let Some((request_id, client)) = node.requests.first_key_value() {
@@ -684,6 +742,10 @@ pub(crate) fn is_membership_request(request_id: raft::RequestId) -> bool {
     request_id.0 > u64::MAX / 2
 }
 
+/// How many more calm phases a run gets while its members are still
+/// catching up (see [`Cluster::run`]).
+pub const CATCH_UP_EXTENSIONS: u64 = 4;
+
 /// Node ids are 1..=N; their position in the node list is id - 1.
 pub(crate) fn position_of(node: NodeId) -> usize {
     node.0 as usize - 1
@@ -693,5 +755,35 @@ impl Cluster {
     /// The scenario the seed produced.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
+    }
+}
+
+/// Runs `call` on a core, turning a panic into its message.
+fn catch_core_panic<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|message| message.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::catch_core_panic;
+
+    #[test]
+    fn a_core_panic_becomes_its_message() {
+        assert_eq!(catch_core_panic(|| 7), Ok(7));
+        assert_eq!(
+            catch_core_panic(|| -> u32 { panic!("an invariant is broken") }),
+            Err("an invariant is broken".to_string())
+        );
+        let index = 3;
+        assert_eq!(
+            catch_core_panic(|| -> u32 { panic!("no entry at {index}") }),
+            Err("no entry at 3".to_string())
+        );
     }
 }
