@@ -274,12 +274,13 @@ impl Cluster {
         loop {
             let before = self.applied_indexes();
             self.run_until(end_us);
+            if self.violation.is_some() {
+                break;
+            }
+            let liveness = self.check_liveness(calm_ticks);
             let catching_up = self.applied_indexes() != before;
-            if self.violation.is_some()
-                || extensions_left == 0
-                || !catching_up
-                || self.check_liveness(calm_ticks).is_ok()
-            {
+            if liveness.is_ok() || !catching_up || extensions_left == 0 {
+                self.violation = liveness.err();
                 break;
             }
             extensions_left -= 1;
@@ -289,9 +290,6 @@ impl Cluster {
                 "CALM PHASE extended to {calm_ticks} ticks: members are still catching up"
             ));
             self.run_until(end_us - window_us);
-        }
-        if self.violation.is_none() {
-            self.violation = self.check_liveness(calm_ticks).err();
         }
         if self.violation.is_none() {
             self.violation = self.check_history().err();
@@ -654,8 +652,6 @@ impl Cluster {
         result
     }
 
-    /// After the calm phase: one leader that everyone follows, every live
-    /// node caught up, and no request left unanswered.
     /// Each member's applied index (none while it is down).
     fn applied_indexes(&self) -> Vec<Option<LogIndex>> {
         self.nodes
@@ -664,6 +660,8 @@ impl Cluster {
             .collect()
     }
 
+    /// After `calm_ticks` of calm: one leader that everyone follows, every
+    /// live node caught up, and no request left unanswered.
     fn check_liveness(&self, calm_ticks: u64) -> Result<(), Violation> {
         let failure = |detail: String| Violation {
             property: "Liveness",
