@@ -53,7 +53,8 @@ impl Configurations {
             debug_assert!(self
                 .latest_change_index()
                 .is_none_or(|latest| latest < entry.index));
-            self.changes.push((entry.index, membership.clone()));
+            self.changes
+                .push((entry.index, Membership::clone(membership)));
         }
     }
 
@@ -92,7 +93,7 @@ mod tests {
         Entry {
             index: LogIndex(index),
             term: Term(1),
-            payload: EntryPayload::Configuration(voters(ids)),
+            payload: EntryPayload::Configuration(voters(ids).into()),
         }
     }
 

@@ -204,7 +204,7 @@ impl RaftCore {
         self.append_as_leader(Entry {
             term,
             index,
-            payload: EntryPayload::Configuration(membership),
+            payload: EntryPayload::Configuration(membership.into()),
         });
         self.outputs.push(Output::ProposalAccepted {
             request_id,

@@ -174,7 +174,7 @@ impl<M: StateMachine> Applier<M> {
                     EntryPayload::Noop => None,
                     // Snapshots record the configuration as of their index.
                     EntryPayload::Configuration(membership) => {
-                        self.membership = membership.clone();
+                        self.membership = crate::Membership::clone(membership);
                         None
                     }
                 };

@@ -110,7 +110,7 @@ pub fn entry_from_wire(entry: wire::Entry) -> Result<Entry, WireError> {
                         index: entry.index,
                         reason: error.to_string(),
                     })?;
-                EntryPayload::Configuration(membership_from_wire(configuration))
+                EntryPayload::Configuration(membership_from_wire(configuration).into())
             }
             _ => {
                 return Err(WireError::UnknownEntryKind {
@@ -370,12 +370,15 @@ mod configuration_tests {
         let entry = Entry {
             index: LogIndex(7),
             term: Term(3),
-            payload: EntryPayload::Configuration(Membership {
-                voters: [NodeId(1), NodeId(2)].into(),
-                learners: [NodeId(9)].into(),
-                addresses: [(NodeId(9), "10.0.0.9:2380".to_string())].into(),
-                removed: [NodeId(4)].into(),
-            }),
+            payload: EntryPayload::Configuration(
+                Membership {
+                    voters: [NodeId(1), NodeId(2)].into(),
+                    learners: [NodeId(9)].into(),
+                    addresses: [(NodeId(9), "10.0.0.9:2380".to_string())].into(),
+                    removed: [NodeId(4)].into(),
+                }
+                .into(),
+            ),
         };
         assert_eq!(entry_from_wire(entry_to_wire(&entry)).unwrap(), entry);
         let mut garbled = entry_to_wire(&entry);

@@ -25,7 +25,7 @@ fn configuration_entry(index: u64, term: u64, voters: &[u64], learners: &[u64]) 
     Entry {
         index: LogIndex(index),
         term: Term(term),
-        payload: EntryPayload::Configuration(membership(voters, learners)),
+        payload: EntryPayload::Configuration(membership(voters, learners).into()),
     }
 }
 
@@ -188,7 +188,9 @@ fn a_leader_that_removes_itself_steps_down_once_the_removal_commits() {
     assert_eq!(core.role(), Role::Follower);
     let mut without_the_leader = configuration_entry(2, 1, &[2, 3], &[]);
     if let EntryPayload::Configuration(membership) = &mut without_the_leader.payload {
-        membership.removed.insert(NodeId(1));
+        std::sync::Arc::make_mut(membership)
+            .removed
+            .insert(NodeId(1));
     }
     assert!(
         outputs.contains(&apply(vec![without_the_leader])),

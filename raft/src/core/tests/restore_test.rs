@@ -123,7 +123,7 @@ fn a_joining_node_waits_for_a_leader_and_follows_it() {
     let entry = crate::Entry {
         index: LogIndex(1),
         term: Term(2),
-        payload: crate::EntryPayload::Configuration(membership.clone()),
+        payload: crate::EntryPayload::Configuration(membership.clone().into()),
     };
     core.step(crate::Input::Message(crate::Message {
         from: NodeId(1),

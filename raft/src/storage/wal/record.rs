@@ -389,7 +389,7 @@ fn decode_entry(payload: &[u8]) -> Result<Entry, DecodeError> {
             EntryPayload::Noop
         }
         ENTRY_KIND_COMMAND => EntryPayload::Command(Bytes::copy_from_slice(body)),
-        ENTRY_KIND_CONFIGURATION => EntryPayload::Configuration(decode_configuration(body)?),
+        ENTRY_KIND_CONFIGURATION => EntryPayload::Configuration(decode_configuration(body)?.into()),
         other => return Err(DecodeError::UnknownEntryKind(other)),
     };
     Ok(Entry {
@@ -451,15 +451,18 @@ mod tests {
                 proptest::collection::btree_set(1..u64::MAX, 0..3),
             )
                 .prop_map(|(voters, learners, addresses, removed)| {
-                    EntryPayload::Configuration(crate::Membership {
-                        voters: voters.into_iter().map(crate::NodeId).collect(),
-                        learners: learners.into_iter().map(crate::NodeId).collect(),
-                        addresses: addresses
-                            .into_iter()
-                            .map(|(node, address)| (crate::NodeId(node), address))
-                            .collect(),
-                        removed: removed.into_iter().map(crate::NodeId).collect(),
-                    })
+                    EntryPayload::Configuration(
+                        crate::Membership {
+                            voters: voters.into_iter().map(crate::NodeId).collect(),
+                            learners: learners.into_iter().map(crate::NodeId).collect(),
+                            addresses: addresses
+                                .into_iter()
+                                .map(|(node, address)| (crate::NodeId(node), address))
+                                .collect(),
+                            removed: removed.into_iter().map(crate::NodeId).collect(),
+                        }
+                        .into(),
+                    )
                 }),
         ];
         prop_oneof![
