@@ -383,7 +383,7 @@ fn append_until(
                 payload: EntryPayload::Command(command.clone()),
             };
             let ticket = wal
-                .submit_append(vec![entry])
+                .submit_append(vec![entry].into())
                 .context("submitting an entry")?;
             *next += 1;
             ticket

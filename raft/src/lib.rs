@@ -112,6 +112,7 @@
 
 pub mod config;
 pub mod core;
+pub mod entries;
 pub mod error;
 pub mod node;
 pub mod snapshot_policy;
@@ -135,6 +136,7 @@ pub use crate::core::progress::{Progress, ReplicationState};
 pub use crate::core::quorum::Membership;
 pub use crate::core::snapshot::SnapshotMetadata;
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
+pub use crate::entries::Entries;
 pub use crate::error::{ConfigError, CoreError, RequestError};
 pub use crate::snapshot_policy::SnapshotPolicy;
 pub use crate::state_machine::{StateMachine, StateMachineSnapshot};

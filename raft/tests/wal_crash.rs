@@ -241,7 +241,7 @@ fn append(
         previous = hash;
         entries.push(entry);
     }
-    wal.submit_append(entries).expect("child: append")
+    wal.submit_append(entries.into()).expect("child: append")
 }
 
 /// The last acknowledgement seen: the log up to `index` (whose term and

@@ -9,8 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use raft::{
-    Config, Entry, Input, LogIndex, Message, MessageBody, NodeId, Output, RaftCore, RequestId,
-    RestoredState, Role, Term,
+    Config, Entries, Input, LogIndex, Membership, Message, MessageBody, NodeId, Output, RaftCore,
+    RequestId, RestoredState, Role, Term,
 };
 
 use crate::disk::{Disk, StoredSnapshot};
@@ -405,7 +405,7 @@ impl Cluster {
             // the log after it override it.
             membership: node.disk.snapshot.as_ref().map_or_else(
                 || RestoredState::new_cluster(voters).membership,
-                |snapshot| snapshot.metadata.membership.clone(),
+                |snapshot| Membership::clone(&snapshot.metadata.membership),
             ),
         };
         let core = RaftCore::new(config, restored, seed).expect("simulated state is valid");
@@ -564,7 +564,7 @@ impl Cluster {
         }
     }
 
-    fn append_log(&mut self, node: NodeId, entries: Vec<Entry>) {
+    fn append_log(&mut self, node: NodeId, entries: Entries) {
         let position = position_of(node);
         let role = self.nodes[position]
             .core
@@ -597,7 +597,7 @@ impl Cluster {
         self.maybe_crash_mid_write(node, first_index, latency);
     }
 
-    fn apply(&mut self, node: NodeId, entries: Vec<Entry>) {
+    fn apply(&mut self, node: NodeId, entries: Entries) {
         let position = position_of(node);
         if let Err(violation) = self
             .checker
@@ -607,7 +607,7 @@ impl Cluster {
             return;
         }
         let last = entries.last().expect("apply is never empty").index;
-        for entry in entries {
+        for entry in entries.iter().cloned() {
             self.apply_entry(node, entry);
         }
         self.step_node(node, Input::Applied { index: last });

@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 
-use raft::{Entry, HardState, LogIndex, SnapshotMetadata, Term};
+use raft::{Entries, HardState, LogIndex, SnapshotMetadata, Term};
 
 use crate::kv::KvStore;
 use crate::log_view::LogView;
@@ -100,7 +100,7 @@ pub struct Disk {
     pub incoming_snapshot: Option<StoredSnapshot>,
     /// Appends written but not yet durable, oldest first, with their
     /// sequence numbers.
-    pending: VecDeque<(u64, Vec<Entry>)>,
+    pending: VecDeque<(u64, Entries)>,
     next_sequence: u64,
     /// A damaged record, found when the node next starts.
     corruption: Option<CorruptRecord>,
@@ -109,7 +109,7 @@ pub struct Disk {
 impl Disk {
     /// Starts writing `entries` (replacing any suffix from the first one's
     /// index). Returns the write's sequence number, for [`Disk::flush`].
-    pub fn write(&mut self, entries: Vec<Entry>) -> u64 {
+    pub fn write(&mut self, entries: Entries) -> u64 {
         self.next_sequence += 1;
         self.pending.push_back((self.next_sequence, entries));
         self.next_sequence
@@ -208,7 +208,7 @@ mod tests {
     use super::*;
     use crate::log_view::tests::entry;
 
-    fn entries(indexes: Range<u64>, term: u64) -> Vec<Entry> {
+    fn entries(indexes: Range<u64>, term: u64) -> Entries {
         indexes.map(|index| entry(index, term)).collect()
     }
 

@@ -40,7 +40,8 @@ impl Cluster {
                 .as_ref()
                 .expect("checked above")
                 .membership_at(applied)
-                .clone(),
+                .clone()
+                .into(),
         };
         sim_node.disk.snapshot = Some(StoredSnapshot {
             metadata: metadata.clone(),

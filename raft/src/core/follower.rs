@@ -30,7 +30,7 @@ impl RaftCore {
         let committed = self.log.committed();
         if append.prev_log_index < committed {
             let skip = (committed.0 - append.prev_log_index.0) as usize;
-            append.entries.drain(..skip.min(append.entries.len()));
+            append.entries.advance(skip);
             append.prev_log_index = committed;
             append.prev_log_term = self
                 .log

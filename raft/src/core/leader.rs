@@ -1,11 +1,15 @@
 //! The leader: accepting proposals, replicating, committing, heartbeats and
 //! CheckQuorum (Raft paper §5.3, §5.4.2; dissertation §6.2).
 
+use std::ops::Bound;
+
 use bytes::Bytes;
 
 use super::message::{AppendEntries, AppendEntriesResponse, ConflictHint, MessageBody};
 use super::output::Output;
+use super::snapshot::SNAPSHOT_RETRY_ROUNDS;
 use super::{LeaderState, RaftCore, Role};
+use crate::entries::Entries;
 use crate::error::RequestError;
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
 
@@ -84,31 +88,48 @@ impl RaftCore {
 
     /// Appends an entry this leader created; followers receive it at the
     /// next flush, so that proposals arriving together share messages.
-    /// Returns the position in `outputs` of the `AppendLog` holding it.
+    /// Returns the position in `outputs` of the `AppendLog` that will hold
+    /// it.
     pub(super) fn append_as_leader(&mut self, entry: Entry) -> usize {
-        self.log.push(entry.clone());
-        self.leader_state_mut().append_pending = true;
-        // Merge with this step's latest append when only acceptances of
+        // Join the unsealed entries' append when nothing but acceptances of
         // proposals came after it, so storage sees one write per batch.
-        let candidate = match self.proposal_append {
-            Some((position, outputs_len)) if outputs_len == self.outputs.len() => Some(position),
-            _ => self.outputs.len().checked_sub(1),
-        };
-        if let Some(position) = candidate {
-            if let Output::AppendLog { entries } = &mut self.outputs[position] {
-                if entries
-                    .last()
-                    .is_some_and(|last| last.index.next() == entry.index)
-                {
-                    entries.push(entry);
-                    return position;
-                }
+        let extendable = match (self.unsealed_append, self.proposal_append) {
+            (Some(position), Some((proposals_position, outputs_len)))
+                if proposals_position == position && outputs_len == self.outputs.len() =>
+            {
+                Some(position)
             }
-        }
-        self.outputs.push(Output::AppendLog {
-            entries: vec![entry],
+            (Some(position), _) if position + 1 == self.outputs.len() => Some(position),
+            _ => None,
+        };
+        let position = extendable.unwrap_or_else(|| {
+            self.seal_appends();
+            self.outputs.push(Output::AppendLog {
+                entries: Entries::new(),
+            });
+            let position = self.outputs.len() - 1;
+            self.unsealed_append = Some(position);
+            position
         });
-        self.outputs.len() - 1
+        self.log.push(entry);
+        self.leader_state_mut().append_pending = true;
+        position
+    }
+
+    /// Makes the entries appended since the last call one shared run and
+    /// puts it in the `AppendLog` waiting for it. Done before entries are
+    /// sent or outputs taken, and when leadership ends.
+    #[inline]
+    pub(super) fn seal_appends(&mut self) {
+        // Called before every send: nearly always there is nothing to seal.
+        let Some(position) = self.unsealed_append.take() else {
+            return;
+        };
+        let run = self
+            .log
+            .seal()
+            .expect("an AppendLog waits only for unsealed entries");
+        self.outputs[position] = Output::AppendLog { entries: run };
     }
 
     fn leader_state_mut(&mut self) -> &mut LeaderState {
@@ -130,11 +151,24 @@ impl RaftCore {
         }
         if state.append_pending {
             state.append_pending = false;
-            let peers: Vec<NodeId> = state.progress.keys().copied().collect();
-            for peer in peers {
+            let mut next = self.peer_after(None);
+            while let Some(peer) = next {
                 self.send_entries(peer);
+                next = self.peer_after(Some(peer));
             }
         }
+    }
+
+    /// The peer this leader replicates to after `peer` in id order (the
+    /// first with `None`): a walk over the peers that allocates nothing
+    /// and leaves `self` free to send.
+    fn peer_after(&self, peer: Option<NodeId>) -> Option<NodeId> {
+        let progress = &self.leader_state.as_ref()?.progress;
+        let after = match peer {
+            Some(peer) => (Bound::Excluded(peer), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        progress.range(after).next().map(|(peer, _)| *peer)
     }
 
     /// Sends `peer` every batch it needs next, as far as the in-flight
@@ -147,11 +181,11 @@ impl RaftCore {
     /// peer is waiting for entries): the heartbeat that keeps followers from
     /// starting elections and confirms leadership for reads.
     pub(super) fn send_heartbeats(&mut self) {
-        let state = self.leader_state_mut();
-        state.round += 1;
-        let peers: Vec<NodeId> = state.progress.keys().copied().collect();
-        for peer in peers {
+        self.leader_state_mut().round += 1;
+        let mut next = self.peer_after(None);
+        while let Some(peer) = next {
             self.send_append(peer, true);
+            next = self.peer_after(Some(peer));
         }
     }
 
@@ -159,14 +193,16 @@ impl RaftCore {
     /// window allows; with `heartbeat`, sends an empty append even when not.
     /// Returns whether entries were sent.
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
-        self.expire_lost_snapshot(peer);
-        let next_index = self
-            .leader_state
-            .as_ref()
-            .expect("leader has leader state")
-            .progress[&peer]
-            .next_index;
-        if next_index.previous() < self.log.base_index() {
+        self.seal_appends();
+        let max_in_flight = self.config.max_inflight_messages;
+        let max_count = self.config.max_entries_per_message;
+        let max_bytes = self.config.max_message_bytes;
+        let leader_commit = self.log.committed();
+        let state = self.leader_state.as_mut().expect("leader has leader state");
+        let round = state.round;
+        let progress = state.progress.get_mut(&peer).expect("peer has progress");
+        progress.expire_lost_snapshot(round, SNAPSHOT_RETRY_ROUNDS);
+        if progress.next_index.previous() < self.log.base_index() {
             // The entries the follower needs are compacted: it gets the
             // snapshot; a heartbeat still goes out at the log's start.
             if heartbeat {
@@ -175,18 +211,11 @@ impl RaftCore {
             self.send_snapshot(peer);
             return false;
         }
-        let max_in_flight = self.config.max_inflight_messages;
-        let max_count = self.config.max_entries_per_message;
-        let max_bytes = self.config.max_message_bytes;
-        let leader_commit = self.log.committed();
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        let round = state.round;
-        let progress = state.progress.get_mut(&peer).expect("peer has progress");
         let entries = if progress.can_send(max_in_flight) {
             self.log
                 .entries_from(progress.next_index, max_count, max_bytes)
         } else {
-            Vec::new()
+            Entries::new()
         };
         if entries.is_empty() && !heartbeat {
             return false;
@@ -231,7 +260,7 @@ impl RaftCore {
             MessageBody::AppendEntries(AppendEntries {
                 prev_log_index,
                 prev_log_term,
-                entries: Vec::new(),
+                entries: Entries::new(),
                 leader_commit,
                 round,
             }),

@@ -1,8 +1,17 @@
 //! The core's view of the replicated log: its entries, how far they are
 //! durable, committed and handed to the state machine.
+//!
+//! Entries are held as the shared runs they were appended in ([`Entries`]):
+//! a follower keeps each message's run as it came, a leader seals the
+//! entries it appended in one step into one run when they are first sent
+//! or taken. Sending, storing and applying entries then shares those runs
+//! instead of copying entries, except when what is asked for spans runs.
+
+use std::collections::VecDeque;
 
 use super::configuration::Configurations;
 use super::quorum::Membership;
+use crate::entries::Entries;
 use crate::types::{Entry, LogIndex, Term};
 
 /// The log held by the core. Indexes are contiguous from `first_index()` to
@@ -10,8 +19,19 @@ use crate::types::{Entry, LogIndex, Term};
 /// `applied_up_to <= committed` and `persisted <= last_index()`.
 #[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
-    /// Entries after `base_index`, in order.
-    entries: Vec<Entry>,
+    /// The held entries after `base_index`, in order, as the runs they
+    /// were appended in; none is empty.
+    runs: VecDeque<Run>,
+    /// Entries this node appended as leader since it last sealed: they
+    /// follow `runs` and nothing shares them yet. Its allocation is kept
+    /// from one batch to the next.
+    unsealed: Vec<Entry>,
+    /// Where each term's entries begin among the held entries: (first
+    /// index, term), both ascending. The first starts right after
+    /// `base_index` whenever an entry is held.
+    term_starts: VecDeque<(LogIndex, Term)>,
+    /// The index of the last held entry (`base_index` when none is).
+    last_index: LogIndex,
     /// The index just before the first held entry (0, or later the last
     /// index included in a snapshot).
     base_index: LogIndex,
@@ -40,24 +60,33 @@ impl RaftLog {
         membership: (LogIndex, Membership),
     ) -> RaftLog {
         let (base_index, base_term) = base;
-        let last = entries.last().map_or(base_index, |entry| entry.index);
         let (membership_index, membership) = membership;
-        let mut configurations = Configurations::new(membership);
-        for entry in entries
-            .iter()
-            .filter(|entry| entry.index > membership_index)
-        {
-            configurations.record(entry);
-        }
-        RaftLog {
-            entries,
+        let mut log = RaftLog {
+            runs: VecDeque::new(),
+            unsealed: Vec::new(),
+            term_starts: VecDeque::new(),
+            last_index: base_index,
             base_index,
             base_term,
             committed: applied,
-            persisted: last,
+            persisted: base_index,
             applied_up_to: applied,
-            configurations,
+            configurations: Configurations::new(membership),
+        };
+        let entries = Entries::from(entries);
+        for entry in &entries {
+            // The base membership already includes the configuration
+            // entries up to its index.
+            if entry.index > membership_index {
+                log.configurations.record(entry);
+            }
+            log.note_position(entry);
         }
+        log.persisted = log.last_index;
+        if !entries.is_empty() {
+            log.runs.push_back(Run::new(entries));
+        }
+        log
     }
 
     /// The configuration in effect: the latest in the log.
@@ -90,7 +119,31 @@ impl RaftLog {
             return false;
         }
         let term = self.term_at(index).expect("index is within the log");
-        self.entries.drain(..(index.0 - self.base_index.0) as usize);
+        // Durable entries are sealed, so whole runs hold them.
+        while let Some(run) = self.runs.front_mut() {
+            if run.last() <= index {
+                self.runs.pop_front();
+            } else {
+                if run.first <= index {
+                    run.entries.advance((index.0 - run.first.0) as usize + 1);
+                    run.first = index.next();
+                }
+                break;
+            }
+        }
+        let next = index.next();
+        while self
+            .term_starts
+            .get(1)
+            .is_some_and(|(first, _)| *first <= next)
+        {
+            self.term_starts.pop_front();
+        }
+        if index == self.last_index {
+            self.term_starts.clear();
+        } else if let Some(start) = self.term_starts.front_mut() {
+            start.0 = start.0.max(next);
+        }
         self.configurations.compact_to(index);
         self.base_index = index;
         self.base_term = term;
@@ -106,8 +159,14 @@ impl RaftLog {
         term: Term,
         membership: Membership,
     ) {
-        self.entries.clear();
+        assert!(
+            self.unsealed.is_empty(),
+            "a leader seals its appends before it takes a snapshot as a follower"
+        );
+        self.runs.clear();
+        self.term_starts.clear();
         self.configurations.reset(membership);
+        self.last_index = index;
         self.base_index = index;
         self.base_term = term;
         self.committed = index;
@@ -116,13 +175,13 @@ impl RaftLog {
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
-        LogIndex(self.base_index.0 + self.entries.len() as u64)
+        self.last_index
     }
 
     pub(crate) fn last_term(&self) -> Term {
-        self.entries
-            .last()
-            .map_or(self.base_term, |entry| entry.term)
+        self.term_starts
+            .back()
+            .map_or(self.base_term, |(_, term)| *term)
     }
 
     pub(crate) fn committed(&self) -> LogIndex {
@@ -143,17 +202,19 @@ impl RaftLog {
         if index == self.base_index {
             return Some(self.base_term);
         }
-        if index < self.base_index {
+        if index < self.base_index || index > self.last_index {
             return None;
         }
-        self.entry(index).map(|entry| entry.term)
-    }
-
-    fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        if index <= self.base_index {
-            return None;
+        // Most lookups are in the latest term.
+        if let Some(&(first, term)) = self.term_starts.back() {
+            if first <= index {
+                return Some(term);
+            }
         }
-        self.entries.get((index.0 - self.base_index.0 - 1) as usize)
+        let position = self
+            .term_starts
+            .partition_point(|(first, _)| *first <= index);
+        Some(self.term_starts[position - 1].1)
     }
 
     /// Whether a log ending at (`last_index`, `last_term`) is at least as up
@@ -163,72 +224,161 @@ impl RaftLog {
     }
 
     /// Up to `max_count` entries from `from`, stopping before the total
-    /// payload passes `max_bytes` (at least one entry when any is available).
+    /// payload passes `max_bytes` (at least one entry when any is
+    /// available). Only sealed entries are available: see [`RaftLog::seal`].
     pub(crate) fn entries_from(
         &self,
         from: LogIndex,
         max_count: usize,
         max_bytes: usize,
-    ) -> Vec<Entry> {
-        if from <= self.base_index || from > self.last_index() {
-            return Vec::new();
+    ) -> Entries {
+        if from <= self.base_index || from > self.sealed_last_index() {
+            return Entries::new();
         }
-        let available = &self.entries[(from.0 - self.base_index.0 - 1) as usize..];
-        // Count first, so that the batch is allocated once at its size.
-        let mut count = 0;
+        let position = self.run_holding(from);
+        let offset = (from.0 - self.runs[position].first.0) as usize;
+        let available = self
+            .runs
+            .range(position..)
+            .flat_map(|run| run.entries.iter())
+            .skip(offset);
+        let mut count: u64 = 0;
         let mut total_bytes = 0;
-        for entry in available.iter().take(max_count) {
+        for entry in available.take(max_count) {
             total_bytes += entry.size_bytes();
             if count > 0 && total_bytes > max_bytes {
                 break;
             }
             count += 1;
         }
-        available[..count].to_vec()
+        if count == 0 {
+            return Entries::new();
+        }
+        self.shared_range(from, LogIndex(from.0 + count - 1))
+    }
+
+    /// The sealed entries from `low` to `high`, inclusive, both held:
+    /// shared when one run holds them all, copied into a run of their own
+    /// when they span several.
+    fn shared_range(&self, low: LogIndex, high: LogIndex) -> Entries {
+        debug_assert!(low <= high && high <= self.sealed_last_index());
+        let position = self.run_holding(low);
+        let run = &self.runs[position].entries;
+        let offset = (low.0 - self.runs[position].first.0) as usize;
+        let count = (high.0 - low.0) as usize + 1;
+        if offset + count <= run.len() {
+            return run.slice(offset..offset + count);
+        }
+        self.runs
+            .range(position..)
+            .flat_map(|run| run.entries.iter())
+            .skip(offset)
+            .take(count)
+            .cloned()
+            .collect()
+    }
+
+    /// The position in `runs` of the run holding `index`, a sealed index
+    /// after the base.
+    fn run_holding(&self, index: LogIndex) -> usize {
+        // Nearly every lookup is for one of the last few runs: a follower
+        // applies the run before the one that told it the commit index.
+        for (from_end, run) in self.runs.iter().rev().take(4).enumerate() {
+            if run.first <= index {
+                return self.runs.len() - 1 - from_end;
+            }
+        }
+        self.runs.partition_point(|run| run.first <= index) - 1
+    }
+
+    /// The last index of the sealed entries.
+    fn sealed_last_index(&self) -> LogIndex {
+        LogIndex(self.last_index.0 - self.unsealed.len() as u64)
     }
 
     /// The first index of the run of entries of `term` that ends at `index`.
     pub(crate) fn first_index_of_term_run(&self, index: LogIndex) -> LogIndex {
-        let Some(term) = self.term_at(index) else {
+        if index <= self.base_index || index > self.last_index {
             return index;
-        };
-        let mut first = index;
-        while first.previous() > self.base_index && self.term_at(first.previous()) == Some(term) {
-            first = first.previous();
         }
-        first
+        let position = self
+            .term_starts
+            .partition_point(|(first, _)| *first <= index);
+        self.term_starts[position - 1].0
     }
 
     /// The last index holding an entry of `term`, if any. Terms never
     /// decrease along the log, so a binary search finds it.
     pub(crate) fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
-        let position = self.entries.partition_point(|entry| entry.term <= term);
+        let position = self
+            .term_starts
+            .partition_point(|(_, start)| *start <= term);
         if position == 0 {
             return (self.base_term == term && self.base_index > LogIndex(0))
                 .then_some(self.base_index);
         }
-        let entry = &self.entries[position - 1];
-        (entry.term == term).then_some(entry.index)
+        if self.term_starts[position - 1].1 != term {
+            return None;
+        }
+        Some(
+            self.term_starts
+                .get(position)
+                .map_or(self.last_index, |(next, _)| next.previous()),
+        )
     }
 
-    /// Appends one entry created by this node as leader.
+    /// Appends one entry created by this node as leader. It stays unsealed
+    /// (see [`RaftLog::seal`]) so that the entries appended in one step form
+    /// one run.
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
-        self.configurations.record(&entry);
-        self.entries.push(entry);
+        self.note_appended(&entry);
+        self.unsealed.push(entry);
+    }
+
+    /// Makes the entries pushed since the last call one shared run, and
+    /// returns it (none when nothing was pushed): what the leader must
+    /// write to its own storage.
+    pub(crate) fn seal(&mut self) -> Option<Entries> {
+        if self.unsealed.is_empty() {
+            return None;
+        }
+        let run = Entries::take_from(&mut self.unsealed);
+        self.runs.push_back(Run::new(run.clone()));
+        Some(run)
+    }
+
+    /// Records what a newly appended entry changes: the configurations,
+    /// the term runs and the last index.
+    fn note_appended(&mut self, entry: &Entry) {
+        self.configurations.record(entry);
+        self.note_position(entry);
+    }
+
+    /// Records a newly held entry's term and index.
+    fn note_position(&mut self, entry: &Entry) {
+        if self.term_starts.back().map(|(_, term)| *term) != Some(entry.term) {
+            self.term_starts.push_back((entry.index, entry.term));
+        }
+        self.last_index = entry.index;
     }
 
     /// Merges entries received from a leader, where the entry before
     /// `entries[0]` is already known to match. Entries already present with
     /// the same term are kept; at the first conflict the local suffix is
     /// dropped. Returns the entries that must be written to storage (a
-    /// suffix of `entries`), or an empty vector when nothing changed.
+    /// suffix of `entries`, sharing it), or an empty run when nothing
+    /// changed.
     ///
     /// # Panics
     /// If a committed entry would be overwritten: the leader's log always
     /// contains every committed entry (Raft paper §5.4), so this means a
     /// broken invariant.
-    pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
+    pub(crate) fn merge(&mut self, mut entries: Entries) -> Entries {
+        assert!(
+            self.unsealed.is_empty(),
+            "a leader seals its appends before it merges another leader's"
+        );
         let mut skip = 0;
         for entry in &entries {
             match self.term_at(entry.index) {
@@ -246,21 +396,36 @@ impl RaftLog {
                 None => break,
             }
         }
-        let new_entries: Vec<Entry> = entries.into_iter().skip(skip).collect();
-        if let Some(first) = new_entries.first() {
+        entries.advance(skip);
+        if let Some(first) = entries.first() {
             debug_assert_eq!(first.index, self.last_index().next());
-            for entry in &new_entries {
-                self.configurations.record(entry);
+            for entry in &entries {
+                self.note_appended(entry);
             }
-            self.entries.extend(new_entries.iter().cloned());
+            self.runs.push_back(Run::new(entries.clone()));
         }
-        new_entries
+        entries
     }
 
-    /// Drops every entry at or after `index`.
+    /// Drops every entry at or after `index`, a sealed index after the
+    /// base.
     fn truncate_from(&mut self, index: LogIndex) {
-        let keep = (index.0 - self.base_index.0 - 1) as usize;
-        self.entries.truncate(keep);
+        while let Some(run) = self.runs.back_mut() {
+            if run.first >= index {
+                self.runs.pop_back();
+            } else {
+                run.entries.truncate((index.0 - run.first.0) as usize);
+                break;
+            }
+        }
+        while self
+            .term_starts
+            .back()
+            .is_some_and(|(first, _)| *first >= index)
+        {
+            self.term_starts.pop_back();
+        }
+        self.last_index = index.previous();
         self.configurations.truncate_from(index);
         self.persisted = self.persisted.min(index.previous());
     }
@@ -268,7 +433,7 @@ impl RaftLog {
     /// Records that storage holds the log up to `index`, if the entry there
     /// still has `term`. Returns whether the durable index moved.
     pub(crate) fn persisted_up_to(&mut self, index: LogIndex, term: Term) -> bool {
-        if index <= self.persisted || index > self.last_index() {
+        if index <= self.persisted || index > self.last_index {
             return false;
         }
         if self.term_at(index) != Some(term) {
@@ -290,17 +455,54 @@ impl RaftLog {
         }
     }
 
+    /// Whether some entry ready to apply is not sealed yet (its durability
+    /// was reported before the driver took it: possible, if odd).
+    pub(crate) fn must_seal_to_apply(&self) -> bool {
+        self.committed.min(self.persisted) > self.sealed_last_index()
+    }
+
     /// Committed and locally durable entries not yet handed out for applying;
-    /// marks them handed out.
-    pub(crate) fn take_entries_to_apply(&mut self) -> Vec<Entry> {
+    /// marks them handed out. They must be sealed (see
+    /// [`RaftLog::must_seal_to_apply`]).
+    pub(crate) fn take_entries_to_apply(&mut self) -> Entries {
         let up_to = self.committed.min(self.persisted);
         if up_to <= self.applied_up_to {
-            return Vec::new();
+            return Entries::new();
         }
-        let start = (self.applied_up_to.0 - self.base_index.0) as usize;
-        let end = (up_to.0 - self.base_index.0) as usize;
+        let entries = self.shared_range(self.applied_up_to.next(), up_to);
         self.applied_up_to = up_to;
-        self.entries[start..end].to_vec()
+        entries
+    }
+
+    /// Every held entry, in order (sealed or not).
+    #[cfg(test)]
+    fn held(&self) -> impl Iterator<Item = &Entry> {
+        self.runs
+            .iter()
+            .flat_map(|run| run.entries.iter())
+            .chain(self.unsealed.iter())
+    }
+}
+
+/// A run of held entries and the index of its first (kept beside the run
+/// so that a search reads one array).
+#[derive(Clone, Debug)]
+struct Run {
+    first: LogIndex,
+    /// Never empty.
+    entries: Entries,
+}
+
+impl Run {
+    fn new(entries: Entries) -> Run {
+        Run {
+            first: entries[0].index,
+            entries,
+        }
+    }
+
+    fn last(&self) -> LogIndex {
+        LogIndex(self.first.0 + self.entries.len() as u64 - 1)
     }
 }
 
@@ -345,7 +547,7 @@ mod tests {
     #[test]
     fn merge_keeps_matching_entries_and_truncates_at_conflict() {
         let mut log = log_of_terms(&[1, 1, 2, 2]);
-        let written = log.merge(vec![entry(2, 1), entry(3, 3), entry(4, 3)]);
+        let written = log.merge(vec![entry(2, 1), entry(3, 3), entry(4, 3)].into());
         assert_eq!(written, vec![entry(3, 3), entry(4, 3)]);
         assert_eq!(log.last_index(), LogIndex(4));
         assert_eq!(log.term_at(LogIndex(3)), Some(Term(3)));
@@ -356,7 +558,7 @@ mod tests {
     #[test]
     fn merge_of_present_entries_writes_nothing() {
         let mut log = log_of_terms(&[1, 1, 2]);
-        assert!(log.merge(vec![entry(1, 1), entry(2, 1)]).is_empty());
+        assert!(log.merge(vec![entry(1, 1), entry(2, 1)].into()).is_empty());
         assert_eq!(log.last_index(), LogIndex(3));
     }
 
@@ -412,9 +614,9 @@ mod tests {
                 .map(|(offset, term)| entry((prefix_len + offset) as u64 + 1, *term))
                 .collect();
             let before_last = log.last_index();
-            let written = log.merge(batch.clone());
+            let written = log.merge(batch.clone().into());
             // Contiguous indexes.
-            for (position, held) in log.entries.iter().enumerate() {
+            for (position, held) in log.held().enumerate() {
                 prop_assert_eq!(held.index, LogIndex(position as u64 + 1));
             }
             // The batch is present.

@@ -2,7 +2,8 @@
 //! transport maps these to and from the wire types in `proto/raft.proto`.
 
 use crate::core::snapshot::SnapshotMetadata;
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::entries::Entries;
+use crate::types::{LogIndex, NodeId, Term};
 
 /// A message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,8 +83,9 @@ pub struct AppendEntries {
     pub prev_log_index: LogIndex,
     /// Term of the entry at `prev_log_index`.
     pub prev_log_term: Term,
-    /// Consecutive entries starting at `prev_log_index + 1`.
-    pub entries: Vec<Entry>,
+    /// Consecutive entries starting at `prev_log_index + 1`, shared with
+    /// the sender's log.
+    pub entries: Entries,
     /// The leader's commit index.
     pub leader_commit: LogIndex,
     /// The leader's heartbeat round, echoed back so that ReadIndex can

@@ -143,6 +143,10 @@ pub struct RaftCore {
     /// the last of them. Each proposal also emits a `ProposalAccepted`, so
     /// without this every proposal would need its own write.
     proposal_append: Option<(usize, usize)>,
+    /// The position in `outputs` of the `AppendLog` that the entries this
+    /// leader appended but has not sealed yet will fill: present exactly
+    /// while there are such entries (see [`RaftCore::seal_appends`]).
+    unsealed_append: Option<usize>,
 }
 
 impl RaftCore {
@@ -190,6 +194,7 @@ impl RaftCore {
             applied: restored.applied,
             outputs: Vec::new(),
             proposal_append: None,
+            unsealed_append: None,
             config,
         };
         core.reset_election_timer();
@@ -250,6 +255,7 @@ impl RaftCore {
     /// driver must carry them out. Appends to followers that several inputs
     /// made necessary are batched into one message here.
     pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.seal_appends();
         self.flush_leader_messages();
         self.proposal_append = None;
         std::mem::take(&mut self.outputs)
@@ -258,6 +264,7 @@ impl RaftCore {
     /// Like [`RaftCore::take_outputs`], appending to `outputs` so that a
     /// driver can reuse one allocation.
     pub fn drain_outputs_into(&mut self, outputs: &mut Vec<Output>) {
+        self.seal_appends();
         self.flush_leader_messages();
         self.proposal_append = None;
         outputs.append(&mut self.outputs);
@@ -424,6 +431,7 @@ impl RaftCore {
 
     /// Fails every request a leader was holding when it stops leading.
     fn step_down_as_leader(&mut self, new_leader: Option<NodeId>) {
+        self.seal_appends();
         let Some(mut state) = self.leader_state.take() else {
             return;
         };
@@ -479,6 +487,9 @@ impl RaftCore {
 
     /// Hands committed, durable entries to the state machine.
     fn emit_committed_entries(&mut self) {
+        if self.log.must_seal_to_apply() {
+            self.seal_appends();
+        }
         let entries = self.log.take_entries_to_apply();
         if entries.is_empty() {
             return;

@@ -2,8 +2,9 @@
 
 use crate::core::message::Message;
 use crate::core::snapshot::SnapshotMetadata;
+use crate::entries::Entries;
 use crate::error::RequestError;
-use crate::types::{Entry, HardState, LogIndex, RequestId, Term};
+use crate::types::{HardState, LogIndex, RequestId, Term};
 
 /// One action for the driver. See the crate documentation for the order in
 /// which a driver must carry these out.
@@ -16,8 +17,9 @@ pub enum Output {
     /// be written in the background, in order; report completion with
     /// [`crate::Input::LogPersisted`].
     AppendLog {
-        /// Consecutive entries; never empty.
-        entries: Vec<Entry>,
+        /// Consecutive entries; never empty. Shared with the log: keeping
+        /// them costs no copy.
+        entries: Entries,
     },
     /// Send a message to a peer. Delivery may fail: Raft retries. For
     /// [`crate::MessageBody::InstallSnapshot`], stream the snapshot the
@@ -40,8 +42,9 @@ pub enum Output {
     /// Apply these committed entries to the state machine, in order, then
     /// report with [`crate::Input::Applied`].
     Apply {
-        /// Consecutive committed entries, each durable on this node.
-        entries: Vec<Entry>,
+        /// Consecutive committed entries, each durable on this node; shared
+        /// with the log.
+        entries: Entries,
     },
     /// The proposal was appended to the leader's log at `index` in `term`.
     /// It completes when the entry at `index` with `term` is applied; an

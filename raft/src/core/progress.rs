@@ -101,6 +101,18 @@ impl Progress {
         self.in_flight.clear();
     }
 
+    /// Forgets a snapshot sent `retry_rounds` heartbeat rounds or more
+    /// before `round` without an answer (the transfer or its answer was
+    /// lost), and probes again, so that it is sent anew if still needed.
+    pub(crate) fn expire_lost_snapshot(&mut self, round: u64, retry_rounds: u64) {
+        if let Some((_, sent_round)) = self.snapshot_in_flight {
+            if round >= sent_round + retry_rounds {
+                self.snapshot_in_flight = None;
+                self.become_probe(self.next_index);
+            }
+        }
+    }
+
     /// The follower rejected an append: go back to probing at `next_index`.
     pub(crate) fn become_probe(&mut self, next_index: LogIndex) {
         self.state = ReplicationState::Probe;

@@ -2,6 +2,8 @@
 //! a snapshot the driver took, and a follower that needs compacted entries
 //! receives the snapshot instead.
 
+use std::sync::Arc;
+
 use super::message::{InstallSnapshotResponse, MessageBody};
 use super::output::Output;
 use super::quorum::Membership;
@@ -15,13 +17,14 @@ pub struct SnapshotMetadata {
     pub index: LogIndex,
     /// The term of that entry.
     pub term: Term,
-    /// The cluster membership as of that entry.
-    pub membership: Membership,
+    /// The cluster membership as of that entry; shared, so that the
+    /// messages and outputs that carry metadata stay small.
+    pub membership: Arc<Membership>,
 }
 
 /// Heartbeat rounds a leader waits for a snapshot's answer before it sends
 /// the snapshot again (the transfer or its answer may have been lost).
-const SNAPSHOT_RETRY_ROUNDS: u64 = 20;
+pub(super) const SNAPSHOT_RETRY_ROUNDS: u64 = 20;
 
 impl RaftCore {
     /// The driver saved a snapshot: remember it and compact the log,
@@ -53,22 +56,6 @@ impl RaftCore {
             self.outputs.push(Output::CompactLog {
                 up_to: self.log.base_index(),
             });
-        }
-    }
-
-    /// Forgets a snapshot sent to `peer` that has gone unanswered for too
-    /// long (it or its answer was lost), so that replication decides anew
-    /// what the follower needs.
-    pub(super) fn expire_lost_snapshot(&mut self, peer: NodeId) {
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        let round = state.round;
-        let progress = state.progress.get_mut(&peer).expect("peer has progress");
-        if let Some((_, sent_round)) = progress.snapshot_in_flight {
-            if round >= sent_round + SNAPSHOT_RETRY_ROUNDS {
-                progress.snapshot_in_flight = None;
-                let next_index = progress.next_index;
-                progress.become_probe(next_index);
-            }
         }
     }
 
@@ -112,8 +99,11 @@ impl RaftCore {
         }
         tracing::info!(node = %self.id(), index = %metadata.index, term = %metadata.term,
             "installing snapshot from the leader");
-        self.log
-            .reset_to_snapshot(metadata.index, metadata.term, metadata.membership.clone());
+        self.log.reset_to_snapshot(
+            metadata.index,
+            metadata.term,
+            Membership::clone(&metadata.membership),
+        );
         self.applied = metadata.index;
         // Acknowledgements waiting for entries of the replaced log are void.
         self.pending_acknowledgements.clear();

@@ -13,13 +13,14 @@ use tokio::sync::{mpsc as tokio_mpsc, watch};
 
 use crate::core::quorum::Membership;
 use crate::core::snapshot::SnapshotMetadata;
+use crate::entries::Entries;
 use crate::node::event_loop::Event;
 use crate::node::metrics::NodeMetrics;
 use crate::node::requests::Requests;
 use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
-use crate::types::{Entry, EntryPayload, LogIndex, Term};
+use crate::types::{EntryPayload, LogIndex, Term};
 
 /// How far the applier has applied, shared with the event loop without a
 /// wake-up per batch: the applier reports [`Event::Applied`] only when the
@@ -68,7 +69,7 @@ impl AppliedProgress {
 pub(crate) enum Work {
     /// Committed entries to apply, in order, and when the event loop
     /// handed them over.
-    Apply(Vec<Entry>, Instant),
+    Apply(Entries, Instant),
     /// Replace the state with the store's snapshot at this point.
     Restore(SnapshotMetadata),
     /// Stop after the work queued before.
@@ -107,7 +108,8 @@ impl<M: StateMachine> Applier<M> {
     /// Runs until [`Work::Stop`], a state machine failure, or until the
     /// event loop is gone.
     pub(crate) fn run(mut self, work: mpsc::Receiver<Work>) {
-        let mut batch: Vec<Entry> = Vec::new();
+        // Runs of entries, in order.
+        let mut batch: Vec<Entries> = Vec::new();
         // When the oldest entry of `batch` was handed over.
         let mut handed: Option<Instant> = None;
         while let Ok(first) = work.recv() {
@@ -116,7 +118,7 @@ impl<M: StateMachine> Applier<M> {
             while let Some(item) = next.take().or_else(|| work.try_recv().ok()) {
                 match item {
                     Work::Apply(entries, at) => {
-                        batch.extend(entries);
+                        batch.push(entries);
                         handed.get_or_insert(at);
                     }
                     Work::Restore(metadata) => {
@@ -139,18 +141,18 @@ impl<M: StateMachine> Applier<M> {
 
     /// Applies `batch`, whose oldest entry was handed over at `handed`;
     /// false when the state machine failed (the node stops).
-    fn apply(&mut self, batch: &mut Vec<Entry>, handed: Option<Instant>) -> bool {
+    fn apply(&mut self, batch: &mut Vec<Entries>, handed: Option<Instant>) -> bool {
         if batch.is_empty() {
             return true;
         }
-        let mut responses = Vec::with_capacity(batch.len());
+        let mut responses = Vec::with_capacity(batch.iter().map(|run| run.len()).sum());
         let mut failure = None;
         {
             let mut state_machine = self
                 .state_machine
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for entry in batch.drain(..) {
+            for entry in batch.iter().flat_map(|run| run.iter()) {
                 if entry.index <= self.applied_index {
                     continue;
                 }
@@ -174,7 +176,7 @@ impl<M: StateMachine> Applier<M> {
                     EntryPayload::Noop => None,
                     // Snapshots record the configuration as of their index.
                     EntryPayload::Configuration(membership) => {
-                        self.membership = crate::Membership::clone(membership);
+                        self.membership = Membership::clone(membership);
                         None
                     }
                 };
@@ -224,7 +226,7 @@ impl<M: StateMachine> Applier<M> {
             Ok(restored) if restored.index >= metadata.index => {
                 tracing::info!(index = %restored.index, "restored the state machine from a snapshot");
                 self.applied_index = restored.index;
-                self.membership = restored.membership.clone();
+                self.membership = Membership::clone(&restored.membership);
                 self.last_command = (restored.index, restored.term);
                 self.latest_snapshot = restored.index;
                 self.latest_snapshot_bytes

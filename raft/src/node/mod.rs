@@ -297,7 +297,7 @@ impl<M: StateMachine> Node<M> {
         // The configuration as of the log's base: the snapshot's, or for a
         // log that starts at 1, the cluster's first (none when joining).
         let membership = match &snapshot {
-            Some(file) => file.metadata().membership.clone(),
+            Some(file) => Membership::clone(&file.metadata().membership),
             None if options.join => Membership::default(),
             None => Membership::with_addressed_voters(&options.members),
         };

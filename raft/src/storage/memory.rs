@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::entries::Entries;
 use crate::storage::{check_append, check_range, term_error, LogStore, StorageError};
 use crate::types::{Entry, HardState, LogIndex, Term};
 
@@ -54,7 +55,7 @@ impl LogStore for MemoryLogStore {
         Ok(())
     }
 
-    fn append(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+    fn append(&mut self, entries: Entries) -> Result<(), StorageError> {
         check_append(
             self.first_index(),
             self.last_index(),
@@ -63,7 +64,7 @@ impl LogStore for MemoryLogStore {
         )?;
         let keep = self.position(entries[0].index);
         self.entries.truncate(keep);
-        self.entries.extend(entries);
+        self.entries.extend(entries.iter().cloned());
         Ok(())
     }
 

@@ -17,9 +17,9 @@
 //!
 //! let mut store = MemoryLogStore::new();
 //! let entry = |index, term| Entry { index: LogIndex(index), term: Term(term), payload: EntryPayload::Noop };
-//! store.append(vec![entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+//! store.append(vec![entry(1, 1), entry(2, 1), entry(3, 1)].into()).unwrap();
 //! // A new leader's entry at index 2 replaces the conflicting suffix.
-//! store.append(vec![entry(2, 2)]).unwrap();
+//! store.append(vec![entry(2, 2)].into()).unwrap();
 //! assert_eq!(store.last_index(), LogIndex(2));
 //! assert_eq!(store.term(LogIndex(2)).unwrap(), Term(2));
 //! ```
@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::entries::Entries;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
 pub(crate) mod addresses;
@@ -93,7 +94,7 @@ pub trait LogStore {
     /// non-decreasing terms; `entries[0].index` must be between
     /// [`LogStore::first_index`] and [`LogStore::last_index`]` + 1`, and its
     /// term at least that of the entry before it.
-    fn append(&mut self, entries: Vec<Entry>) -> Result<(), StorageError>;
+    fn append(&mut self, entries: Entries) -> Result<(), StorageError>;
 
     /// The entries with indexes in `[low, high)`, in order. Fails with
     /// [`StorageError::Compacted`] when `low` is before the first index and

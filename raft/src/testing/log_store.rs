@@ -129,7 +129,7 @@ fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn append(store: &mut impl LogStore, entries: Vec<Entry>) {
-    if let Err(error) = store.append(entries) {
+    if let Err(error) = store.append(entries.into()) {
         panic!("append failed: {error}");
     }
 }
@@ -248,7 +248,7 @@ fn invalid_appends_change_nothing<S: LogStore>(store: &mut S) {
         let description = format!("{attempt:?}");
         assert!(
             matches!(
-                store.append(attempt),
+                store.append(attempt.into()),
                 Err(StorageError::InvalidAppend { .. })
             ),
             "accepted {description}"
@@ -257,7 +257,7 @@ fn invalid_appends_change_nothing<S: LogStore>(store: &mut S) {
     }
     store.purge_to(LogIndex(2), Term(2)).expect("purge");
     assert!(matches!(
-        store.append(vec![entry(2, 2)]),
+        store.append(vec![entry(2, 2)].into()),
         Err(StorageError::InvalidAppend { .. })
     ));
     assert_eq!(read(store, 3, 4), vec![entry(3, 2)]);
@@ -312,7 +312,7 @@ fn purge_past_the_end_replaces_the_log<S: LogStore>(store: &mut S) {
     assert_eq!(store.last_index(), LogIndex(10));
     assert_eq!(store.last_term().ok(), Some(Term(3)));
     assert!(
-        store.append(vec![entry(12, 3)]).is_err(),
+        store.append(vec![entry(12, 3)].into()).is_err(),
         "a gap after the snapshot"
     );
     append(store, vec![entry(11, 3)]);

@@ -116,7 +116,7 @@ pub(crate) fn random_operations<S: LogStore>(
                     })
                     .collect();
                 store
-                    .append(entries.clone())
+                    .append(entries.clone().into())
                     .unwrap_or_else(|error| panic!("{context}: append: {error}"));
                 model.append(&entries);
             }
@@ -124,7 +124,7 @@ pub(crate) fn random_operations<S: LogStore>(
                 // A gap: refused, nothing changes.
                 let entry = entry_of_size(model.last_index().0 + 2, model.max_term().0, 10);
                 assert!(
-                    store.append(vec![entry]).is_err(),
+                    store.append(vec![entry].into()).is_err(),
                     "{context}: a gap was accepted"
                 );
             }

@@ -148,7 +148,7 @@ pub fn snapshot_metadata_from_wire(
     Ok(SnapshotMetadata {
         index: LogIndex(metadata.last_included_index),
         term: Term(metadata.last_included_term),
-        membership: membership_from_wire(configuration),
+        membership: membership_from_wire(configuration).into(),
     })
 }
 
@@ -308,7 +308,8 @@ pub fn message_from_wire(
                 .entries
                 .into_iter()
                 .map(entry_from_wire)
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into();
             (
                 append.header,
                 MessageBody::AppendEntries(AppendEntries {

@@ -18,7 +18,7 @@ fn a_missing_data_directory_is_initialised() {
     let parent = tempfile::tempdir().expect("temporary directory");
     let data = parent.path().join("deep").join("node-3");
     let mut wal = Wal::open(&data, options(42, 3)).expect("open");
-    wal.append(vec![entry(1, 1, 10)]).expect("append");
+    wal.append(vec![entry(1, 1, 10)].into()).expect("append");
     drop(wal);
     let metadata = fs::read_to_string(data.join("metadata")).expect("metadata");
     assert!(metadata.contains("cluster_id = 42"), "{metadata}");
@@ -123,7 +123,7 @@ fn a_read_only_directory_fails_clearly() {
 fn a_log_without_metadata_is_refused() {
     let data = tempfile::tempdir().expect("temporary directory");
     let mut wal = Wal::open(data.path(), options(1, 1)).expect("open");
-    wal.append(vec![entry(1, 1, 10)]).expect("append");
+    wal.append(vec![entry(1, 1, 10)].into()).expect("append");
     drop(wal);
     fs::remove_file(data.path().join("metadata")).expect("remove metadata");
     let error = Wal::open(data.path(), options(1, 1)).expect_err("no metadata");

@@ -27,7 +27,7 @@ fn concurrent_appenders_share_fdatasyncs() {
                     let ticket = {
                         let mut next = next_index.lock().expect("lock");
                         let ticket = wal
-                            .submit_append(vec![entry(*next, 1, 256)])
+                            .submit_append(vec![entry(*next, 1, 256)].into())
                             .expect("submit");
                         *next += 1;
                         ticket
@@ -70,7 +70,7 @@ fn the_listener_reports_every_submission_in_order() {
     for index in 1..=300u64 {
         let term = 1 + index / 100;
         last_ticket = Some(
-            wal.submit_append(vec![entry(index, term, 100)])
+            wal.submit_append(vec![entry(index, term, 100)].into())
                 .expect("submit"),
         );
         // Readable at once, durable or not.
@@ -104,10 +104,10 @@ fn a_submission_to_wait_for_is_written_by_the_waiter_and_reported() {
         let _ = sender.send(durable);
     });
     let first = wal
-        .submit_append_to_wait(vec![entry(1, 1, 64), entry(2, 1, 64)])
+        .submit_append_to_wait(vec![entry(1, 1, 64), entry(2, 1, 64)].into())
         .expect("submit");
     let second = wal
-        .submit_append_to_wait(vec![entry(3, 1, 64)])
+        .submit_append_to_wait(vec![entry(3, 1, 64)].into())
         .expect("submit");
     assert_eq!(wal.last_index(), LogIndex(3), "readable at once");
     let durable = wal.wait(second).expect("wait");
@@ -141,7 +141,7 @@ fn hard_states_and_entries_reach_the_disk_in_submission_order() {
         };
         tickets.push(wal.submit_hard_state(hard_state).expect("hard state"));
         tickets.push(
-            wal.submit_append(vec![entry(term, term, 300)])
+            wal.submit_append(vec![entry(term, term, 300)].into())
                 .expect("append"),
         );
     }
@@ -204,7 +204,7 @@ fn a_wal_shared_between_threads_through_an_arc() {
         std::thread::spawn(move || {
             for index in 1..=200 {
                 let ticket = wal
-                    .submit_append(vec![entry(index, 1, 50)])
+                    .submit_append(vec![entry(index, 1, 50)].into())
                     .expect("submit");
                 if index % 50 == 0 {
                     wal.wait(ticket).expect("wait");

@@ -27,7 +27,8 @@ fn wal_with_entries(count: u64, size: usize, options: &WalOptions) -> tempfile::
     let directory = tempfile::tempdir().expect("temporary directory");
     let mut wal = open(directory.path(), options);
     for index in 1..=count {
-        wal.append(vec![entry(index, 1, size)]).expect("append");
+        wal.append(vec![entry(index, 1, size)].into())
+            .expect("append");
     }
     wal.close().expect("close");
     directory
@@ -105,7 +106,7 @@ fn a_torn_last_record_is_cut_at_every_byte_offset() {
             assert_eq!(torn.discarded_bytes, (cut - last_record) as u64);
         }
         // The file was cut back: appending again and reopening works.
-        wal.append(vec![entry(30, 1, 150)])
+        wal.append(vec![entry(30, 1, 150)].into())
             .expect("append after recovery");
         wal.close().expect("close");
         let wal = open(copy.path(), &options);
@@ -126,7 +127,7 @@ fn a_torn_hard_state_leaves_the_previous_one() {
     };
     {
         let mut wal = open(directory.path(), &options);
-        wal.append(vec![entry(1, 1, 10)]).expect("append");
+        wal.append(vec![entry(1, 1, 10)].into()).expect("append");
         wal.save_hard_state(first).expect("save");
         wal.save_hard_state(HardState {
             term: Term(3),
@@ -156,7 +157,7 @@ fn a_zero_filled_tail_is_unused_space_not_a_torn_record() {
     assert_eq!(wal.last_index(), LogIndex(5));
     assert_eq!(wal.recovery_report().torn_tail, None);
     // The next append goes right after the last record, over the zeros.
-    wal.append(vec![entry(6, 1, 100)]).expect("append");
+    wal.append(vec![entry(6, 1, 100)].into()).expect("append");
     wal.close().expect("close");
     assert_eq!(data_end(&newest), len + record_len(&entry(6, 1, 100)));
     let wal = open(directory.path(), &options);
@@ -319,14 +320,15 @@ fn a_superseded_segment_left_by_a_crash_replays_correctly_and_is_removed() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let mut wal = open(directory.path(), &options);
     for index in 1..=60 {
-        wal.append(vec![entry(index, 1, 150)]).expect("append");
+        wal.append(vec![entry(index, 1, 150)].into())
+            .expect("append");
     }
     let before = segments(directory.path());
     let newest = before.last().expect("segment").clone();
     let saved = fs::read(&newest).expect("read");
     // A new leader overwrites from index 5: the later segments become
     // obsolete and are removed once the overwrite is durable.
-    wal.append(vec![entry(5, 2, 20), entry(6, 2, 20)])
+    wal.append(vec![entry(5, 2, 20), entry(6, 2, 20)].into())
         .expect("append");
     wal.close().expect("close");
     assert!(!newest.exists(), "the obsolete segment was removed");
@@ -390,7 +392,7 @@ fn segments_take_their_full_size_ahead_and_full_ones_are_cut_to_their_last_recor
     assert_eq!(wal.recovery_report().torn_tail, None);
     let expected: Vec<Entry> = (1..=60).map(|index| entry(index, 1, 150)).collect();
     assert_eq!(all_entries(&wal), expected);
-    wal.append(vec![entry(61, 1, 150)]).expect("append");
+    wal.append(vec![entry(61, 1, 150)].into()).expect("append");
     wal.close().expect("close");
     let wal = open(directory.path(), &options);
     assert_eq!(wal.last_index(), LogIndex(61));
@@ -425,7 +427,7 @@ fn a_torn_record_in_reserved_space_is_cut_and_the_space_reserved_again() {
         options.segment_size_bytes,
         "the cut segment is given its reserved size again"
     );
-    wal.append(vec![entry(6, 1, 100)]).expect("append");
+    wal.append(vec![entry(6, 1, 100)].into()).expect("append");
     wal.close().expect("close");
     let wal = open(directory.path(), &options);
     assert_eq!(wal.recovery_report().torn_tail, None);

@@ -53,7 +53,7 @@ pub fn metadata(index: u64, term: u64, membership: Membership) -> SnapshotMetada
     SnapshotMetadata {
         index: LogIndex(index),
         term: Term(term),
-        membership,
+        membership: membership.into(),
     }
 }
 

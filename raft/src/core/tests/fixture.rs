@@ -293,11 +293,15 @@ pub(super) fn save_hard_state(term: u64, voted_for: Option<u64>) -> Output {
 }
 
 pub(super) fn append_log(entries: Vec<Entry>) -> Output {
-    Output::AppendLog { entries }
+    Output::AppendLog {
+        entries: entries.into(),
+    }
 }
 
 pub(super) fn apply(entries: Vec<Entry>) -> Output {
-    Output::Apply { entries }
+    Output::Apply {
+        entries: entries.into(),
+    }
 }
 
 pub(super) fn accepted(request_id: u64, index: u64, term: u64) -> Output {
@@ -382,7 +386,7 @@ pub(super) fn append_entries(
     MessageBody::AppendEntries(AppendEntries {
         prev_log_index: LogIndex(prev_log.0),
         prev_log_term: Term(prev_log.1),
-        entries,
+        entries: entries.into(),
         leader_commit: LogIndex(leader_commit),
         round,
     })

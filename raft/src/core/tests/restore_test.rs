@@ -132,7 +132,7 @@ fn a_joining_node_waits_for_a_leader_and_follows_it() {
         body: crate::MessageBody::AppendEntries(crate::AppendEntries {
             prev_log_index: LogIndex(0),
             prev_log_term: Term(0),
-            entries: vec![entry],
+            entries: vec![entry].into(),
             leader_commit: LogIndex(1),
             round: 1,
         }),
@@ -162,7 +162,7 @@ fn state_machine_behind_the_snapshot_is_rejected() {
         snapshot: Some(crate::SnapshotMetadata {
             index: LogIndex(5),
             term: Term(2),
-            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
         }),
     };
     assert_eq!(
@@ -180,7 +180,7 @@ fn log_after_a_snapshot_must_continue_from_it() {
     let snapshot = crate::SnapshotMetadata {
         index: LogIndex(5),
         term: Term(2),
-        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
     };
     let restored = |entries| RestoredState {
         hard_state: HardState {

@@ -8,7 +8,7 @@ fn metadata(index: u64, term: u64) -> SnapshotMetadata {
     SnapshotMetadata {
         index: LogIndex(index),
         term: Term(term),
-        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
     }
 }
 

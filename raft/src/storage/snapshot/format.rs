@@ -145,7 +145,8 @@ fn decode_metadata(bytes: &[u8]) -> Result<SnapshotMetadata, (usize, String)> {
             learners: learners.into_iter().collect(),
             addresses,
             removed,
-        },
+        }
+        .into(),
     })
 }
 
@@ -285,7 +286,8 @@ mod tests {
                 learners: [9].map(NodeId).into(),
                 addresses: [(NodeId(2), "node-two:2380".to_string())].into(),
                 removed: [NodeId(5)].into(),
-            },
+            }
+            .into(),
         }
     }
 

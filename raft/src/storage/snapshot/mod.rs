@@ -55,7 +55,7 @@
 //! let metadata = SnapshotMetadata {
 //!     index: LogIndex(10),
 //!     term: Term(2),
-//!     membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+//!     membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
 //! };
 //! let mut writer = store.create(metadata.clone()).unwrap();
 //! writer.write_all(b"the state machine's data").unwrap();

@@ -273,7 +273,7 @@ mod tests {
         let metadata = SnapshotMetadata {
             index: LogIndex(5),
             term: Term(2),
-            membership: Membership::with_voters([NodeId(1), NodeId(2)]),
+            membership: Membership::with_voters([NodeId(1), NodeId(2)]).into(),
         };
         let mut bytes = encode_header(&metadata);
         let checksum = crc32c::crc32c(&bytes);

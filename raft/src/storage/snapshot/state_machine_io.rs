@@ -24,7 +24,7 @@ impl SnapshotStore {
         let mut writer = self.create(SnapshotMetadata {
             index,
             term,
-            membership,
+            membership: membership.into(),
         })?;
         if let Err(source) = snapshot.write_to(&mut writer) {
             return Err(writer

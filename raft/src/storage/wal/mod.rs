@@ -59,7 +59,7 @@
 //!
 //! let vote = wal.submit_hard_state(HardState { term: Term(1), voted_for: Some(NodeId(1)) }).unwrap();
 //! wal.wait(vote).unwrap(); // the vote is durable before it is sent
-//! let entries = vec![Entry { index: LogIndex(1), term: Term(1), payload: EntryPayload::Noop }];
+//! let entries = vec![Entry { index: LogIndex(1), term: Term(1), payload: EntryPayload::Noop }].into();
 //! let ticket = wal.submit_append(entries).unwrap(); // returns at once
 //! let report = loop {
 //!     let report = durable.recv().unwrap();
@@ -75,6 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::entries::Entries;
 use crate::storage::{check_append, check_range, term_error, ClusterId, LogStore, StorageError};
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
@@ -404,7 +405,7 @@ impl Wal {
     /// once, before any I/O. The entries are readable immediately; they are
     /// durable when [`Wal::wait`] on the ticket returns or the listener
     /// reports its sequence.
-    pub fn submit_append(&self, entries: Vec<Entry>) -> Result<Ticket, StorageError> {
+    pub fn submit_append(&self, entries: Entries) -> Result<Ticket, StorageError> {
         self.submit_entries(entries, true)
     }
 
@@ -413,15 +414,11 @@ impl Wal {
     /// and so write the batch on its own thread, sparing two thread
     /// hand-offs. (A batch the writer thread has in flight, or starts
     /// meanwhile, takes these entries along as usual.)
-    pub fn submit_append_to_wait(&self, entries: Vec<Entry>) -> Result<Ticket, StorageError> {
+    pub fn submit_append_to_wait(&self, entries: Entries) -> Result<Ticket, StorageError> {
         self.submit_entries(entries, false)
     }
 
-    fn submit_entries(
-        &self,
-        entries: Vec<Entry>,
-        wake_writer: bool,
-    ) -> Result<Ticket, StorageError> {
+    fn submit_entries(&self, entries: Entries, wake_writer: bool) -> Result<Ticket, StorageError> {
         // Encode before taking the lock, so that submitters encode in
         // parallel while a batch is being written.
         let mut encoded = Vec::new();
@@ -461,12 +458,14 @@ impl Wal {
             state.remove_unused_segments();
         }
         let mut start = 0;
-        for (entry, end) in entries.into_iter().zip(ends) {
+        // The cache holds its own copy of each entry (a payload is shared,
+        // not copied).
+        for (entry, end) in entries.iter().zip(ends) {
             let offset = state.place(&encoded[start..end], entry.index);
             start = end;
             let sequence = state.active().id.sequence;
             state.index.push(entry.index, entry.term, sequence, offset);
-            state.cache.push(entry);
+            state.cache.push(entry.clone());
         }
         let ticket = state.commit.submitted(Some(first));
         let keep_from = state.commit.keep_from();
@@ -671,7 +670,7 @@ impl LogStore for Wal {
         self.wait(ticket).map(drop)
     }
 
-    fn append(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+    fn append(&mut self, entries: Entries) -> Result<(), StorageError> {
         let ticket = self.submit_entries(entries, false)?;
         self.wait(ticket).map(drop)
     }
