@@ -94,7 +94,11 @@ impl Entries {
         if entries.is_empty() {
             return Entries::new();
         }
-        Entries::whole(entries.drain(..).collect())
+        // One bitwise copy into the new allocation; the vector's own
+        // allocation is freed, and the next batch takes one of its size.
+        let capacity = entries.capacity();
+        let buffer = Arc::from(std::mem::replace(entries, Vec::with_capacity(capacity)));
+        Entries::whole(buffer)
     }
 
     fn whole(buffer: Arc<[Entry]>) -> Entries {

@@ -285,7 +285,10 @@ impl RaftCore {
                 // snapshot is not needed.
                 progress.snapshot_in_flight = None;
             }
-            if progress.record_match(response.match_index) {
+            // Only an index past the commit index can move it.
+            if progress.record_match(response.match_index)
+                && response.match_index > self.log.committed()
+            {
                 self.advance_commit();
             }
             self.send_entries(from);

@@ -84,7 +84,7 @@ impl RaftLog {
         }
         log.persisted = log.last_index;
         if !entries.is_empty() {
-            log.runs.push_back(Run::new(entries));
+            log.push_run(entries);
         }
         log
     }
@@ -198,6 +198,7 @@ impl RaftLog {
 
     /// The term of the entry at `index`, or `None` when the log does not
     /// hold it.
+    #[inline]
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
         if index == self.base_index {
             return Some(self.base_term);
@@ -280,6 +281,7 @@ impl RaftLog {
 
     /// The position in `runs` of the run holding `index`, a sealed index
     /// after the base.
+    #[inline]
     fn run_holding(&self, index: LogIndex) -> usize {
         // Nearly every lookup is for one of the last few runs: a follower
         // applies the run before the one that told it the commit index.
@@ -344,8 +346,13 @@ impl RaftLog {
             return None;
         }
         let run = Entries::take_from(&mut self.unsealed);
-        self.runs.push_back(Run::new(run.clone()));
+        self.push_run(run.clone());
         Some(run)
+    }
+
+    /// Holds `run` after every held run.
+    fn push_run(&mut self, run: Entries) {
+        self.runs.push_back(Run::new(run));
     }
 
     /// Records what a newly appended entry changes: the configurations,
@@ -402,7 +409,7 @@ impl RaftLog {
             for entry in &entries {
                 self.note_appended(entry);
             }
-            self.runs.push_back(Run::new(entries.clone()));
+            self.push_run(entries.clone());
         }
         entries
     }

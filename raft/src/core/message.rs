@@ -19,6 +19,14 @@ pub struct Message {
     pub body: MessageBody,
 }
 
+// Every message is moved through the core's inputs and outputs and the
+// driver's queues: keep large parts behind a pointer (as entries and
+// snapshot metadata are).
+const _: () = assert!(
+    std::mem::size_of::<Message>() <= 88,
+    "Message grew: keep large fields behind an Arc or Box"
+);
+
 /// The kinds of messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageBody {

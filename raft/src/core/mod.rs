@@ -480,7 +480,8 @@ impl RaftCore {
                 .expect("front was just checked");
             self.outputs.push(Output::Send(message));
         }
-        if self.role == Role::Leader {
+        // Only an index past the commit index can move it.
+        if self.role == Role::Leader && persisted > self.log.committed() {
             self.advance_commit();
         }
     }

@@ -6,6 +6,13 @@ use crate::entries::Entries;
 use crate::error::RequestError;
 use crate::types::{HardState, LogIndex, RequestId, Term};
 
+// Outputs are moved into the core's queue and out to the driver, many per
+// step: keep large parts behind a pointer.
+const _: () = assert!(
+    std::mem::size_of::<Output>() <= 88,
+    "Output grew: keep large fields behind an Arc or Box"
+);
+
 /// One action for the driver. See the crate documentation for the order in
 /// which a driver must carry these out.
 #[derive(Clone, Debug, PartialEq, Eq)]
