@@ -10,6 +10,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod core_bench;
 pub mod disk;
 mod disk_faults;
 pub mod invariants;

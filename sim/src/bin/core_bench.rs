@@ -1,63 +1,51 @@
 //! An in-process benchmark of the Raft core alone, shaped like openraft's
-//! `bench-minimal` so that the two can be compared.
-//!
-//! One, three or five [`RaftCore`]s live in this process and run on one
-//! thread. Nothing is slow on purpose, so what is measured is the core's own
-//! cost plus the thinnest possible driver:
-//!
-//! - The log is in memory: an [`Output::AppendLog`] is durable the moment it
-//!   is seen, so [`Input::LogPersisted`] is fed right away.
-//! - A message is "sent" by pushing it onto the receiver's inbox, and
-//!   delivered by stepping it into the receiver. Every message arrives, in
-//!   order.
-//! - Commands are empty. Each of `--clients` clients keeps exactly one
-//!   proposal outstanding: it proposes, waits until the leader emits the
-//!   [`Output::Apply`] holding its `(index, term)` (as reported by
-//!   [`Output::ProposalAccepted`]), records the latency and proposes again,
-//!   until `--ops` operations have completed in total.
-//!
-//! The loop works in rounds, so that it batches the way a real driver under
-//! load does: every client that is ready proposes into the leader, then the
-//! leader's outputs are taken once (the core packs all those proposals into
-//! one append per follower), then messages are delivered until no node has
-//! anything left to say. Each node steps everything in its inbox before its
-//! outputs are taken, so followers batch their work too. A round therefore
-//! carries every ready proposal through replication, commit and apply.
+//! `bench-minimal` so that the two can be compared. The cluster and its
+//! driver are in [`sim::core_bench`]; this binary adds the wall clock.
 //!
 //! Time: after each round, if at least [`TICK_INTERVAL`] of wall time has
-//! passed since the last tick, every node gets one [`Input::Tick`]. With the
-//! default configuration (heartbeat every 2 ticks, elections after 10 to 20)
-//! that is a heartbeat every 2 ms: present, but far too rare to matter. The
-//! election before the measurement ticks as fast as it can and is not timed.
+//! passed since the last tick, every node gets one tick. With the default
+//! configuration (heartbeat every 2 ticks, elections after 10 to 20) that is
+//! a heartbeat every 2 ms: present, but far too rare to matter. The election
+//! before the measurement ticks as fast as it can and is not timed.
 //!
 //! Latency is the wall time from the round in which a client proposed to the
 //! moment its entry is applied at the leader. Throughput is completed
 //! operations over the wall time of the measured loop. The last line printed
 //! is always `clients=C ops_per_s=X p50_us=Y p99_us=Z`.
+//!
+//! Memory comes from mimalloc, as in `raft_client` (the node); built with
+//! the `system-allocator` feature, from the system's allocator instead.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
-use bytes::Bytes;
+use anyhow::{ensure, Result};
 use clap::Parser;
-use hdrhistogram::Histogram;
-use raft::{
-    Config, Entry, Input, LogIndex, Message, NodeId, Output, RaftCore, RequestId, RestoredState,
-    Role, Term,
+use sim::core_bench::Benchmark;
+
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Which allocator this build uses, for `--help` and the summary line.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "system-allocator") {
+    "system"
+} else {
+    "mimalloc"
 };
 
 /// Wall time between two ticks of every node during the measurement.
 const TICK_INTERVAL: Duration = Duration::from_millis(1);
 
-/// More ticks than any election needs; reaching it means something is wrong.
-const ELECTION_TICKS_LIMIT: u32 = 1_000;
-
 /// So long without a completed operation means the run is stuck.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark the Raft core in one process, with an in-memory log and network")]
+#[command(
+    about = "Benchmark the Raft core in one process, with an in-memory log and network",
+    after_help = "Memory comes from mimalloc, the allocator raft_client uses; build with \
+                  `--features system-allocator` (package sim) for the system's. The summary \
+                  line names the allocator."
+)]
 struct Args {
     /// Concurrent clients, each with exactly one proposal outstanding.
     #[arg(long, default_value_t = 256)]
@@ -75,50 +63,22 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ensure!(args.clients > 0, "--clients must be at least 1");
     ensure!(args.ops > 0, "--ops must be at least 1");
-    ensure!(args.members > 0, "--members must be at least 1");
-
-    let mut cluster = Cluster::new(args.members, args.seed)?;
-    let mut workload = Workload::new(args.clients)?;
-    let leader = cluster.elect(&mut workload)?;
-    workload.leader = leader;
+    let mut benchmark = Benchmark::new(args.members, args.clients, args.ops, args.seed)?;
 
     let started = Instant::now();
     let mut last_tick = started;
-    let mut proposed: u64 = 0;
-    let mut rounds: u64 = 0;
     let mut completed_before: u64 = 0;
     let mut last_progress = started;
-    while workload.completed < args.ops {
+    while !benchmark.done() {
         let now = Instant::now();
-        let leader_core = &mut cluster.cores[leader];
-        for client in workload.ready.drain(..) {
-            if proposed == args.ops {
-                break;
-            }
-            workload.proposed_at[client as usize] = now;
-            leader_core.step(Input::Propose {
-                request_id: RequestId(u64::from(client)),
-                command: Bytes::new(),
-            });
-            proposed += 1;
-        }
-        cluster.run_node(leader, &mut workload)?;
-        cluster.deliver_until_quiet(&mut workload)?;
-        rounds += 1;
-
+        benchmark.round()?;
         if now.duration_since(last_tick) >= TICK_INTERVAL {
             last_tick = now;
-            cluster.tick_all(&mut workload)?;
+            benchmark.tick()?;
         }
-        ensure!(
-            cluster.cores[leader].role() == Role::Leader,
-            "node {} lost leadership during the measurement",
-            leader + 1
-        );
-        if workload.completed != completed_before {
-            completed_before = workload.completed;
+        if benchmark.completed() != completed_before {
+            completed_before = benchmark.completed();
             last_progress = now;
         }
         ensure!(
@@ -129,16 +89,16 @@ fn main() -> Result<()> {
     let elapsed = started.elapsed();
 
     let ops_per_s = args.ops as f64 / elapsed.as_secs_f64();
-    let latencies = &workload.latencies_ns;
+    let latencies = benchmark.latencies_ns();
     let p50_us = latencies.value_at_quantile(0.50) as f64 / 1_000.0;
     let p99_us = latencies.value_at_quantile(0.99) as f64 / 1_000.0;
     println!(
-        "members={} ops={} elapsed_ms={:.1} rounds={} mean_batch={:.1} mean_us={:.2} p90_us={:.1} p999_us={:.1} max_us={:.1}",
+        "members={} ops={} allocator={ALLOCATOR_NAME} elapsed_ms={:.1} rounds={} mean_batch={:.1} mean_us={:.2} p90_us={:.1} p999_us={:.1} max_us={:.1}",
         args.members,
         args.ops,
         elapsed.as_secs_f64() * 1_000.0,
-        rounds,
-        args.ops as f64 / rounds as f64,
+        benchmark.rounds(),
+        args.ops as f64 / benchmark.rounds() as f64,
         latencies.mean() / 1_000.0,
         latencies.value_at_quantile(0.90) as f64 / 1_000.0,
         latencies.value_at_quantile(0.999) as f64 / 1_000.0,
@@ -149,231 +109,4 @@ fn main() -> Result<()> {
         args.clients, ops_per_s, p50_us, p99_us
     );
     Ok(())
-}
-
-/// The nodes and the messages between them.
-struct Cluster {
-    /// Node `NodeId(n)` is at position `n - 1`.
-    cores: Vec<RaftCore>,
-    /// Messages waiting to be stepped into each node, in arrival order.
-    inboxes: Vec<Vec<Message>>,
-    /// An empty inbox swapped in while one is being delivered, so that
-    /// delivery allocates nothing.
-    spare_inbox: Vec<Message>,
-    /// Reused buffer for draining a node's outputs.
-    outputs: Vec<Output>,
-}
-
-impl Cluster {
-    fn new(members: u64, seed: u64) -> Result<Cluster> {
-        let ids: Vec<NodeId> = (1..=members).map(NodeId).collect();
-        let cores = ids
-            .iter()
-            .map(|&id| {
-                RaftCore::new(
-                    Config::new(id),
-                    RestoredState::new_cluster(ids.iter().copied()),
-                    seed.wrapping_add(id.0),
-                )
-                .with_context(|| format!("creating node {id}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Cluster {
-            cores,
-            inboxes: vec![Vec::new(); members as usize],
-            spare_inbox: Vec::new(),
-            outputs: Vec::new(),
-        })
-    }
-
-    /// Ticks every node, as fast as possible, until one is leader and has
-    /// applied its no-op entry. Returns the leader's position.
-    fn elect(&mut self, workload: &mut Workload) -> Result<usize> {
-        for _ in 0..ELECTION_TICKS_LIMIT {
-            self.tick_all(workload)?;
-            let leader = self.cores.iter().position(|core| {
-                let status = core.status();
-                status.role == Role::Leader
-                    && status.applied_index == status.last_index
-                    && status.last_term == status.term
-            });
-            if let Some(leader) = leader {
-                return Ok(leader);
-            }
-        }
-        bail!("no leader after {ELECTION_TICKS_LIMIT} ticks")
-    }
-
-    fn tick_all(&mut self, workload: &mut Workload) -> Result<()> {
-        for node in 0..self.cores.len() {
-            self.cores[node].step(Input::Tick);
-            self.run_node(node, workload)?;
-        }
-        self.deliver_until_quiet(workload)
-    }
-
-    /// Delivers messages, and whatever they cause, until every inbox is
-    /// empty.
-    fn deliver_until_quiet(&mut self, workload: &mut Workload) -> Result<()> {
-        loop {
-            let mut delivered = false;
-            for node in 0..self.cores.len() {
-                if self.inboxes[node].is_empty() {
-                    continue;
-                }
-                delivered = true;
-                let spare = std::mem::take(&mut self.spare_inbox);
-                let mut inbox = std::mem::replace(&mut self.inboxes[node], spare);
-                for message in inbox.drain(..) {
-                    self.cores[node].step(Input::Message(message));
-                }
-                self.spare_inbox = inbox;
-                self.run_node(node, workload)?;
-            }
-            if !delivered {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Takes `node`'s outputs and carries them out in order, until carrying
-    /// them out produces no more.
-    fn run_node(&mut self, node: usize, workload: &mut Workload) -> Result<()> {
-        let mut outputs = std::mem::take(&mut self.outputs);
-        loop {
-            let core = &mut self.cores[node];
-            core.drain_outputs_into(&mut outputs);
-            if outputs.is_empty() {
-                break;
-            }
-            for output in outputs.drain(..) {
-                match output {
-                    // In memory, the hard state is durable at once.
-                    Output::SaveHardState(_) => {}
-                    Output::AppendLog { entries } => {
-                        let last = entries.last().context("AppendLog without entries")?;
-                        core.step(Input::LogPersisted {
-                            index: last.index,
-                            term: last.term,
-                        });
-                    }
-                    Output::Send(message) => {
-                        let to = message.to.0.checked_sub(1).context("message to node 0")?;
-                        self.inboxes[to as usize].push(message);
-                    }
-                    Output::Apply { entries } => {
-                        let last = entries.last().context("Apply without entries")?.index;
-                        if node == workload.leader {
-                            workload.complete(&entries)?;
-                        }
-                        core.step(Input::Applied { index: last });
-                    }
-                    Output::ProposalAccepted {
-                        request_id,
-                        index,
-                        term,
-                    } => workload
-                        .in_flight
-                        .push_back((index, term, request_id.0 as u32)),
-                    Output::ReadReady { request_id, .. } => {
-                        bail!("unexpected ReadReady for {request_id}: the benchmark never reads")
-                    }
-                    Output::CompactLog { .. } | Output::RestoreSnapshot { .. } => {
-                        bail!("unexpected snapshot output: the benchmark never snapshots")
-                    }
-                    Output::RequestFailed { request_id, error } => {
-                        bail!(
-                            "request {request_id} failed at node {}: {error:?}",
-                            node + 1
-                        )
-                    }
-                }
-            }
-        }
-        self.outputs = outputs;
-        Ok(())
-    }
-}
-
-/// The clients and what they measured.
-struct Workload {
-    /// Position of the leader; `usize::MAX` until one is elected.
-    leader: usize,
-    /// Clients with no proposal outstanding.
-    ready: Vec<u32>,
-    /// When each client made its outstanding proposal.
-    proposed_at: Vec<Instant>,
-    /// Accepted proposals not yet applied, by increasing index:
-    /// (index, term, client).
-    in_flight: VecDeque<(LogIndex, Term, u32)>,
-    /// Propose-to-apply latency of every completed operation.
-    latencies_ns: Histogram<u64>,
-    /// Operations completed so far.
-    completed: u64,
-}
-
-impl Workload {
-    fn new(clients: u32) -> Result<Workload> {
-        let clients_len = clients as usize;
-        Ok(Workload {
-            leader: usize::MAX,
-            // Reversed so that clients propose in id order in the first round.
-            ready: (0..clients).rev().collect(),
-            proposed_at: vec![Instant::now(); clients_len],
-            in_flight: VecDeque::with_capacity(clients_len),
-            // From 1 ns to a minute, three significant digits.
-            latencies_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .context("creating the latency histogram")?,
-            completed: 0,
-        })
-    }
-
-    /// The leader applies `entries`: complete every proposal among them.
-    fn complete(&mut self, entries: &[Entry]) -> Result<()> {
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        let first_index = first.index.0;
-        let last_index = first_index + entries.len() as u64 - 1;
-        let now = Instant::now();
-        // Proposals of one round share their start, so their latencies are
-        // recorded together: (start, how many).
-        let mut same_start: Option<(Instant, u64)> = None;
-        while let Some(&(index, term, client)) = self.in_flight.front() {
-            if index.0 > last_index {
-                break;
-            }
-            self.in_flight.pop_front();
-            let position = index
-                .0
-                .checked_sub(first_index)
-                .with_context(|| format!("proposal at {index} was skipped by Apply"))?;
-            let applied_term = entries[position as usize].term;
-            ensure!(
-                applied_term == term,
-                "proposal of client {client} at {index} was lost: {applied_term} applied instead of {term}"
-            );
-            let start = self.proposed_at[client as usize];
-            same_start = match same_start {
-                Some((previous, count)) if previous == start => Some((start, count + 1)),
-                other => {
-                    self.record(now, other);
-                    Some((start, 1))
-                }
-            };
-            self.ready.push(client);
-            self.completed += 1;
-        }
-        self.record(now, same_start);
-        Ok(())
-    }
-
-    fn record(&mut self, now: Instant, same_start: Option<(Instant, u64)>) {
-        if let Some((start, count)) = same_start {
-            let latency_ns =
-                u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
-            self.latencies_ns
-                .saturating_record_n(latency_ns.max(1), count);
-        }
-    }
 }
