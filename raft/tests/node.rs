@@ -271,7 +271,17 @@ async fn three_nodes_replicate_survive_leader_loss_and_restart() {
         .await
         .expect("read");
     assert_eq!(seen, 50);
-    // The leader's transport counted its messages to each follower.
+    // The leader's transport counted its messages to each follower: at
+    // least one per proposal, once every follower has received them all
+    // (a commit waits for one follower only; a message is counted as it
+    // leaves, which may be after the other follower's answer committed it).
+    let target = cluster.node(leader).applied_index();
+    for peer in cluster.running.keys().filter(|id| **id != leader) {
+        tokio::time::timeout(LIMIT, cluster.node(*peer).wait_applied(target))
+            .await
+            .expect("every follower catches up")
+            .expect("running");
+    }
     for peer in cluster.running.keys().filter(|id| **id != leader) {
         let labels = PeerLabels { peer: peer.0 };
         let counters = &cluster.node(leader).metrics().peers;
