@@ -22,6 +22,13 @@
 # floor under any write's latency and the ceiling over any write's
 # throughput.
 #
+# Besides throughput and latency, each row gives what the servers spent per
+# operation: CPU time of the three members (user + system, from
+# /proc/<pid>/stat, every thread's) and their context switches (voluntary
+# and not, summed over /proc/<pid>/task/*/status), read before and after the
+# run and divided by the operations it completed. The load generator's own
+# CPU is not counted.
+#
 # One client is measured twice: talking to the leader, and to a follower
 # (which forwards to the leader), each found with `raft_client status` just
 # before the run; more clients are spread over all three members.
@@ -60,6 +67,8 @@ work=target/compare_etcd
 rm -rf "$work"
 mkdir -p "$work"
 pids=()
+etcd_pids=()
+rusty_pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -101,6 +110,7 @@ start_etcd() {
       --initial-cluster "$cluster" --initial-cluster-state new \
       --initial-cluster-token compare >"$work/etcd-$i.log" 2>&1 &
     pids+=($!)
+    etcd_pids+=($!)
   done
 }
 
@@ -110,7 +120,24 @@ start_rustyraft() {
     RUST_LOG=warn "$client" run "$i" "127.0.0.1:$((22379 + i * 10))" "$members" \
       --data-dir "$work/rustyraft-$i" >"$work/rustyraft-$i.log" 2>&1 &
     pids+=($!)
+    rusty_pids+=($!)
   done
+}
+
+clock_ticks=$(getconf CLK_TCK)
+# CPU ticks (user + system, all threads) and context switches of the pids,
+# summed: "ticks switches".
+server_usage() { # pids...
+  local ticks=0 switches=0 pid task
+  for pid in "$@"; do
+    # Fields 14 and 15 of /proc/<pid>/stat, counted after the command name
+    # (which may hold spaces) closes with ')'.
+    ticks=$((ticks + $(sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    for task in /proc/"$pid"/task/*/status; do
+      switches=$((switches + $(awk '/ctxt_switches/ { sum += $2 } END { print sum + 0 }' "$task" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$ticks $switches"
 }
 
 # The member that leads (or, with "follower", one that does not), as its
@@ -123,14 +150,24 @@ member_endpoint() { # endpoints leader|follower
     echo "no $2 found among $1; using them all" >&2; echo "$1"; fi
 }
 
-run_bench() { # endpoints clients op|floor -> "ops_per_s p50_us p99_us"
-  local connections=$(( $2 < 16 ? $2 : 16 ))
-  local kind=$read
+# -> "ops_per_s p50_us p99_us cpu_us_per_op switches_per_op"
+run_bench() { # endpoints clients op|floor server-pids...
+  local endpoints=$1 clients=$2 kind=$read
   if [ "$3" = floor ]; then kind="--read --serializable"; fi
+  shift 3
+  local connections=$(( clients < 16 ? clients : 16 ))
+  local before after last
+  before=$(server_usage "$@")
   # shellcheck disable=SC2086
-  "$client" bench --endpoints "$1" --clients "$2" --conns "$connections" \
-    --secs "$secs" --value-size "$value_size" $kind | tail -1 |
-    sed -E 's/.*ops_per_s=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+).*/\1 \2 \3/'
+  last=$("$client" bench --endpoints "$endpoints" --clients "$clients" --conns "$connections" \
+    --secs "$secs" --value-size "$value_size" $kind | tail -1)
+  after=$(server_usage "$@")
+  echo "$last $before $after" | awk -v hz="$clock_ticks" '{
+    for (i = 1; i <= 5; i++) { split($i, kv, "="); value[kv[1]] = kv[2] }
+    ops = value["ops"] > 0 ? value["ops"] : 1
+    printf "%s %s %s %.1f %.2f\n", value["ops_per_s"], value["p50_us"], value["p99_us"],
+      ($8 - $6) * 1e6 / hz / ops, ($9 - $7) / ops
+  }'
 }
 
 fill() { # endpoints
@@ -172,18 +209,31 @@ for round in $(seq 1 "$rounds"); do
   for row in "${rows[@]}"; do
     IFS=: read -r c where kind <<<"$row"
     for system in $order; do
-      if [ "$system" = etcd ]; then endpoints=$etcd_endpoints; else endpoints=$rusty_endpoints; fi
+      if [ "$system" = etcd ]; then
+        endpoints=$etcd_endpoints; servers=("${etcd_pids[@]}")
+      else
+        endpoints=$rusty_endpoints; servers=("${rusty_pids[@]}")
+      fi
       if [ "$where" != all ]; then endpoints=$(member_endpoint "$endpoints" "$where"); fi
-      figures=$(run_bench "$endpoints" "$c" "$kind")
+      figures=$(run_bench "$endpoints" "$c" "$kind" "${servers[@]}")
       results[$system,$row]+="$figures"$'\n'
-      echo "round $round, $c clients ($where, $kind), $system: ops/s p50 p99 = $figures" >&2
+      echo "round $round, $c clients ($where, $kind), $system: ops/s p50 p99 cpu_us/op switches/op = $figures" >&2
     done
   done
 done
 
-column_median() { # system clients column(1-3)
+column_median() { # system clients column(1-5)
   # shellcheck disable=SC2046
   median $(printf '%s' "${results[$1,$2]}" | awk -v k="$3" 'NF { print $k }')
+}
+
+row_label() { # row
+  local c where kind label
+  IFS=: read -r c where kind <<<"$1"
+  label=$c
+  if [ "$where" != all ]; then label+=" $where"; fi
+  if [ "$kind" = floor ]; then label+=" (floor)"; fi
+  echo "$label"
 }
 
 printf '\n%s round(s) of %s s each, medians\n' "$rounds" "$secs"
@@ -191,13 +241,24 @@ printf '%-22s | %-28s | %-28s | %s\n' "clients" "etcd ops/s  p50 µs  p99 µs" \
   "RustyRaft ops/s  p50 µs  p99 µs" "ratio ops/s  ratio p50"
 for row in "${rows[@]}"; do
   IFS=: read -r c where kind <<<"$row"
-  label=$c
-  if [ "$where" != all ]; then label+=" $where"; fi
-  if [ "$kind" = floor ]; then label+=" (floor)"; fi
+  label=$(row_label "$row")
   e_ops=$(column_median etcd "$row" 1); e_p50=$(column_median etcd "$row" 2); e_p99=$(column_median etcd "$row" 3)
   r_ops=$(column_median rusty "$row" 1); r_p50=$(column_median rusty "$row" 2); r_p99=$(column_median rusty "$row" 3)
   ratio_ops=$(awk -v a="$r_ops" -v b="$e_ops" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   ratio_p50=$(awk -v a="$r_p50" -v b="$e_p50" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   printf '%-22s | %10.0f %8.0f %8.0f | %15.0f %8.0f %8.0f | %8s× %9s×\n' "$label" "$e_ops" "$e_p50" "$e_p99" \
     "$r_ops" "$r_p50" "$r_p99" "$ratio_ops" "$ratio_p50"
+done
+
+printf '\nWhat the three servers spent per operation (CPU: user + system, all threads)\n'
+printf '%-22s | %-24s | %-24s | %s\n' "clients" "etcd CPU µs  switches" \
+  "RustyRaft CPU µs  switches" "ratio CPU  ratio switches"
+for row in "${rows[@]}"; do
+  label=$(row_label "$row")
+  e_cpu=$(column_median etcd "$row" 4); e_switches=$(column_median etcd "$row" 5)
+  r_cpu=$(column_median rusty "$row" 4); r_switches=$(column_median rusty "$row" 5)
+  ratio_cpu=$(awk -v a="$r_cpu" -v b="$e_cpu" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  ratio_switches=$(awk -v a="$r_switches" -v b="$e_switches" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  printf '%-22s | %11.1f %10.2f | %16.1f %7.2f | %8s× %14s×\n' "$label" "$e_cpu" "$e_switches" \
+    "$r_cpu" "$r_switches" "$ratio_cpu" "$ratio_switches"
 done
