@@ -642,5 +642,68 @@ mod tests {
                 prop_assert_eq!(log.last_index(), before_last);
             }
         }
+
+        /// However the runs fall, and after a truncation and a compaction,
+        /// the log answers like a plain vector of its entries: terms,
+        /// term runs and the entries handed out.
+        #[test]
+        fn runs_answer_like_a_plain_log(
+            run_lengths in proptest::collection::vec(1usize..6, 1..12),
+            term_steps in proptest::collection::vec(0u64..2, 1..12),
+            conflict_at in 0usize..60,
+            compact_at in 0usize..60,
+            from in 1u64..60,
+            max_count in 1usize..20,
+        ) {
+            let mut log = log_of_terms(&[]);
+            let mut model: Vec<Entry> = Vec::new();
+            let mut term = 1;
+            for (position, length) in run_lengths.iter().enumerate() {
+                term += term_steps.get(position).copied().unwrap_or(0);
+                let first = model.len() as u64 + 1;
+                let run: Vec<Entry> = (0..*length as u64).map(|offset| entry(first + offset, term)).collect();
+                log.merge(run.clone().into());
+                model.extend(run);
+            }
+            // A newer leader's entry replaces the suffix from some index on.
+            let conflict = conflict_at % model.len() + 1;
+            log.merge(vec![entry(conflict as u64, term + 1)].into());
+            model.truncate(conflict - 1);
+            model.push(entry(conflict as u64, term + 1));
+            // Everything is durable, committed and applied; compact a prefix.
+            let last = *model.last().map(|entry| &entry.index).unwrap();
+            log.persisted_up_to(last, Term(term + 1));
+            log.commit_to(last);
+            let applied = log.take_entries_to_apply();
+            prop_assert_eq!(applied.len(), model.len());
+            let compact = (compact_at % model.len()) as u64;
+            log.compact_to(LogIndex(compact));
+            let held = &model[compact as usize..];
+            let term_of = |index: u64| -> Option<Term> {
+                if index == 0 { return Some(Term(0)); }
+                model.get(index as usize - 1).map(|entry| entry.term)
+            };
+            for index in compact..=last.0 + 1 {
+                prop_assert_eq!(log.term_at(LogIndex(index)), term_of(index), "term at {}", index);
+            }
+            for held_entry in held {
+                let run_start = held.iter().find(|other| other.term == held_entry.term).unwrap().index;
+                prop_assert_eq!(log.first_index_of_term_run(held_entry.index), run_start);
+                let last_of_term = held.iter().rev().find(|other| other.term == held_entry.term).unwrap().index;
+                prop_assert_eq!(log.last_index_of_term(held_entry.term), Some(last_of_term));
+            }
+            let wanted: Vec<Entry> = held
+                .iter()
+                .filter(|entry| entry.index.0 >= from)
+                .take(max_count)
+                .cloned()
+                .collect();
+            let sent = log.entries_from(LogIndex(from), max_count, usize::MAX);
+            if from <= compact {
+                prop_assert!(sent.is_empty());
+            } else {
+                prop_assert_eq!(sent.to_vec(), wanted);
+            }
+        }
     }
 }
