@@ -39,6 +39,12 @@
 //!      applied; an entry of another term at that index means it was lost.
 //!    - [`Output::ReadReady`] means the local state machine may serve the
 //!      read now; [`Output::RequestFailed`] ends a request with a reason.
+//!    - [`Output::MessageRefused`]: a peer message broke a rule every
+//!      correct peer keeps ([`core::validation`]) and changed nothing; count
+//!      it and log it without flooding the log. The core checks every
+//!      message it is given, so the driver need not, but messages must
+//!      reach it through a transport that authenticates peers (mutual TLS)
+//!      for a forger to be kept out altogether.
 //!    - Snapshots: when the driver has durably saved a snapshot of the state
 //!      machine, it feeds [`Input::SnapshotTaken`]; the core may then answer
 //!      [`Output::CompactLog`] (storage may delete entries up to an index).
@@ -95,6 +101,10 @@
 //!                 Output::ProposalAccepted { .. }
 //!                 | Output::ReadReady { .. }
 //!                 | Output::RequestFailed { .. } => {}
+//!                 Output::MessageRefused { from, refusal } => {
+//!                     /* count it; log it, a line a second at most */
+//!                     eprintln!("refused a message from {from}: {refusal}");
+//!                 }
 //!                 Output::CompactLog { .. } | Output::RestoreSnapshot { .. } => {
 //!                     unreachable!("this example never takes snapshots")
 //!                 }
@@ -135,6 +145,7 @@ pub use crate::core::output::Output;
 pub use crate::core::progress::{Progress, ReplicationState};
 pub use crate::core::quorum::Membership;
 pub use crate::core::snapshot::SnapshotMetadata;
+pub use crate::core::validation::{Refusal, MESSAGE_NUMBER_LIMIT};
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::entries::Entries;
 pub use crate::error::{ConfigError, CoreError, RequestError};

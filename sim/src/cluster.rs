@@ -558,6 +558,15 @@ impl Cluster {
                 request_id,
                 read_index,
             } => self.answer_read(node, request_id, read_index),
+            Output::MessageRefused { from, refusal } => {
+                // The simulated network delivers what cores sent, unaltered:
+                // a refusal means a correct core sent a message its peers
+                // call malformed.
+                self.violation = Some(Violation {
+                    property: "Protocol validity",
+                    detail: format!("{node} refused a message from {from}: {refusal}"),
+                });
+            }
             Output::RequestFailed { request_id, error } => {
                 self.answer_failure(node, request_id, error)
             }

@@ -262,6 +262,9 @@ impl Cluster {
                     Output::CompactLog { .. } | Output::RestoreSnapshot { .. } => {
                         bail!("unexpected snapshot output: the benchmark never snapshots")
                     }
+                    Output::MessageRefused { from, refusal } => {
+                        bail!("node {} refused a message from {from}: {refusal}", node + 1)
+                    }
                     Output::RequestFailed { request_id, error } => {
                         bail!(
                             "request {request_id} failed at node {}: {error:?}",

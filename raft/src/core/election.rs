@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::message::{MessageBody, RequestVote, RequestVoteResponse};
 use super::progress::Progress;
 use super::read_index::ReadQueue;
+use super::validation::MESSAGE_NUMBER_LIMIT;
 use super::{LeaderState, RaftCore, Role};
 use crate::types::{Entry, EntryPayload, HardState, NodeId, Term};
 
@@ -31,6 +32,15 @@ impl RaftCore {
     pub(super) fn start_campaign(&mut self, leadership_transfer: bool) {
         if !self.may_campaign() {
             // Learners and removed nodes never campaign.
+            self.reset_election_timer();
+            return;
+        }
+        if self.hard_state.term.0 + 1 >= MESSAGE_NUMBER_LIMIT {
+            // No peer would accept a message of the next term; a term this
+            // large was forced on the cluster by a message no correct peer
+            // sends.
+            tracing::error!(node = %self.id(), term = %self.hard_state.term,
+                "not campaigning: the next term would reach the largest term a message may carry");
             self.reset_election_timer();
             return;
         }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::message::{AppendEntries, AppendEntriesResponse, ConflictHint, MessageBody};
 use super::output::Output;
 use super::snapshot::SNAPSHOT_RETRY_ROUNDS;
+use super::validation::Refusal;
 use super::{LeaderState, RaftCore, Role};
 use crate::entries::Entries;
 use crate::error::RequestError;
@@ -271,7 +272,22 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
+        let last_index = self.log.last_index();
         let state = self.leader_state.as_mut().expect("leader has leader state");
+        // What no answer to this leader's own appends can say.
+        let refusal = if response.round > state.round {
+            Some(Refusal::RoundNotSent)
+        } else if response.success && response.match_index > last_index {
+            Some(Refusal::MatchPastLog)
+        } else if !response.success && response.rejected_index > last_index {
+            Some(Refusal::RejectionPastLog)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.refuse(from, refusal);
+            return;
+        }
         let Some(progress) = state.progress.get_mut(&from) else {
             return;
         };

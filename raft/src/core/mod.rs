@@ -7,7 +7,8 @@
 //! (replication, commit, CheckQuorum), `leadership_transfer.rs`,
 //! `membership_change.rs` (one server at a time; `configuration.rs` tracks
 //! the configurations along the log) and `read_index.rs` (linearizable
-//! reads).
+//! reads). `validation.rs` holds every message to the rules a correct peer
+//! keeps before any handler sees it.
 
 mod configuration;
 mod election;
@@ -26,6 +27,7 @@ pub mod snapshot;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod validation;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -292,6 +294,10 @@ impl RaftCore {
             tracing::debug!(from = %message.from, to = %message.to, "ignoring a message for another node");
             return;
         }
+        if let Err(refusal) = validation::validate(&message) {
+            self.refuse(message.from, refusal);
+            return;
+        }
         if message.term > self.hard_state.term {
             if let MessageBody::RequestVote(request) = &message.body {
                 if self.in_leader_lease() && !request.leadership_transfer {
@@ -383,6 +389,12 @@ impl RaftCore {
             Role::Leader => true,
             _ => self.leader.is_some() && self.election_elapsed < self.config.election_ticks_min,
         }
+    }
+
+    /// Drops a message that broke a rule, and says so.
+    fn refuse(&mut self, from: NodeId, refusal: validation::Refusal) {
+        tracing::debug!(node = %self.id(), %from, %refusal, "refusing a message");
+        self.outputs.push(Output::MessageRefused { from, refusal });
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {

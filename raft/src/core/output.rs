@@ -2,9 +2,10 @@
 
 use crate::core::message::Message;
 use crate::core::snapshot::SnapshotMetadata;
+use crate::core::validation::Refusal;
 use crate::entries::Entries;
 use crate::error::RequestError;
-use crate::types::{HardState, LogIndex, RequestId, Term};
+use crate::types::{HardState, LogIndex, NodeId, RequestId, Term};
 
 // Outputs are moved into the core's queue and out to the driver, many per
 // step: keep large parts behind a pointer.
@@ -72,6 +73,16 @@ pub enum Output {
         request_id: RequestId,
         /// The commit index the read had to observe.
         read_index: LogIndex,
+    },
+    /// A message broke a rule every correct peer keeps (see
+    /// [`crate::core::validation`]) and was dropped: it changed nothing.
+    /// Count it and log it (rate-limited: a flood of them is the point of
+    /// some attacks).
+    MessageRefused {
+        /// Who the message says sent it.
+        from: NodeId,
+        /// The rule it broke.
+        refusal: Refusal,
     },
     /// The request failed; see [`RequestError`] for whether it had an effect.
     RequestFailed {

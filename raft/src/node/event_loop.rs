@@ -23,6 +23,7 @@ use crate::node::applier::{AppliedProgress, Work};
 use crate::node::error::RequestFailure;
 use crate::node::membership::MembershipView;
 use crate::node::metrics::{NodeMetrics, PeerLabels};
+use crate::node::refusals::RefusalLog;
 use crate::node::requests::Requests;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
@@ -90,6 +91,8 @@ pub(crate) struct EventLoop<R> {
     /// Why the node must stop (the state machine failed).
     pub(crate) fatal: Option<String>,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// Logs refused peer messages without flooding the log.
+    pub(crate) refusals: RefusalLog,
     /// WAL submissions of entries not yet durable: sequence and when.
     pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
     /// A leader's proposals appended but not yet known committed: index
@@ -410,6 +413,10 @@ impl<R> EventLoop<R> {
             } => self.requests.read_ready(request_id, read_index),
             Output::RequestFailed { request_id, error } => {
                 self.requests.fail(request_id, error.into())
+            }
+            Output::MessageRefused { from, refusal } => {
+                self.metrics.count_refusal(refusal.reason());
+                self.refusals.refused(from, refusal, Instant::now());
             }
         }
         Ok(())

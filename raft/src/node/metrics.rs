@@ -18,6 +18,13 @@ pub struct PeerLabels {
     pub peer: u64,
 }
 
+/// Labels of the refused-message counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why messages were refused ([`crate::Refusal::reason`]).
+    pub reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 3.3 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
@@ -63,6 +70,9 @@ pub struct NodeMetrics {
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
     /// Messages sent to each peer, dropped for it, and streams opened to it.
     pub peers: PeerCounters,
+    /// Peer messages refused for breaking a rule every correct peer
+    /// keeps, by reason.
+    pub peer_messages_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Default for NodeMetrics {
@@ -85,6 +95,7 @@ impl Default for NodeMetrics {
             apply_latency_seconds: latency_histogram(),
             peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
             peers: PeerCounters::default(),
+            peer_messages_refused: Family::default(),
         }
     }
 }
@@ -184,6 +195,20 @@ impl NodeMetrics {
             "Streams opened to a peer",
             self.peers.connects.clone(),
         );
+        registry.register(
+            "peer_messages_refused",
+            "Peer messages refused for breaking a rule every correct peer keeps, by reason",
+            self.peer_messages_refused.clone(),
+        );
+    }
+
+    /// Counts a refused peer message.
+    pub(crate) fn count_refusal(&self, reason: &str) {
+        self.peer_messages_refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub(crate) fn set_role(&self, role: Role) {

@@ -20,7 +20,10 @@
 //!   node's address.
 //! - The **configuration** ([`membership`]): the event loop publishes the
 //!   members it knows of ([`Node::membership`]); the transport follows
-//!   them and the peer service refuses anyone else. Change it with
+//!   them and the peer service refuses anyone else. Messages the core
+//!   refuses for breaking the protocol are counted
+//!   (`raft_peer_messages_refused`) and logged at most once a second
+//!   (`refusals.rs`). Change the configuration with
 //!   [`Node::change_membership`]; a node joins a running cluster with
 //!   [`NodeOptions::join`].
 //!
@@ -104,6 +107,7 @@ pub mod event_loop;
 mod leadership;
 pub mod membership;
 pub mod metrics;
+mod refusals;
 mod requests;
 mod snapshot_transfer;
 pub mod status;
@@ -418,6 +422,7 @@ impl<M: StateMachine> Node<M> {
             reported,
             fatal: None,
             metrics: metrics.clone(),
+            refusals: Default::default(),
             appends_in_flight: VecDeque::new(),
             rounds_sent: BTreeMap::new(),
             handed_out: applied,
