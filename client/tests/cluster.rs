@@ -16,6 +16,8 @@ mod bench;
 mod etcd_client_crate;
 #[path = "cluster/etcdctl.rs"]
 mod etcdctl;
+#[path = "cluster/failures.rs"]
+mod failures;
 #[path = "cluster/leadership.rs"]
 mod leadership;
 #[path = "cluster/membership.rs"]

@@ -124,6 +124,7 @@ pub mod config;
 pub mod core;
 pub mod entries;
 pub mod error;
+pub mod fault;
 pub mod node;
 pub mod snapshot_policy;
 pub mod state_machine;

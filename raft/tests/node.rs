@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// A command the journal fails to apply.
+const POISON: &[u8] = b"poison";
+
 /// Records every command, in order.
 #[derive(Clone, Default)]
 struct Journal {
@@ -29,6 +32,9 @@ impl StateMachine for Journal {
     type Snapshot = Journal;
 
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> io::Result<usize> {
+        if command == POISON {
+            return Err(io::Error::other("a poisoned command"));
+        }
         self.commands.push(command.to_vec());
         self.applied = index;
         Ok(self.commands.len())
@@ -535,4 +541,23 @@ async fn a_stalled_state_machine_holds_back_new_requests_instead_of_queueing_wit
     }
     assert_eq!(node.applied_index(), LogIndex(PROPOSALS + 2));
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_failure_stops_the_node_and_says_why() {
+    let cluster = Cluster::new(1).await;
+    propose(&cluster, "fine").await;
+    let node = cluster.node(NodeId(1)).clone();
+    let outcome = tokio::time::timeout(LIMIT, node.propose(POISON.to_vec().into())).await;
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "the poisoned proposal fails: {outcome:?}"
+    );
+    let reason = tokio::time::timeout(LIMIT, node.failed())
+        .await
+        .expect("the node reports its failure");
+    assert!(
+        reason.contains("the state machine failed to apply entry"),
+        "{reason}"
+    );
 }

@@ -160,10 +160,43 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs a node until SIGINT or SIGTERM, then stops it cleanly.
+/// The exit status of a node process that panicked: EX_SOFTWARE, an
+/// internal error.
+pub const PANIC_EXIT_STATUS: i32 = 70;
+
+/// Runs a node until SIGINT or SIGTERM, then stops it cleanly. A panic on
+/// any of its threads ends the whole process (see [`exit_on_panic`]); a
+/// failure of its storage or state machine ends it with an error.
 pub async fn run_node(arguments: &RunArguments) -> Result<(), RunError> {
+    exit_on_panic();
     serve(arguments.server_options()?, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Makes a panic on any thread end the process at once with
+/// [`PANIC_EXIT_STATUS`], after one log line saying where. A panic is a
+/// broken invariant: a node whose event loop, applier or WAL writer died
+/// must not linger with its port open, answering nothing useful while
+/// clients and peers take it for alive. (Acknowledged writes are already
+/// on disk; nothing is lost by not unwinding.)
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        let location = info
+            .location()
+            .map(|location| format!("{}:{}", location.file(), location.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("a thread");
+        tracing::error!(%thread, %location,
+            "the node stops: {message} (a broken internal invariant)");
+        std::process::exit(PANIC_EXIT_STATUS);
+    }));
 }
 
 #[cfg(test)]

@@ -110,6 +110,10 @@ pub enum ServerError {
     /// The node cannot join the cluster.
     #[error("cannot join the cluster: {0}")]
     Join(String),
+    /// The node stopped on its own: its storage or state machine failed,
+    /// or its event loop died.
+    #[error("the node failed: {0}")]
+    NodeFailed(String),
 }
 
 /// The cluster id: a 64-bit FNV-1a hash of the token and the initial
@@ -317,8 +321,11 @@ pub async fn serve(
         .add_service(LeaseServer::new(UnbuiltLease))
         .serve_with_incoming_shutdown(no_delay(listener), stop);
     tokio::pin!(server);
+    let failed_node = node.clone();
     let result = tokio::select! {
-        result = &mut server => result,
+        result = &mut server => result.map_err(ServerError::from),
+        // A node that failed answers nothing: the server stops with it.
+        reason = failed_node.failed() => Err(ServerError::NodeFailed(reason)),
         // Connections that linger after the node stopped get a short grace.
         _ = async {
             let _ = stopped.await;
@@ -330,7 +337,7 @@ pub async fn serve(
         task.abort();
     }
     tracing::info!(node = %options.id, "stopped");
-    result.map_err(ServerError::from)
+    result
 }
 
 #[cfg(test)]

@@ -212,7 +212,14 @@ impl Cluster {
 
     /// Starts member `id` (which must not be running).
     pub fn start_node(&mut self, id: u64) {
-        let arguments = self.run_arguments(id);
+        self.start_node_with(id, &[], &[]);
+    }
+
+    /// Starts member `id` (which must not be running) with more arguments
+    /// and environment variables.
+    pub fn start_node_with(&mut self, id: u64, extra: &[&str], environment: &[(&str, &str)]) {
+        let mut arguments = self.run_arguments(id);
+        arguments.extend(extra.iter().map(|argument| argument.to_string()));
         let node = self.node_mut(id);
         node.starts += 1;
         let mut process = node.process.lock().expect("process lock");
@@ -221,7 +228,11 @@ impl Cluster {
             &node.log_path,
             &format!("===== start {} of node {id} =====", node.starts),
         );
-        *process = Some(ChildGuard::spawn(&arguments, &node.log_path));
+        *process = Some(ChildGuard::spawn_with_environment(
+            &arguments,
+            &node.log_path,
+            environment,
+        ));
     }
 
     /// Starts every member.
@@ -255,6 +266,20 @@ impl Cluster {
         child
             .wait_for_exit(STOP_TIMEOUT)
             .unwrap_or_else(|| panic!("node {id} did not stop within {STOP_TIMEOUT:?} of SIGTERM"))
+    }
+
+    /// Waits up to `timeout` for member `id` to exit by itself; its exit
+    /// status, or `None` if it is still running.
+    pub fn wait_for_exit(&mut self, id: u64, timeout: Duration) -> Option<ExitStatus> {
+        let mut process = self.node(id).process.lock().expect("process lock");
+        let status = process
+            .as_mut()
+            .expect("the node was started")
+            .wait_for_exit(timeout);
+        if status.is_some() {
+            process.take();
+        }
+        status
     }
 
     /// The members whose process was started and not stopped by the test.

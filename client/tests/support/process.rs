@@ -25,6 +25,15 @@ impl ChildGuard {
     /// Starts `raft_client` with `arguments`, its standard error appended to
     /// `log` (created if missing) and no standard input or output.
     pub fn spawn(arguments: &[String], log: &Path) -> ChildGuard {
+        ChildGuard::spawn_with_environment(arguments, log, &[])
+    }
+
+    /// [`ChildGuard::spawn`] with more environment variables.
+    pub fn spawn_with_environment(
+        arguments: &[String],
+        log: &Path,
+        environment: &[(&str, &str)],
+    ) -> ChildGuard {
         let log_file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -36,6 +45,7 @@ impl ChildGuard {
             // Plain text logs, for the tests to search.
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file));

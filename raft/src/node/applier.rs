@@ -14,6 +14,7 @@ use tokio::sync::{mpsc as tokio_mpsc, watch};
 use crate::core::quorum::Membership;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::entries::Entries;
+use crate::fault::{self, FaultPoint};
 use crate::node::event_loop::Event;
 use crate::node::metrics::NodeMetrics;
 use crate::node::requests::Requests;
@@ -105,6 +106,17 @@ pub(crate) struct Applier<M: StateMachine> {
 }
 
 impl<M: StateMachine> Applier<M> {
+    /// Runs as [`Applier::run`] does; a panic stops the node (the event loop
+    /// is told, and stops with it) before it goes on unwinding.
+    pub(crate) fn run_guarded(self, work: mpsc::Receiver<Work>) {
+        let events = self.events.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(work)));
+        if let Err(panic) = outcome {
+            let _ = events.send(Event::Fatal("the applier panicked".to_string()));
+            std::panic::resume_unwind(panic);
+        }
+    }
+
     /// Runs until [`Work::Stop`], a state machine failure, or until the
     /// event loop is gone.
     pub(crate) fn run(mut self, work: mpsc::Receiver<Work>) {
@@ -158,6 +170,7 @@ impl<M: StateMachine> Applier<M> {
                 }
                 let response = match &entry.payload {
                     EntryPayload::Command(command) => {
+                        fault::panic_if_injected(FaultPoint::Applier);
                         match state_machine.apply(entry.index, command) {
                             Ok(response) => {
                                 self.last_command = (entry.index, entry.term);
@@ -298,6 +311,7 @@ impl<M: StateMachine> Applier<M> {
         let spawned = std::thread::Builder::new()
             .name("raft-snapshot".to_string())
             .spawn(move || {
+                fault::panic_if_injected(FaultPoint::SnapshotWriter);
                 match store.save(&mut captured, term, membership) {
                     Ok(file) => {
                         size.store(file.size_bytes(), Ordering::Release);

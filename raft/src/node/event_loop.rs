@@ -19,6 +19,7 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::output::Output;
 use crate::core::snapshot::SnapshotMetadata;
 use crate::core::{RaftCore, Role, Status};
+use crate::fault::{self, FaultPoint};
 use crate::node::applier::{AppliedProgress, Work};
 use crate::node::error::RequestFailure;
 use crate::node::membership::MembershipView;
@@ -308,10 +309,14 @@ impl<R> EventLoop<R> {
             Command::Propose {
                 request_id,
                 command,
-            } => self.core.step(Input::Propose {
-                request_id,
-                command,
-            }),
+            } => {
+                fault::arm();
+                fault::panic_if_injected(FaultPoint::EventLoop);
+                self.core.step(Input::Propose {
+                    request_id,
+                    command,
+                })
+            }
             Command::Read { request_id } => self.core.step(Input::Read { request_id }),
             Command::Status(reply) => {
                 self.step_applied(self.progress.applied());

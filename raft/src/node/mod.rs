@@ -242,6 +242,8 @@ struct Shared<M: StateMachine> {
     membership: watch::Receiver<MembershipView>,
     /// Where the handle sends [`Event::Stop`].
     events: mpsc::UnboundedSender<Event>,
+    /// Why the node stopped on its own, once it has.
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -372,7 +374,7 @@ impl<M: StateMachine> Node<M> {
         };
         let applier = std::thread::Builder::new()
             .name(format!("raft-applier-{}", options.id))
-            .spawn(move || applier.run(work_receiver))
+            .spawn(move || applier.run_guarded(work_receiver))
             .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
 
         let transfer = Arc::new(SnapshotTransfer {
@@ -436,10 +438,16 @@ impl<M: StateMachine> Node<M> {
             seed_addresses: options.members.clone(),
         };
         let node_id = options.id;
+        let (failure_sender, failure) = watch::channel(None);
+        let running = tokio::spawn(event_loop.run());
         let event_loop = tokio::spawn(async move {
-            let result = event_loop.run().await;
+            let result = match running.await {
+                Ok(result) => result,
+                Err(error) => Err(format!("the event loop failed: {error}")),
+            };
             if let Err(error) = &result {
                 tracing::error!(node = %node_id, %error, "the node stopped after a failure");
+                failure_sender.send_replace(Some(error.clone()));
             }
             // The WAL closes (flushing what was submitted) when the last
             // reference, this one, goes.
@@ -460,6 +468,7 @@ impl<M: StateMachine> Node<M> {
                 metrics,
                 membership: membership_watch,
                 events: stop_events,
+                failure,
             }),
         })
     }
@@ -589,6 +598,24 @@ impl<M: StateMachine> Node<M> {
             return Err(RequestFailure::ShuttingDown);
         }
         Ok(())
+    }
+
+    /// Completes, with the reason, when the node stops on its own: its
+    /// storage or state machine failed, or its event loop panicked. A
+    /// program serving the node should then stop too (the node answers
+    /// nothing any more); `raft_client run` exits with an error.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.shared.failure.clone();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The sender is gone only once the event loop ended without a
+            // failure: a clean stop.
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops the node: fails requests in flight, flushes and closes the

@@ -28,6 +28,7 @@ use tracing::error;
 
 use super::segment::{sync_directory, SegmentFile};
 use super::State;
+use crate::fault::{self, FaultPoint};
 use crate::storage::StorageError;
 use crate::types::{LogIndex, Term};
 
@@ -364,6 +365,7 @@ impl Shared {
 
     /// Writes and syncs a batch, then publishes its durability.
     fn perform(&self, batch: Batch) -> Result<Durable, StorageError> {
+        fault::panic_if_injected(FaultPoint::WalWriter);
         let result = self.execute(&batch.operations).and_then(|removals| {
             // Once the batch is durable. (Not yet published: the next batch
             // waits, which keeps removals ordered before later creations.)
