@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raft::storage::private_files::{create_private_directory_all, create_private_file};
 use raft::storage::ClusterId;
 use raft::NodeId;
 use raft_proto::etcd::etcdserverpb::cluster_client::ClusterClient;
@@ -66,10 +67,10 @@ fn record_joined(data_directory: &Path, cluster: ClusterId) -> Result<(), Server
             data_directory.display()
         ))
     };
-    std::fs::create_dir_all(data_directory).map_err(fail)?;
+    create_private_directory_all(data_directory).map_err(fail)?;
     let path = marker(data_directory);
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+    let mut file = create_private_file(&temporary).map_err(fail)?;
     writeln!(file, "cluster={:016x}", cluster.0).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     std::fs::rename(&temporary, &path).map_err(fail)?;

@@ -11,6 +11,9 @@
 //!   it offers a non-blocking path ([`Wal::submit_append`] and a durability
 //!   listener) so that a driver never waits for the disk in its event loop.
 //!
+//! Everything a node writes under its data directory is its user's alone
+//! ([`private_files`]: directories 0700, files 0600).
+//!
 //! ```
 //! use raft::storage::{LogStore, MemoryLogStore};
 //! use raft::{Entry, EntryPayload, LogIndex, Term};
@@ -37,6 +40,7 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 pub(crate) mod addresses;
 pub use crate::storage::addresses::MAX_ADDRESS_BYTES;
 pub mod memory;
+pub mod private_files;
 pub mod snapshot;
 pub mod wal;
 

@@ -29,6 +29,46 @@ fn a_missing_data_directory_is_initialised() {
 }
 
 #[test]
+fn only_the_nodes_user_may_read_what_it_writes() {
+    // A data directory holds every key and value: directories 0700 and
+    // files 0600, as etcd makes them (they were 0755 and 0644).
+    let parent = tempfile::tempdir().expect("temporary directory");
+    let data = parent.path().join("node-1");
+    let mut wal = Wal::open(&data, options(42, 1)).expect("open");
+    wal.append(vec![entry(1, 1, 10)].into()).expect("append");
+    let snapshots = raft::storage::SnapshotStore::open(&data).expect("snapshot store");
+    let metadata = raft::SnapshotMetadata {
+        index: LogIndex(1),
+        term: raft::Term(1),
+        membership: raft::Membership::with_voters([NodeId(1)]).into(),
+    };
+    let mut writer = snapshots.create(metadata).expect("snapshot");
+    std::io::Write::write_all(&mut writer, b"state").expect("write");
+    writer.finish().expect("finish");
+    drop(wal);
+    let mut seen = 0;
+    let mut pending = vec![data.clone()];
+    while let Some(path) = pending.pop() {
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        if path.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            pending.extend(
+                fs::read_dir(&path)
+                    .expect("list")
+                    .map(|item| item.expect("item").path()),
+            );
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(
+        seen >= 6,
+        "the directory, wal/, snapshots/, metadata, LOCK, a segment, a snapshot"
+    );
+}
+
+#[test]
 fn another_clusters_directory_is_refused() {
     let data = tempfile::tempdir().expect("temporary directory");
     drop(Wal::open(data.path(), options(1, 3)).expect("open"));

@@ -8,6 +8,7 @@ use super::reader::SnapshotReader;
 use super::sender::SnapshotChunk;
 use super::store::{install, SnapshotFile, SnapshotStore};
 use super::writer::remove_abandoned;
+use crate::storage::private_files::create_private_file;
 use crate::storage::StorageError;
 
 /// Writes the chunks of a snapshot sent by a peer to a temporary file in
@@ -65,7 +66,8 @@ impl SnapshotReceiver {
             }
             self.abort();
             let temporary = self.store.temporary_path();
-            let file = File::create(&temporary).map_err(StorageError::io("create", &temporary))?;
+            let file =
+                create_private_file(&temporary).map_err(StorageError::io("create", &temporary))?;
             self.transfer = Some(Transfer {
                 file,
                 temporary,

@@ -11,6 +11,7 @@ use super::reader::SnapshotReader;
 use super::receiver::SnapshotReceiver;
 use super::writer::SnapshotWriter;
 use crate::core::snapshot::SnapshotMetadata;
+use crate::storage::private_files::create_private_directory_all;
 use crate::storage::wal::segment::sync_directory;
 use crate::storage::StorageError;
 use crate::types::{LogIndex, Term};
@@ -50,7 +51,7 @@ impl SnapshotStore {
         let data_directory = data_directory.as_ref();
         let directory = data_directory.join(SNAPSHOT_DIRECTORY);
         if !directory.is_dir() {
-            fs::create_dir_all(&directory)
+            create_private_directory_all(&directory)
                 .map_err(StorageError::io("create snapshot directory", &directory))?;
             sync_directory(data_directory)?;
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::format::{encode_header, encode_trailer};
 use super::store::{install, SnapshotFile, SnapshotStore};
 use crate::core::snapshot::SnapshotMetadata;
+use crate::storage::private_files::create_private_file;
 use crate::storage::StorageError;
 
 /// Bytes buffered before they are written to the file.
@@ -42,7 +43,8 @@ impl SnapshotWriter {
         temporary: PathBuf,
     ) -> Result<SnapshotWriter, StorageError> {
         let header = encode_header(&metadata);
-        let file = File::create(&temporary).map_err(StorageError::io("create", &temporary))?;
+        let file =
+            create_private_file(&temporary).map_err(StorageError::io("create", &temporary))?;
         let mut file = BufWriter::with_capacity(BUFFER_BYTES, file);
         file.write_all(&header)
             .map_err(StorageError::io("write", &temporary))?;

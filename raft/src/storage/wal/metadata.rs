@@ -23,13 +23,16 @@
 //! `wal/` first and writes the metadata last (atomically, by rename): a
 //! directory with metadata therefore always has its log directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
 use super::segment::{sync_directory, SegmentId};
+use crate::storage::private_files::{
+    create_private_directory_all, create_private_file, private_open_options, warn_if_shared,
+};
 use crate::storage::{ClusterId, StorageError};
 use crate::types::NodeId;
 
@@ -61,7 +64,8 @@ pub(crate) fn open_data_directory(
         source,
     };
     let existed = data_directory.is_dir();
-    fs::create_dir_all(data_directory).map_err(unusable)?;
+    create_private_directory_all(data_directory).map_err(unusable)?;
+    warn_if_shared(data_directory);
     if !existed {
         if let Some(parent) = data_directory
             .parent()
@@ -108,7 +112,7 @@ pub(crate) fn open_data_directory(
                     path: data_directory.to_path_buf(),
                 });
             }
-            fs::create_dir_all(&wal_directory).map_err(|source| StorageError::Io {
+            create_private_directory_all(&wal_directory).map_err(|source| StorageError::Io {
                 action: "create log directory",
                 path: wal_directory.clone(),
                 source,
@@ -132,7 +136,7 @@ pub(crate) fn open_data_directory(
 
 fn lock_directory(data_directory: &Path) -> Result<File, StorageError> {
     let path = data_directory.join(LOCK_FILE);
-    let file = OpenOptions::new()
+    let file = private_open_options()
         .write(true)
         .create(true)
         .truncate(false)
@@ -158,7 +162,7 @@ fn lock_directory(data_directory: &Path) -> Result<File, StorageError> {
 /// files (permissions, read-only file system).
 fn probe_writable(data_directory: &Path) -> io::Result<()> {
     let probe = data_directory.join(format!(".write-probe-{}", std::process::id()));
-    File::create(&probe)?;
+    create_private_file(&probe)?;
     fs::remove_file(&probe)
 }
 
@@ -206,7 +210,8 @@ fn write_metadata(
     );
     let temporary = data_directory.join(format!("{METADATA_FILE}.tmp"));
     let path = data_directory.join(METADATA_FILE);
-    let mut file = File::create(&temporary).map_err(StorageError::io("create", &temporary))?;
+    let mut file =
+        create_private_file(&temporary).map_err(StorageError::io("create", &temporary))?;
     file.write_all(contents.as_bytes())
         .map_err(StorageError::io("write", &temporary))?;
     file.sync_all()

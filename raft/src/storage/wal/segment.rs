@@ -27,12 +27,13 @@
 //! cut to the end of its last record ([`SegmentFile::seal`]), so only the
 //! newest segment ever ends in unused space.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::storage::private_files::private_open_options;
 use crate::storage::StorageError;
 use crate::types::{Entry, LogIndex};
 
@@ -184,7 +185,7 @@ impl SegmentFile {
     pub fn create(&self, initial: &[u8], size_bytes: u64) -> Result<(), StorageError> {
         let directory = self.path.parent().unwrap_or(Path::new("."));
         let temporary = directory.join(self.id.temporary_file_name());
-        let mut file = OpenOptions::new()
+        let mut file = private_open_options()
             .read(true)
             .write(true)
             .create(true)
