@@ -63,6 +63,9 @@ pub struct BugInjection {
     /// the leader's first commit (breaks the one-server-at-a-time rule,
     /// dissertation §4.1).
     pub concurrent_membership_changes: bool,
+    /// Act on peer messages without validating them first (the rules of
+    /// `core/validation.rs`).
+    pub skip_message_validation: bool,
 }
 
 impl Config {

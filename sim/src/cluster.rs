@@ -13,6 +13,7 @@ use raft::{
     RequestId, RestoredState, Role, Term,
 };
 
+use crate::corruption::Corruption;
 use crate::disk::{Disk, StoredSnapshot};
 use crate::invariants::{NodeView, SafetyChecker, Violation};
 use crate::kv::KvStore;
@@ -34,6 +35,9 @@ pub struct RunOptions {
     pub bug: Option<InjectedBug>,
     /// Record a readable trace of every event.
     pub trace: bool,
+    /// Let the network garble messages in the seeds that draw it (see
+    /// [`crate::corruption`]).
+    pub garble_messages: bool,
 }
 
 /// Counts of what happened in a run.
@@ -69,6 +73,8 @@ pub struct RunStats {
     pub snapshots_taken: u64,
     /// Snapshots followers installed from a leader.
     pub snapshots_installed: u64,
+    /// Messages the network garbled (each refused by its receiver).
+    pub messages_garbled: u64,
     /// Crashes aimed at a moment when the node had log entries in flight.
     pub crashes_aimed_mid_write: u64,
     /// Writes replacing a durable suffix that a crash cut short.
@@ -162,6 +168,10 @@ pub struct Cluster {
     pub(crate) violation: Option<Violation>,
     /// Append rejections each node sent, for backtracking bounds in tests.
     pub(crate) append_rejections: BTreeMap<NodeId, u64>,
+    /// Garbles messages now and then, as a buggy network would.
+    pub(crate) corruption: Corruption,
+    /// The node stepping a garbled message, which must refuse it.
+    pub(crate) refusal_expected: Option<NodeId>,
 }
 
 impl Cluster {
@@ -169,7 +179,13 @@ impl Cluster {
     pub fn new(options: RunOptions) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let scenario = Scenario::generate(&mut rng, options.nodes);
+        let corruption = if options.garble_messages {
+            Corruption::for_seed(options.seed)
+        } else {
+            Corruption::none()
+        };
         let mut cluster = Cluster::with_scenario(options, scenario, rng);
+        cluster.corruption = corruption;
         for client in 0..cluster.scenario.clients {
             cluster.clients.push(SimClient::new());
             let delay = uniform(&mut cluster.rng, 0, 5 * TICK_US);
@@ -214,6 +230,8 @@ impl Cluster {
             trace: Vec::new(),
             violation: None,
             append_rejections: BTreeMap::new(),
+            corruption: Corruption::none(),
+            refusal_expected: None,
         };
         for position in 0..cluster.options.nodes {
             let id = NodeId(position as u64 + 1);
@@ -327,16 +345,38 @@ impl Cluster {
                 self.schedule(TICK_US, Event::Tick(node));
                 self.step_node(node, Input::Tick);
             }
-            Event::Deliver(message) => {
+            Event::Deliver(mut message) => {
                 let to = message.to;
                 if !self.network.is_connected(message.from, to) || !self.is_alive(to) {
                     return;
                 }
+                let garbled = if self.faults_active {
+                    self.corruption.maybe_garble(&mut message)
+                } else {
+                    None
+                };
                 if self.options.trace {
                     let line = format!("{} <- {}: {}", to, message.from, describe(&message));
                     self.trace_line(line);
+                    if let Some(what) = garbled {
+                        self.trace_line(format!("  (garbled by the network: {what})"));
+                    }
+                }
+                if garbled.is_some() {
+                    self.stats.messages_garbled += 1;
+                    self.refusal_expected = Some(to);
                 }
                 self.step_node(to, Input::Message(message));
+                if let (Some(what), Some(node)) = (garbled, self.refusal_expected.take()) {
+                    if self.violation.is_none() {
+                        self.violation = Some(Violation {
+                            property: "Protocol validity",
+                            detail: format!(
+                                "{node} took a garbled message ({what}) without refusing it"
+                            ),
+                        });
+                    }
+                }
             }
             Event::DeliverSnapshot(message, snapshot) => self.deliver_snapshot(message, *snapshot),
             Event::Flush { node, sequence } => {
@@ -382,6 +422,9 @@ impl Cluster {
             }
             Some(InjectedBug::ConcurrentMembershipChanges) => {
                 config.bug_injection.concurrent_membership_changes = true
+            }
+            Some(InjectedBug::SkipMessageValidation) => {
+                config.bug_injection.skip_message_validation = true
             }
             None => {}
         }
@@ -559,13 +602,17 @@ impl Cluster {
                 read_index,
             } => self.answer_read(node, request_id, read_index),
             Output::MessageRefused { from, refusal } => {
-                // The simulated network delivers what cores sent, unaltered:
-                // a refusal means a correct core sent a message its peers
-                // call malformed.
-                self.violation = Some(Violation {
-                    property: "Protocol validity",
-                    detail: format!("{node} refused a message from {from}: {refusal}"),
-                });
+                // Only a message the network garbled may be refused: any
+                // other refusal means a correct core sent a message its
+                // peers call malformed.
+                if self.refusal_expected == Some(node) {
+                    self.refusal_expected = None;
+                } else {
+                    self.violation = Some(Violation {
+                        property: "Protocol validity",
+                        detail: format!("{node} refused a message from {from}: {refusal}"),
+                    });
+                }
             }
             Output::RequestFailed { request_id, error } => {
                 self.answer_failure(node, request_id, error)
@@ -580,6 +627,13 @@ impl Cluster {
             .as_ref()
             .map_or(Role::Follower, RaftCore::role);
         let sim_node = &mut self.nodes[position];
+        if let Some(reason) = sim_node.log.append_shape_error(&entries) {
+            self.violation = Some(Violation {
+                property: "Internal invariant",
+                detail: format!("{node} asked for a malformed append: {reason}"),
+            });
+            return;
+        }
         let result = self
             .checker
             .check_append(node, role, &sim_node.log, &entries)

@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod core_bench;
+pub mod corruption;
 pub mod disk;
 mod disk_faults;
 pub mod invariants;
@@ -43,6 +44,9 @@ pub fn replay_command(options: &RunOptions) -> String {
     );
     if let Some(bug) = options.bug {
         command.push_str(&format!(" --inject-bug {}", bug.name()));
+    }
+    if !options.garble_messages {
+        command.push_str(" --no-garbling");
     }
     command
 }

@@ -19,6 +19,31 @@ pub struct LogView {
 }
 
 impl LogView {
+    /// Why `entries` cannot be appended to this log, if they cannot: an
+    /// append starts right after an entry the log holds (or at its first
+    /// index) and numbers its entries one after another. A correct core
+    /// never asks for anything else.
+    pub fn append_shape_error(&self, entries: &[Entry]) -> Option<String> {
+        let first = entries.first()?;
+        if first.index.0 == 0 || first.index.0 - 1 > self.chains.len() as u64 {
+            return Some(format!(
+                "append at {} leaves a gap after {}",
+                first.index,
+                self.chains.len()
+            ));
+        }
+        if first.index <= self.base {
+            return Some(format!(
+                "append at {} rewrites entries compacted up to {}",
+                first.index, self.base
+            ));
+        }
+        entries.windows(2).find_map(|pair| {
+            (pair[1].index != pair[0].index.next())
+                .then(|| format!("append numbers {} after {}", pair[1].index, pair[0].index))
+        })
+    }
+
     /// Applies an append: drops every entry from `entries[0].index` on, then
     /// adds `entries`.
     pub fn append(&mut self, entries: &[Entry]) {

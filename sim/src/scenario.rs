@@ -26,15 +26,18 @@ pub enum InjectedBug {
     ReadWithoutLeadershipCheck,
     /// Configuration changes are taken while another is uncommitted.
     ConcurrentMembershipChanges,
+    /// Peer messages are acted on without being validated.
+    SkipMessageValidation,
 }
 
 impl InjectedBug {
     /// Every injectable bug.
-    pub const ALL: [InjectedBug; 4] = [
+    pub const ALL: [InjectedBug; 5] = [
         InjectedBug::VoteWithoutLogCheck,
         InjectedBug::CommitPreviousTermByCounting,
         InjectedBug::ReadWithoutLeadershipCheck,
         InjectedBug::ConcurrentMembershipChanges,
+        InjectedBug::SkipMessageValidation,
     ];
 
     /// The name used on the command line.
@@ -44,6 +47,7 @@ impl InjectedBug {
             InjectedBug::CommitPreviousTermByCounting => "commit-previous-term-by-counting",
             InjectedBug::ReadWithoutLeadershipCheck => "read-without-leadership-check",
             InjectedBug::ConcurrentMembershipChanges => "concurrent-membership-changes",
+            InjectedBug::SkipMessageValidation => "skip-message-validation",
         }
     }
 

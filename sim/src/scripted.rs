@@ -68,6 +68,8 @@ impl Cluster {
             nodes: scenario.nodes,
             bug: None,
             trace: false,
+            // A script says what the network does.
+            garble_messages: false,
         };
         let mut cluster =
             Cluster::with_scenario(options, scenario, ChaCha8Rng::seed_from_u64(seed));

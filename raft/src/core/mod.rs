@@ -294,7 +294,14 @@ impl RaftCore {
             tracing::debug!(from = %message.from, to = %message.to, "ignoring a message for another node");
             return;
         }
-        if let Err(refusal) = validation::validate(&message) {
+        let validated = validation::validate(&message);
+        #[cfg(feature = "bug-injection")]
+        let validated = if self.config.bug_injection.skip_message_validation {
+            Ok(())
+        } else {
+            validated
+        };
+        if let Err(refusal) = validated {
             self.refuse(message.from, refusal);
             return;
         }

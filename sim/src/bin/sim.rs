@@ -41,6 +41,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Never garble messages (half the seeds do otherwise).
+        #[arg(long)]
+        no_garbling: bool,
     },
     /// Replays one seed and prints its event trace.
     Replay {
@@ -53,6 +56,9 @@ enum Command {
         /// The unsafe variant the seed ran with, if any.
         #[arg(long, value_parser = parse_bug)]
         inject_bug: Option<InjectedBug>,
+        /// The seed ran without garbled messages.
+        #[arg(long)]
+        no_garbling: bool,
     },
 }
 
@@ -83,12 +89,14 @@ fn main() -> Result<ExitCode> {
             nodes,
             inject_bug,
             threads,
-        } => check(seeds, start_seed, nodes, inject_bug, threads),
+            no_garbling,
+        } => check(seeds, start_seed, nodes, inject_bug, threads, !no_garbling),
         Command::Replay {
             seed,
             nodes,
             inject_bug,
-        } => replay(seed, nodes, inject_bug),
+            no_garbling,
+        } => replay(seed, nodes, inject_bug, !no_garbling),
     }
 }
 
@@ -98,6 +106,7 @@ fn check(
     nodes: Option<usize>,
     bug: Option<InjectedBug>,
     threads: Option<usize>,
+    garble_messages: bool,
 ) -> Result<ExitCode> {
     let Some(end_seed) = start_seed.checked_add(seeds) else {
         bail!("--start-seed plus --seeds overflows u64");
@@ -125,6 +134,7 @@ fn check(
                             nodes: nodes.unwrap_or_else(|| nodes_for_seed(seed)),
                             bug,
                             trace: false,
+                            garble_messages,
                         });
                         totals.add_run(&outcome.stats);
                         if outcome.violation.is_some() {
@@ -154,7 +164,7 @@ fn check(
     let seeds_with_refused_disks = totals.seeds_with_refused_disks;
     let totals = totals.stats;
     println!(
-        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leadership transfers, {} configuration changes asked ({} accepted), {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided",
+        "ran in {:.1}s: {} events, {} messages, {} crashes, {} network faults, {} leadership transfers, {} configuration changes asked ({} accepted), {} leaders, {} client ops ok, {} indeterminate, {} refused, {} entries committed, {} snapshots taken, {} installed, {} histories undecided, {} messages garbled (and refused)",
         started.elapsed().as_secs_f64(),
         totals.events,
         totals.messages_sent,
@@ -170,7 +180,8 @@ fn check(
         totals.committed,
         totals.snapshots_taken,
         totals.snapshots_installed,
-        totals.linearizability_undecided
+        totals.linearizability_undecided,
+        totals.messages_garbled
     );
     println!(
         "disk faults: {} crashes aimed at writes in flight, {} torn writes in {} seeds, {} unacknowledged entries kept by crashes, {} replacements of a suffix cut short, {} disks corrupted, {} refused to start (in {} seeds)",
@@ -229,6 +240,7 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.linearizability_undecided += stats.linearizability_undecided;
     totals.snapshots_taken += stats.snapshots_taken;
     totals.snapshots_installed += stats.snapshots_installed;
+    totals.messages_garbled += stats.messages_garbled;
     totals.crashes_aimed_mid_write += stats.crashes_aimed_mid_write;
     totals.torn_writes += stats.torn_writes;
     totals.replacements_cut_short += stats.replacements_cut_short;
@@ -237,12 +249,18 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.corrupt_disks_refused += stats.corrupt_disks_refused;
 }
 
-fn replay(seed: u64, nodes: usize, bug: Option<InjectedBug>) -> Result<ExitCode> {
+fn replay(
+    seed: u64,
+    nodes: usize,
+    bug: Option<InjectedBug>,
+    garble_messages: bool,
+) -> Result<ExitCode> {
     let options = RunOptions {
         seed,
         nodes,
         bug,
         trace: true,
+        garble_messages,
     };
     let scenario = sim::Cluster::new(options.clone()).scenario().clone();
     println!("seed {seed}, {nodes} nodes: {scenario:?}");
