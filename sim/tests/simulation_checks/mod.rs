@@ -28,17 +28,26 @@ fn a_seed_replays_identically() {
     assert!(first.stats.leaders_elected > 0 && first.stats.operations_ok > 0);
 }
 
+/// Runs a seed that must pass; fails the test with its replay command if
+/// it does not.
+fn healthy_run(run_options: RunOptions) -> sim::RunOutcome {
+    let outcome = run(run_options);
+    if let Some(violation) = &outcome.violation {
+        panic!(
+            "seed {} on {} nodes: {violation}\nreplay: {}",
+            outcome.options.seed,
+            outcome.options.nodes,
+            replay_command(&outcome.options)
+        );
+    }
+    outcome
+}
+
 #[test]
 fn healthy_seeds_have_no_violation() {
     for nodes in [3, 5, 7] {
         for seed in 0..20 {
-            let outcome = run(options(seed, nodes, None));
-            if let Some(violation) = outcome.violation {
-                panic!(
-                    "seed {seed} on {nodes} nodes: {violation}\nreplay: {}",
-                    replay_command(&outcome.options)
-                );
-            }
+            healthy_run(options(seed, nodes, None));
         }
     }
 }
@@ -61,16 +70,10 @@ fn seeds_that_once_failed_stay_healthy() {
     for &(seed, nodes) in SEEDS_THAT_ONCE_FAILED {
         // As they ran when they failed, before the network garbled
         // messages.
-        let outcome = run(RunOptions {
+        healthy_run(RunOptions {
             garble_messages: false,
             ..options(seed, nodes, None)
         });
-        if let Some(violation) = outcome.violation {
-            panic!(
-                "seed {seed} on {nodes} nodes: {violation}\nreplay: {}",
-                replay_command(&outcome.options)
-            );
-        }
     }
 }
 
@@ -79,13 +82,7 @@ fn torn_writes_and_corrupt_disks_happen_in_healthy_seeds() {
     let mut torn_writes = 0;
     let mut refused = 0;
     for seed in 0..40 {
-        let outcome = run(options(seed, 3, None));
-        if let Some(violation) = outcome.violation {
-            panic!(
-                "seed {seed}: {violation}\nreplay: {}",
-                replay_command(&outcome.options)
-            );
-        }
+        let outcome = healthy_run(options(seed, 3, None));
         assert_eq!(
             outcome.stats.corrupt_disks_refused, outcome.stats.disks_corrupted,
             "seed {seed}: every corrupt disk is found at the calm phase's restart"
@@ -150,14 +147,7 @@ fn finds_garbled_messages_taken_without_validation() {
 fn garbled_messages_are_refused_in_healthy_seeds() {
     let mut garbled = 0;
     for seed in 0..40 {
-        let outcome = run(options(seed, 3, None));
-        if let Some(violation) = outcome.violation {
-            panic!(
-                "seed {seed}: {violation}\nreplay: {}",
-                replay_command(&outcome.options)
-            );
-        }
-        garbled += outcome.stats.messages_garbled;
+        garbled += healthy_run(options(seed, 3, None)).stats.messages_garbled;
     }
     assert!(garbled > 0, "the network garbled nothing in 40 seeds");
 }
