@@ -421,7 +421,10 @@ impl<R> EventLoop<R> {
             }
             Output::MessageRefused { from, refusal } => {
                 self.metrics.count_refusal(refusal.reason());
-                self.refusals.refused(from, refusal, Instant::now());
+                let detail =
+                    format_args!("a message from {from} that breaks the protocol ({refusal})");
+                self.refusals
+                    .refused(refusal.reason(), detail, Instant::now());
             }
         }
         Ok(())

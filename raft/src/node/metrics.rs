@@ -70,8 +70,9 @@ pub struct NodeMetrics {
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
     /// Messages sent to each peer, dropped for it, and streams opened to it.
     pub peers: PeerCounters,
-    /// Peer messages refused for breaking a rule every correct peer
-    /// keeps, by reason.
+    /// Peer messages refused, by reason: malformed, from another cluster
+    /// or a non-member (the transport), or breaking a rule every correct
+    /// peer keeps (the core).
     pub peer_messages_refused: Family<RefusalLabels, Counter>,
 }
 
@@ -197,7 +198,7 @@ impl NodeMetrics {
         );
         registry.register(
             "peer_messages_refused",
-            "Peer messages refused for breaking a rule every correct peer keeps, by reason",
+            "Peer messages refused, by reason: malformed, from another cluster or a non-member, or breaking the protocol",
             self.peer_messages_refused.clone(),
         );
     }

@@ -84,13 +84,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_proto::raft::raft_peer_server::RaftPeerServer;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::refusals::RefusalLog;
 use crate::config::Config;
 use crate::core::quorum::Membership;
 use crate::core::{RaftCore, RestoredState, Role, Status};
@@ -98,6 +99,7 @@ use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
 use crate::storage::{ClusterId, LogStore, Wal, WalOptions};
+use crate::transport::convert::WireError;
 use crate::transport::{PeerOptions, PeerService, Peers};
 use crate::types::{LogIndex, NodeId, Term};
 
@@ -397,7 +399,18 @@ impl<M: StateMachine> Node<M> {
             cluster: options.cluster_id,
             view: membership_watch.clone(),
         });
-        let peer_service = PeerService::new(admission, inbound, transfer);
+        // Streams the transport refuses are counted and logged as the
+        // core's refusals are.
+        let stream_refusals = Mutex::new(RefusalLog::default());
+        let refusal_metrics = metrics.clone();
+        let peer_service = PeerService::new(admission, inbound, transfer).with_refusal_observer(
+            Arc::new(move |error: &WireError| {
+                refusal_metrics.count_refusal(error.reason());
+                if let Ok(mut log) = stream_refusals.lock() {
+                    log.refused(error.reason(), error, Instant::now());
+                }
+            }),
+        );
 
         let initial_status = NodeStatus {
             id: options.id,

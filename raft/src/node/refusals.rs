@@ -2,10 +2,8 @@
 //! messages is the point of some attacks, and a log that fills the disk
 //! would finish their work.
 
+use std::fmt::Display;
 use std::time::{Duration, Instant};
-
-use crate::core::validation::Refusal;
-use crate::types::NodeId;
 
 /// At most one line per this interval.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -19,9 +17,10 @@ pub(crate) struct RefusalLog {
 }
 
 impl RefusalLog {
-    /// Notes that a message from `from` was refused for `refusal` at `now`;
-    /// returns whether a line was logged.
-    pub(crate) fn refused(&mut self, from: NodeId, refusal: Refusal, now: Instant) -> bool {
+    /// Notes that a message was refused for `reason` (a metric label) at
+    /// `now`, `detail` saying what and from whom; returns whether a line
+    /// was logged.
+    pub(crate) fn refused(&mut self, reason: &str, detail: impl Display, now: Instant) -> bool {
         self.unlogged += 1;
         if self
             .last_logged
@@ -29,9 +28,11 @@ impl RefusalLog {
         {
             return false;
         }
-        tracing::warn!(%from, reason = refusal.reason(), refused = self.unlogged,
-            "refused peer messages that break the protocol (a faulty or forged peer); \
-             they changed nothing (see raft_peer_messages_refused)");
+        tracing::warn!(
+            reason,
+            refused_since_last_line = self.unlogged,
+            "refused: {detail}; it changed nothing (raft_peer_messages_refused counts them all)"
+        );
         self.unlogged = 0;
         self.last_logged = Some(now);
         true
@@ -46,13 +47,13 @@ mod tests {
     fn one_line_per_interval_however_many_are_refused() {
         let mut log = RefusalLog::default();
         let start = Instant::now();
-        assert!(log.refused(NodeId(2), Refusal::TermTooLarge, start));
+        assert!(log.refused("term_too_large", "a message from n2", start));
         for offset in 1..1_000 {
             let now = start + Duration::from_micros(offset);
-            assert!(!log.refused(NodeId(2), Refusal::TermTooLarge, now));
+            assert!(!log.refused("term_too_large", "a message from n2", now));
         }
         assert_eq!(log.unlogged, 999);
-        assert!(log.refused(NodeId(3), Refusal::MatchPastLog, start + LOG_INTERVAL));
+        assert!(log.refused("wrong_cluster", "a message from n3", start + LOG_INTERVAL));
         assert_eq!(log.unlogged, 0);
     }
 }

@@ -71,6 +71,20 @@ pub enum WireError {
     },
 }
 
+impl WireError {
+    /// The kind of error, as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WireError::Missing(_) => "missing_field",
+            WireError::UnknownEntryKind { .. } => "unknown_entry_kind",
+            WireError::BadConfiguration { .. } => "bad_configuration",
+            WireError::WrongCluster { .. } => "wrong_cluster",
+            WireError::UnknownSender { .. } => "unknown_sender",
+            WireError::WrongReceiver { .. } => "wrong_receiver",
+        }
+    }
+}
+
 fn header(cluster: ClusterId, message: &Message) -> Option<wire::Header> {
     Some(wire::Header {
         cluster_id: cluster.0,

@@ -13,14 +13,20 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::message::Message;
-use crate::transport::convert::{message_from_wire, Admission};
+use crate::transport::convert::{message_from_wire, Admission, WireError};
 use crate::transport::snapshot_sink::SnapshotSink;
+
+/// Told of every peer stream refused for a message that does not decode
+/// or does not belong here: a counter and a rate-limited log, so that a
+/// flood of refused streams floods neither.
+pub type RefusalObserver = Arc<dyn Fn(&WireError) + Send + Sync>;
 
 /// The `RaftPeer` service of one node.
 pub struct PeerService {
     admission: Arc<dyn Admission>,
     inbound: mpsc::Sender<Message>,
     snapshots: Arc<dyn SnapshotSink>,
+    refusals: RefusalObserver,
 }
 
 impl PeerService {
@@ -35,7 +41,16 @@ impl PeerService {
             admission,
             inbound,
             snapshots,
+            refusals: Arc::new(|error: &WireError| {
+                tracing::warn!(%error, "refusing a peer stream");
+            }),
         }
+    }
+
+    /// Tells `observer`, instead of the log, of every stream refused.
+    pub fn with_refusal_observer(mut self, observer: RefusalObserver) -> PeerService {
+        self.refusals = observer;
+        self
     }
 
     fn header(&self) -> Option<wire::Header> {
@@ -61,7 +76,8 @@ impl RaftPeer for PeerService {
             let message = match message_from_wire(message, self.admission.as_ref()) {
                 Ok(message) => message,
                 Err(error) => {
-                    tracing::warn!(?remote, %error, "refusing a peer stream");
+                    tracing::debug!(?remote, %error, "refusing a peer stream");
+                    (self.refusals)(&error);
                     return Err(Status::permission_denied(error.to_string()));
                 }
             };
