@@ -98,6 +98,7 @@ fn options(id: u64, members: &BTreeMap<NodeId, String>, data: &std::path::Path) 
         limits: Limits::default(),
         snapshot_interval_entries: 10_000,
         snapshot_log_growth_ratio: 2,
+        max_snapshot_bytes: raft::SnapshotPolicy::default().max_receive_bytes,
         metrics_address: None,
         join: false,
     }

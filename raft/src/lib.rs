@@ -50,8 +50,11 @@
 //!      [`Output::CompactLog`] (storage may delete entries up to an index).
 //!      A [`Output::Send`] of [`MessageBody::InstallSnapshot`] means "stream
 //!      that snapshot to the peer"; the receiving driver stores it durably
-//!      before stepping the message. [`Output::RestoreSnapshot`] replaces the
-//!      state machine and the log with it, durably, before any later output.
+//!      (as a candidate, not yet its snapshot) before stepping the message.
+//!      [`Output::RestoreSnapshot`] says the core accepted it: the candidate
+//!      becomes the node's snapshot, and it replaces the state machine and
+//!      the log, durably, before any later output. A candidate the core
+//!      refused (no `RestoreSnapshot` for it) is dropped.
 //!
 //! The cluster's configuration: [`RaftCore::membership`] is the latest in
 //! the log (in effect whether committed or not), and

@@ -33,7 +33,15 @@ pub struct SnapshotPolicy {
     /// The size of the chunks a snapshot is sent in. Default 1 MiB; at most
     /// [`MAX_CHUNK_SIZE_BYTES`].
     pub chunk_size_bytes: usize,
+    /// The largest snapshot this node takes from a leader, in bytes: a
+    /// transfer announcing more is refused before anything is written, and
+    /// no transfer may send more than it announced. Default 8 GiB (a node
+    /// whose state outgrows it cannot catch up by snapshot: raise it).
+    pub max_receive_bytes: u64,
 }
+
+/// The default of [`SnapshotPolicy::max_receive_bytes`]: 8 GiB.
+pub const DEFAULT_MAX_RECEIVE_BYTES: u64 = 8 << 30;
 
 impl Default for SnapshotPolicy {
     fn default() -> SnapshotPolicy {
@@ -41,6 +49,7 @@ impl Default for SnapshotPolicy {
             interval_entries: 10_000,
             log_growth_ratio: 2,
             chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
+            max_receive_bytes: DEFAULT_MAX_RECEIVE_BYTES,
         }
     }
 }
@@ -56,6 +65,11 @@ impl SnapshotPolicy {
         if self.chunk_size_bytes == 0 {
             return Err(ConfigError::ZeroLimit {
                 field: "chunk_size_bytes",
+            });
+        }
+        if self.max_receive_bytes == 0 {
+            return Err(ConfigError::ZeroLimit {
+                field: "max_receive_bytes",
             });
         }
         if self.chunk_size_bytes > MAX_CHUNK_SIZE_BYTES {
@@ -153,6 +167,15 @@ mod tests {
                 },
                 ConfigError::ZeroLimit {
                     field: "chunk_size_bytes",
+                },
+            ),
+            (
+                SnapshotPolicy {
+                    max_receive_bytes: 0,
+                    ..base
+                },
+                ConfigError::ZeroLimit {
+                    field: "max_receive_bytes",
                 },
             ),
             (

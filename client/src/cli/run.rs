@@ -51,6 +51,11 @@ pub struct RunArguments {
     /// most 1/ratio of what the log writes (0: by entry count alone).
     #[arg(long, default_value_t = raft::SnapshotPolicy::default().log_growth_ratio)]
     pub snapshot_log_growth_ratio: u64,
+    /// The largest snapshot this node takes from a leader, in bytes: a
+    /// transfer announcing more is refused before anything is written (a
+    /// node whose key space outgrows it cannot catch up by snapshot).
+    #[arg(long, default_value_t = raft::SnapshotPolicy::default().max_receive_bytes)]
+    pub max_snapshot_bytes: u64,
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
@@ -130,6 +135,7 @@ impl RunArguments {
             },
             snapshot_interval_entries: self.snapshot_interval_entries,
             snapshot_log_growth_ratio: self.snapshot_log_growth_ratio,
+            max_snapshot_bytes: self.max_snapshot_bytes,
             metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
             join: self.join,
         })

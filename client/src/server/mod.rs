@@ -70,6 +70,9 @@ pub struct ServerOptions {
     /// And only once the writes since the last snapshot add up to this
     /// many times its size ([`raft::SnapshotPolicy::log_growth_ratio`]).
     pub snapshot_log_growth_ratio: u64,
+    /// The largest snapshot taken from a leader, in bytes
+    /// ([`raft::SnapshotPolicy::max_receive_bytes`]).
+    pub max_snapshot_bytes: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_address: Option<SocketAddr>,
     /// Join an existing cluster (`members` are members to ask) instead of
@@ -198,6 +201,7 @@ impl ServerOptions {
         };
         options.snapshots.interval_entries = self.snapshot_interval_entries;
         options.snapshots.log_growth_ratio = self.snapshot_log_growth_ratio;
+        options.snapshots.max_receive_bytes = self.max_snapshot_bytes;
         options.join = self.join;
         Ok(options)
     }

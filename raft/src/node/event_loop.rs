@@ -26,6 +26,7 @@ use crate::node::membership::MembershipView;
 use crate::node::metrics::{NodeMetrics, PeerLabels};
 use crate::node::refusals::RefusalLog;
 use crate::node::requests::Requests;
+use crate::node::snapshot_receive::SnapshotCandidates;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
 use crate::transport::Peers;
@@ -117,6 +118,11 @@ pub(crate) struct EventLoop<R> {
     pub(crate) membership: watch::Sender<MembershipView>,
     /// The members' addresses the node was started with.
     pub(crate) seed_addresses: BTreeMap<NodeId, String>,
+    /// Received snapshots waiting for the core's decision.
+    pub(crate) snapshot_candidates: Arc<SnapshotCandidates>,
+    /// The snapshots whose messages were stepped since outputs were last
+    /// taken: the core restores each or it is dropped.
+    pub(crate) snapshots_stepped: Vec<SnapshotMetadata>,
 }
 
 impl<R> EventLoop<R> {
@@ -300,6 +306,9 @@ impl<R> EventLoop<R> {
                 }
             }
         }
+        if let MessageBody::InstallSnapshot(metadata) = &message.body {
+            self.snapshots_stepped.push(metadata.clone());
+        }
         self.core.step(Input::Message(message));
     }
 
@@ -342,6 +351,9 @@ impl<R> EventLoop<R> {
             self.execute(output)?;
         }
         self.core.drain_outputs_into(&mut self.outputs);
+        if !self.snapshots_stepped.is_empty() {
+            self.drop_refused_snapshots();
+        }
         let mut outputs = std::mem::take(&mut self.outputs);
         for output in outputs.drain(..) {
             if self.barrier.is_some() {
@@ -352,6 +364,21 @@ impl<R> EventLoop<R> {
         }
         self.outputs = outputs;
         Ok(())
+    }
+
+    /// Drops the received snapshots whose messages were stepped and that
+    /// the core did not restore (it holds their entries already, or the
+    /// sender is no longer its leader).
+    fn drop_refused_snapshots(&mut self) {
+        for stepped in std::mem::take(&mut self.snapshots_stepped) {
+            let restored = self.outputs.iter().any(|output| {
+                matches!(output, Output::RestoreSnapshot { metadata } if *metadata == stepped)
+            });
+            if !restored && self.snapshot_candidates.take(&stepped).is_some() {
+                tracing::info!(index = %stepped.index, term = %stepped.term,
+                    "a received snapshot was not needed; it is dropped");
+            }
+        }
     }
 
     fn execute(&mut self, output: Output) -> Result<(), StorageError> {
@@ -389,10 +416,17 @@ impl<R> EventLoop<R> {
                 self.wal.submit_purge(up_to, term)?;
             }
             Output::RestoreSnapshot { metadata } => {
-                // The snapshot file is already durable (the transfer
-                // installed it before the core saw the message). The log
-                // gives way to it durably before anything later happens;
-                // the applier replaces the state in log order.
+                // The transfer left the snapshot durable, as a candidate;
+                // the core accepted it, so it becomes the node's snapshot.
+                // The log gives way to it durably before anything later
+                // happens; the applier replaces the state in log order.
+                let candidate = self.snapshot_candidates.take(&metadata).ok_or(
+                    StorageError::SnapshotNotReceived {
+                        index: metadata.index,
+                        term: metadata.term,
+                    },
+                )?;
+                candidate.install()?;
                 let ticket = self.wal.submit_purge(metadata.index, metadata.term)?;
                 self.barrier = Some(ticket.sequence);
                 let _ = self.applier.send(Work::Restore(metadata));

@@ -111,6 +111,7 @@ pub mod membership;
 pub mod metrics;
 mod refusals;
 mod requests;
+mod snapshot_receive;
 mod snapshot_transfer;
 pub mod status;
 
@@ -124,6 +125,7 @@ use self::applier::{AppliedProgress, Applier};
 use self::event_loop::{Command, Event, EventLoop};
 use self::membership::MemberAdmission;
 use self::requests::Requests;
+use self::snapshot_receive::{ReceiveLimits, ReceiveSlot, SnapshotCandidates, SnapshotReceiving};
 use self::snapshot_transfer::SnapshotTransfer;
 
 /// How to start a node.
@@ -379,11 +381,23 @@ impl<M: StateMachine> Node<M> {
             .spawn(move || applier.run_guarded(work_receiver))
             .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
 
+        let candidates = Arc::new(SnapshotCandidates::default());
         let transfer = Arc::new(SnapshotTransfer {
             cluster: options.cluster_id,
-            store: snapshots,
+            store: snapshots.clone(),
             chunk_size_bytes: options.snapshots.chunk_size_bytes,
-            receiving: Arc::default(),
+            receiving: SnapshotReceiving {
+                store: snapshots,
+                limits: ReceiveLimits {
+                    max_bytes: options.snapshots.max_receive_bytes,
+                    idle_timeout: options
+                        .tick
+                        .saturating_mul(options.raft.election_ticks_max)
+                        .saturating_mul(10),
+                },
+                slot: ReceiveSlot::default(),
+                candidates: candidates.clone(),
+            },
             sending: Arc::default(),
         });
         let mut peers = Peers::start(
@@ -449,6 +463,8 @@ impl<M: StateMachine> Node<M> {
             max_apply_backlog: options.max_apply_backlog,
             membership: membership_sender,
             seed_addresses: options.members.clone(),
+            snapshot_candidates: candidates,
+            snapshots_stepped: Vec::new(),
         };
         let node_id = options.id;
         let (failure_sender, failure) = watch::channel(None);

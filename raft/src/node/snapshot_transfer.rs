@@ -1,9 +1,10 @@
 //! Streaming snapshots between nodes over the `InstallSnapshot` RPC: the
 //! leader reads its latest snapshot file in chunks (one chunk in memory at a
-//! time) and the follower writes them to a temporary file, checks the whole
-//! file, installs it atomically, and only then hands its core the
-//! `InstallSnapshot` message. A transfer that breaks off leaves nothing
-//! behind; the leader's core retries it later from the start.
+//! time); the follower ([`super::snapshot_receive`]) writes them to a
+//! temporary file, checks the whole file, keeps it as a candidate and only
+//! then hands its core the `InstallSnapshot` message. A transfer that breaks
+//! off leaves nothing behind; the leader's core retries it later from the
+//! start.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,15 +13,14 @@ use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Status, Streaming};
+use tonic::Streaming;
 
-use crate::core::message::{Message, MessageBody};
-use crate::storage::snapshot::{SnapshotChunk, SnapshotSender, SnapshotStore};
+use super::snapshot_receive::SnapshotReceiving;
+use crate::core::message::Message;
+use crate::storage::snapshot::{SnapshotSender, SnapshotStore};
 use crate::storage::ClusterId;
-use crate::transport::convert::{
-    check_header, snapshot_metadata_from_wire, snapshot_metadata_to_wire,
-};
-use crate::transport::{Admission, SnapshotSink, SnapshotSource};
+use crate::transport::convert::snapshot_metadata_to_wire;
+use crate::transport::{Admission, SnapshotRefused, SnapshotSink, SnapshotSource};
 use crate::types::LogIndex;
 
 /// Both directions of snapshot transfer for one node.
@@ -28,8 +28,8 @@ pub(crate) struct SnapshotTransfer {
     pub(crate) cluster: ClusterId,
     pub(crate) store: SnapshotStore,
     pub(crate) chunk_size_bytes: usize,
-    /// One incoming transfer at a time: a new one replaces the old.
-    pub(crate) receiving: Arc<tokio::sync::Mutex<()>>,
+    /// The receiving side.
+    pub(crate) receiving: SnapshotReceiving,
     /// Peers a transfer is running to, so a retry does not start a second.
     pub(crate) sending: Arc<Mutex<std::collections::BTreeSet<crate::types::NodeId>>>,
 }
@@ -118,68 +118,10 @@ async fn stream_snapshot(
 impl SnapshotSink for SnapshotTransfer {
     async fn receive(
         &self,
-        mut chunks: Streaming<wire::InstallSnapshotChunk>,
+        chunks: Streaming<wire::InstallSnapshotChunk>,
         admission: &dyn Admission,
         inbound: &mpsc::Sender<Message>,
-    ) -> Result<LogIndex, Status> {
-        let _one_at_a_time = self.receiving.lock().await;
-        let receiver = Arc::new(Mutex::new(self.store.receiver()));
-        let mut announced = None;
-        while let Some(chunk) = chunks.message().await? {
-            let (from, to, term) = check_header(chunk.header, admission)
-                .map_err(|error| Status::permission_denied(error.to_string()))?;
-            if let Some(metadata) = chunk.metadata {
-                let metadata = snapshot_metadata_from_wire(metadata)
-                    .map_err(|error| Status::invalid_argument(error.to_string()))?;
-                announced = Some(metadata);
-            }
-            let piece = SnapshotChunk {
-                offset: chunk.offset,
-                data: chunk.data,
-                done: chunk.done,
-            };
-            let receiver = receiver.clone();
-            let installed = tokio::task::spawn_blocking(move || {
-                receiver
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .receive(&piece)
-            })
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?
-            .map_err(|error| Status::data_loss(error.to_string()))?;
-            let Some(file) = installed else {
-                continue;
-            };
-            let Some(announced) = announced.take() else {
-                return Err(Status::invalid_argument(
-                    "a snapshot transfer without metadata",
-                ));
-            };
-            if file.metadata() != &announced {
-                return Err(Status::invalid_argument(format!(
-                    "the snapshot file holds index {} of term {}, but the transfer announced \
-                     index {} of term {}",
-                    file.metadata().index,
-                    file.metadata().term,
-                    announced.index,
-                    announced.term
-                )));
-            }
-            let index = announced.index;
-            inbound
-                .send(Message {
-                    from,
-                    to,
-                    term,
-                    body: MessageBody::InstallSnapshot(announced),
-                })
-                .await
-                .map_err(|_| Status::unavailable("this node is shutting down"))?;
-            return Ok(index);
-        }
-        Err(Status::cancelled(
-            "the snapshot transfer ended before its last chunk",
-        ))
+    ) -> Result<LogIndex, SnapshotRefused> {
+        self.receiving.receive(chunks, admission, inbound).await
     }
 }

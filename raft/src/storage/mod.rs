@@ -310,6 +310,29 @@ pub enum StorageError {
         /// The offset the chunk had.
         found: u64,
     },
+    /// A snapshot transfer sent more bytes than it announced, or ended
+    /// before all of them; it is dropped and the sender starts again.
+    #[error(
+        "the snapshot transfer announced {announced} bytes but {received} arrived; it is \
+         refused and the sender starts again"
+    )]
+    SnapshotSizeMismatch {
+        /// The size the transfer announced.
+        announced: u64,
+        /// The bytes received (at least, when they were too many).
+        received: u64,
+    },
+    /// The core restores a snapshot no transfer delivered. This is a bug
+    /// in the driver.
+    #[error(
+        "the core restores the snapshot at {index} of term {term}, which this node never received"
+    )]
+    SnapshotNotReceived {
+        /// Its last included index.
+        index: LogIndex,
+        /// Its last included term.
+        term: Term,
+    },
     /// The state machine failed while writing or restoring a snapshot.
     #[error("the state machine could not {action} the snapshot at {index}: {source}")]
     StateMachineSnapshot {

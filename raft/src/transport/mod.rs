@@ -18,4 +18,4 @@ pub mod snapshot_sink;
 pub use self::convert::{Admission, WireError};
 pub use self::peers::{PeerCounters, PeerOptions, Peers, SnapshotSource};
 pub use self::server::PeerService;
-pub use self::snapshot_sink::SnapshotSink;
+pub use self::snapshot_sink::{SnapshotRefused, SnapshotSink};

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::message::Message;
 use crate::transport::convert::{message_from_wire, Admission, WireError};
-use crate::transport::snapshot_sink::SnapshotSink;
+use crate::transport::snapshot_sink::{SnapshotRefused, SnapshotSink};
 
 /// Told of every peer stream refused for a message that does not decode
 /// or does not belong here: a counter and a rate-limited log, so that a
@@ -107,7 +107,12 @@ impl RaftPeer for PeerService {
                 header: self.header(),
                 last_included_index: index.0,
             })),
-            Err(status) => {
+            Err(SnapshotRefused::NotAdmitted(error)) => {
+                tracing::debug!(?remote, %error, "refusing a snapshot transfer");
+                (self.refusals)(&error);
+                Err(Status::permission_denied(error.to_string()))
+            }
+            Err(SnapshotRefused::Failed(status)) => {
                 tracing::warn!(?remote, %status, "a snapshot transfer failed");
                 Err(status)
             }

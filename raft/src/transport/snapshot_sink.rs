@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::core::message::Message;
-use crate::transport::convert::Admission;
+use crate::transport::convert::{Admission, WireError};
 use crate::types::LogIndex;
 
 /// Receives a snapshot streamed by a leader: stores it durably, then hands
@@ -19,5 +19,27 @@ pub trait SnapshotSink: Send + Sync + 'static {
         chunks: Streaming<wire::InstallSnapshotChunk>,
         admission: &dyn Admission,
         inbound: &mpsc::Sender<Message>,
-    ) -> Result<LogIndex, Status>;
+    ) -> Result<LogIndex, SnapshotRefused>;
+}
+
+/// Why a snapshot transfer was not taken.
+#[derive(Debug)]
+pub enum SnapshotRefused {
+    /// Its header does not belong here (counted and logged as a refused
+    /// peer stream is).
+    NotAdmitted(WireError),
+    /// It broke off, broke a rule or could not be stored.
+    Failed(Status),
+}
+
+impl From<WireError> for SnapshotRefused {
+    fn from(error: WireError) -> SnapshotRefused {
+        SnapshotRefused::NotAdmitted(error)
+    }
+}
+
+impl From<Status> for SnapshotRefused {
+    fn from(status: Status) -> SnapshotRefused {
+        SnapshotRefused::Failed(status)
+    }
 }

@@ -164,7 +164,10 @@ fn a_fifty_megabyte_snapshot_streams_through_store_and_transfer() {
         chunks,
         saved.size_bytes().div_ceil(DEFAULT_CHUNK_SIZE_BYTES as u64)
     );
-    let installed = installed.expect("installed");
+    let installed = installed
+        .expect("complete after the last chunk")
+        .install()
+        .expect("install");
     assert_eq!(installed.metadata(), saved.metadata());
     let mut received = GeneratedState::default();
     installed.restore_into(&mut received).expect("restore");

@@ -4,8 +4,8 @@
 use std::fs;
 
 use raft::storage::snapshot::{
-    SnapshotChunk, SnapshotFile, SnapshotReceiver, SnapshotSender, SnapshotStore,
-    DEFAULT_CHUNK_SIZE_BYTES,
+    SnapshotCandidate, SnapshotChunk, SnapshotFile, SnapshotReceiver, SnapshotSender,
+    SnapshotStore, DEFAULT_CHUNK_SIZE_BYTES,
 };
 use raft::storage::StorageError;
 use raft::testing::OrderedMapStateMachine;
@@ -31,17 +31,22 @@ fn chunks(sender: &mut SnapshotSender) -> Vec<SnapshotChunk> {
 /// Sends one chunk, which must not be the last.
 fn send_one(sender: &mut SnapshotSender, receiver: &mut SnapshotReceiver) {
     let chunk = sender.next_chunk().expect("read").expect("a chunk");
-    assert_eq!(receiver.receive(&chunk).expect("receive"), None);
+    assert!(receiver.receive(&chunk).expect("receive").is_none());
 }
 
-/// Sends the remaining chunks; the last one installs the snapshot.
-fn send_rest(sender: &mut SnapshotSender, receiver: &mut SnapshotReceiver) -> SnapshotFile {
-    let mut installed = None;
+/// Sends the remaining chunks; the last one gives the candidate.
+fn receive_rest(sender: &mut SnapshotSender, receiver: &mut SnapshotReceiver) -> SnapshotCandidate {
+    let mut candidate = None;
     for chunk in chunks(sender) {
-        assert_eq!(installed, None, "installed before the last chunk");
-        installed = receiver.receive(&chunk).expect("receive");
+        assert!(candidate.is_none(), "complete before the last chunk");
+        candidate = receiver.receive(&chunk).expect("receive");
     }
-    installed.expect("installed by the last chunk")
+    candidate.expect("complete after the last chunk")
+}
+
+/// Sends the remaining chunks and installs the candidate they make.
+fn send_rest(sender: &mut SnapshotSender, receiver: &mut SnapshotReceiver) -> SnapshotFile {
+    receive_rest(sender, receiver).install().expect("install")
 }
 
 #[test]
@@ -77,8 +82,12 @@ fn transfers_in_chunks_of_any_size() {
             assert_eq!(chunk.done, last);
             assert!(chunk.data.len() == chunk_size || last);
             offset += chunk.data.len() as u64;
-            let installed = receiver.receive(chunk).expect("receive");
-            assert_eq!(installed.is_some(), last, "chunk size {chunk_size}");
+            let candidate = receiver.receive(chunk).expect("receive");
+            assert_eq!(candidate.is_some(), last, "chunk size {chunk_size}");
+            if let Some(candidate) = candidate {
+                assert_eq!(store.latest().expect("latest"), None, "not yet installed");
+                candidate.install().expect("install");
+            }
         }
         let latest = store.latest().expect("latest").expect("installed");
         assert_eq!(latest.metadata(), snapshot.metadata());
@@ -247,4 +256,78 @@ fn a_zero_chunk_size_is_refused() {
         SnapshotSender::new(&snapshot, 0),
         Err(StorageError::InvalidOptions { .. })
     ));
+}
+
+#[test]
+fn a_candidate_is_not_the_snapshot_until_installed_and_goes_when_dropped() {
+    let (_source_directory, _source, snapshot) = source(60);
+    let (directory, store) = empty_store();
+    let mut sender = SnapshotSender::new(&snapshot, 100).expect("sender");
+    let mut receiver = store.receiver();
+
+    // Refused by the core: dropped, and its file with it.
+    let candidate = receive_rest(&mut sender, &mut receiver);
+    assert_eq!(candidate.metadata(), snapshot.metadata());
+    assert_eq!(store.latest().expect("latest"), None);
+    assert_eq!(files_in(store.directory()).len(), 1);
+    drop(candidate);
+    assert_eq!(files_in(store.directory()), Vec::<String>::new());
+
+    // Left by a crash: not a snapshot, and gone at the next start.
+    sender.restart();
+    std::mem::forget(receive_rest(&mut sender, &mut receiver));
+    assert_eq!(store.latest().expect("latest"), None);
+    let reopened = SnapshotStore::open(directory.path()).expect("reopen");
+    assert_eq!(files_in(reopened.directory()), Vec::<String>::new());
+
+    // Accepted: installed, and the newest snapshot.
+    sender.restart();
+    let installed = send_rest(&mut sender, &mut receiver);
+    assert_eq!(store.latest().expect("latest"), Some(installed));
+}
+
+#[test]
+fn a_transfer_must_hold_exactly_the_bytes_it_announced() {
+    let (_source_directory, _source, snapshot) = source(60);
+    let size = snapshot.size_bytes();
+    let (_directory, store) = empty_store();
+    let mut sender = SnapshotSender::new(&snapshot, 100).expect("sender");
+    let all = chunks(&mut sender);
+
+    // More than announced: refused before the excess is written.
+    let mut receiver = store.receiver().expecting(size - 1);
+    let mut refused = None;
+    for chunk in &all {
+        if let Err(error) = receiver.receive(chunk) {
+            refused = Some(error);
+            break;
+        }
+    }
+    match refused {
+        Some(StorageError::SnapshotSizeMismatch {
+            announced,
+            received,
+        }) => assert_eq!((announced, received), (size - 1, size)),
+        other => panic!("expected too many bytes to be refused, got {other:?}"),
+    }
+    assert_eq!(files_in(store.directory()), Vec::<String>::new());
+
+    // Fewer than announced: the last chunk is refused.
+    let mut receiver = store.receiver().expecting(size + 1);
+    let (last, rest) = all.split_last().expect("chunks");
+    for chunk in rest {
+        receiver.receive(chunk).expect("within the announced size");
+    }
+    assert!(matches!(
+        receiver.receive(last),
+        Err(StorageError::SnapshotSizeMismatch { announced, received })
+            if (announced, received) == (size + 1, size)
+    ));
+    assert_eq!(files_in(store.directory()), Vec::<String>::new());
+
+    // Exactly as announced: complete.
+    let mut receiver = store.receiver().expecting(size);
+    sender.restart();
+    let installed = send_rest(&mut sender, &mut receiver);
+    assert_eq!(installed.metadata(), snapshot.metadata());
 }

@@ -27,8 +27,8 @@
 //! restore is staged. [`SnapshotFile::restore_into`] reads the file twice:
 //! once to verify it, then once into [`crate::StateMachine::restore`],
 //! which is asked to build the new state aside and swap it in only after
-//! the end of the data. A received snapshot is verified before it is
-//! installed ([`SnapshotReceiver`]), so its first pass has already been
+//! the end of the data. A received snapshot is verified before it becomes
+//! a candidate ([`SnapshotReceiver`]), so its first pass has already been
 //! done, but `restore_into` does not rely on it.
 //!
 //! # Transfer
@@ -36,7 +36,8 @@
 //! InstallSnapshot sends the file itself, byte for byte: a
 //! [`SnapshotSender`] reads it in chunks ([`SnapshotChunk`]: offset, bytes,
 //! `done`) and a [`SnapshotReceiver`] writes them to a temporary file,
-//! then checks, syncs and installs it. This layer knows nothing of the
+//! then checks and syncs it: a [`SnapshotCandidate`], which the driver
+//! installs as the node's snapshot only once the core has accepted it. This layer knows nothing of the
 //! transport; a gRPC transport maps chunks to `InstallSnapshotChunk`,
 //! sending the sender's metadata and size with the first one.
 //!
@@ -78,7 +79,7 @@ mod writer;
 
 pub use self::format::{MAX_METADATA_BYTES, SNAPSHOT_FORMAT_VERSION};
 pub use self::reader::SnapshotReader;
-pub use self::receiver::SnapshotReceiver;
+pub use self::receiver::{SnapshotCandidate, SnapshotReceiver};
 pub use self::sender::{SnapshotChunk, SnapshotSender, DEFAULT_CHUNK_SIZE_BYTES};
 pub use self::store::{snapshot_file_name, SnapshotFile, SnapshotStore};
 pub use self::writer::SnapshotWriter;
@@ -98,5 +99,6 @@ mod tests {
         can_move_between_threads::<SnapshotReader<std::fs::File>>();
         can_move_between_threads::<SnapshotSender>();
         can_move_between_threads::<SnapshotReceiver>();
+        can_move_between_threads::<SnapshotCandidate>();
     }
 }
