@@ -25,6 +25,7 @@ use std::task::{ready, Context as TaskContext, Poll};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use prost::Message as _;
 use raft::node::NodeStatus;
 use raft::{LogIndex, NodeId};
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
@@ -54,6 +55,19 @@ const BATCH_WRITES: usize = 1024;
 const BATCH_BYTES: usize = 4 << 20;
 /// Writes queued for one leader before callers wait.
 const QUEUE_WRITES: usize = 4096;
+/// A leader stops reading a forwarding stream while this many of its
+/// requests are in flight ...
+const MAX_IN_FLIGHT_REQUESTS: usize = 2 * QUEUE_WRITES;
+/// ... or while their requests add up to this many bytes, so that a member
+/// that sends faster than the leader commits is slowed by HTTP/2 flow
+/// control instead of growing the leader's memory.
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// Whether a leader takes another batch from a stream with `requests`
+/// requests of `bytes` bytes in flight.
+fn takes_another_batch(requests: usize, bytes: usize) -> bool {
+    requests < MAX_IN_FLIGHT_REQUESTS && bytes < MAX_IN_FLIGHT_BYTES
+}
 
 /// The largest batch a leader accepts: the byte budget plus one write of
 /// the largest allowed size, plus framing.
@@ -397,7 +411,9 @@ async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
 pub struct Replies {
     kv: Arc<KvService>,
     batches: Option<Streaming<ForwardBatch>>,
-    in_flight: FuturesUnordered<BoxFuture<'static, ForwardReply>>,
+    /// Each reply with the size of its request.
+    in_flight: FuturesUnordered<BoxFuture<'static, (ForwardReply, usize)>>,
+    in_flight_bytes: usize,
 }
 
 impl Stream for Replies {
@@ -405,13 +421,19 @@ impl Stream for Replies {
 
     fn poll_next(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        while let Some(batches) = this.batches.as_mut() {
+        while let Some(batches) = this
+            .batches
+            .as_mut()
+            .filter(|_| takes_another_batch(this.in_flight.len(), this.in_flight_bytes))
+        {
             match batches.poll_next_unpin(context) {
                 Poll::Ready(Some(Ok(batch))) => {
                     for request in batch.requests {
                         let kv = this.kv.clone();
+                        let bytes = request.encoded_len();
+                        this.in_flight_bytes = this.in_flight_bytes.saturating_add(bytes);
                         this.in_flight
-                            .push(async move { answer(&kv, request).await }.boxed());
+                            .push(async move { (answer(&kv, request).await, bytes) }.boxed());
                     }
                 }
                 Poll::Ready(_) => this.batches = None,
@@ -421,7 +443,10 @@ impl Stream for Replies {
         let mut replies = Vec::new();
         while replies.len() < BATCH_WRITES {
             match this.in_flight.poll_next_unpin(context) {
-                Poll::Ready(Some(reply)) => replies.push(reply),
+                Poll::Ready(Some((reply, bytes))) => {
+                    this.in_flight_bytes = this.in_flight_bytes.saturating_sub(bytes);
+                    replies.push(reply);
+                }
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
@@ -430,7 +455,8 @@ impl Stream for Replies {
         } else if this.batches.is_none() && this.in_flight.is_empty() {
             Poll::Ready(None)
         } else {
-            // Woken by the next batch or the next write answered.
+            // Woken by the next batch or the next write answered (which,
+            // when the stream is not read for the bound, frees room).
             Poll::Pending
         }
     }
@@ -460,6 +486,23 @@ impl KvForward for ForwardService {
             kv: self.kv.clone(),
             batches: Some(request.into_inner()),
             in_flight: FuturesUnordered::new(),
+            in_flight_bytes: 0,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_stops_reading_a_stream_at_either_bound() {
+        assert!(takes_another_batch(0, 0));
+        assert!(takes_another_batch(
+            MAX_IN_FLIGHT_REQUESTS - 1,
+            MAX_IN_FLIGHT_BYTES - 1
+        ));
+        assert!(!takes_another_batch(MAX_IN_FLIGHT_REQUESTS, 0));
+        assert!(!takes_another_batch(0, MAX_IN_FLIGHT_BYTES));
     }
 }

@@ -29,7 +29,7 @@ use crate::node::requests::Requests;
 use crate::node::snapshot_receive::SnapshotCandidates;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
-use crate::transport::Peers;
+use crate::transport::{InboundReceiver, Peers};
 use crate::types::{LogIndex, NodeId, RequestId, Term};
 
 /// Completions reported to the loop by storage and the applier.
@@ -80,7 +80,7 @@ pub(crate) struct EventLoop<R> {
     pub(crate) status: watch::Sender<NodeStatus>,
     pub(crate) tick: Duration,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) inbound: mpsc::Receiver<Message>,
+    pub(crate) inbound: InboundReceiver,
     pub(crate) events: mpsc::UnboundedReceiver<Event>,
     /// A hard state (or snapshot purge) submitted but not yet durable:
     /// no later output may be carried out before it is.
@@ -147,7 +147,7 @@ impl<R> EventLoop<R> {
                     self.step_message(message);
                     let mut taken = 1;
                     while taken < BATCH_INPUTS {
-                        let Ok(message) = self.inbound.try_recv() else { break };
+                        let Some(message) = self.inbound.try_recv() else { break };
                         self.step_message(message);
                         taken += 1;
                     }

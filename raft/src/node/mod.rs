@@ -100,7 +100,7 @@ use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
 use crate::storage::{ClusterId, LogStore, Wal, WalOptions};
 use crate::transport::convert::WireError;
-use crate::transport::{PeerOptions, PeerService, Peers};
+use crate::transport::{inbound_queue, PeerOptions, PeerService, Peers};
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
@@ -167,6 +167,10 @@ pub struct NodeOptions {
     pub max_queued_requests: usize,
     /// Peer messages queued for the event loop before peers are slowed.
     pub max_queued_messages: usize,
+    /// And the bytes they may hold together (entries' payloads plus a
+    /// small overhead per message and entry; a single larger message still
+    /// passes, alone). Default 128 MiB.
+    pub max_queued_message_bytes: usize,
     /// Committed entries handed to the applier and not yet applied beyond
     /// which the node takes no new client requests (they wait): a state
     /// machine slower than commit slows its clients instead of growing the
@@ -196,6 +200,7 @@ impl NodeOptions {
             snapshots: SnapshotPolicy::default(),
             max_queued_requests: 8192,
             max_queued_messages: 8192,
+            max_queued_message_bytes: 128 << 20,
             max_apply_backlog: 65_536,
         }
     }
@@ -219,6 +224,7 @@ impl NodeOptions {
         }
         if self.max_queued_requests == 0
             || self.max_queued_messages == 0
+            || self.max_queued_message_bytes == 0
             || self.max_apply_backlog == 0
         {
             return fail("queue sizes must be at least 1".to_string());
@@ -339,7 +345,10 @@ impl<M: StateMachine> Node<M> {
         let reported = (wal.last_index(), wal.last_term()?);
 
         let (commands, command_receiver) = mpsc::channel(options.max_queued_requests);
-        let (inbound, inbound_receiver) = mpsc::channel(options.max_queued_messages);
+        let (inbound, inbound_receiver) = inbound_queue(
+            options.max_queued_messages,
+            options.max_queued_message_bytes,
+        );
         let (events, event_receiver) = mpsc::unbounded_channel();
         let listener_events = events.clone();
         let stop_events = events.clone();

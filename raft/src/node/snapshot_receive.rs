@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft_proto::raft as wire;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Status, Streaming};
 
 use crate::core::message::{Message, MessageBody};
@@ -25,7 +25,7 @@ use crate::core::snapshot::SnapshotMetadata;
 use crate::core::validation::validate;
 use crate::storage::snapshot::{SnapshotCandidate, SnapshotChunk, SnapshotStore};
 use crate::transport::convert::{check_header, snapshot_metadata_from_wire};
-use crate::transport::{Admission, SnapshotRefused};
+use crate::transport::{Admission, InboundSender, SnapshotRefused};
 use crate::types::{LogIndex, Term};
 
 /// How much a peer may send and how long it may stall.
@@ -120,7 +120,7 @@ impl SnapshotReceiving {
         &self,
         mut chunks: Streaming<wire::InstallSnapshotChunk>,
         admission: &dyn Admission,
-        inbound: &mpsc::Sender<Message>,
+        inbound: &InboundSender,
     ) -> Result<LogIndex, SnapshotRefused> {
         let first = self
             .next_chunk(&mut chunks)

@@ -20,7 +20,7 @@ use crate::core::message::Message;
 use crate::storage::snapshot::{SnapshotSender, SnapshotStore};
 use crate::storage::ClusterId;
 use crate::transport::convert::snapshot_metadata_to_wire;
-use crate::transport::{Admission, SnapshotRefused, SnapshotSink, SnapshotSource};
+use crate::transport::{Admission, InboundSender, SnapshotRefused, SnapshotSink, SnapshotSource};
 use crate::types::LogIndex;
 
 /// Both directions of snapshot transfer for one node.
@@ -120,7 +120,7 @@ impl SnapshotSink for SnapshotTransfer {
         &self,
         chunks: Streaming<wire::InstallSnapshotChunk>,
         admission: &dyn Admission,
-        inbound: &mpsc::Sender<Message>,
+        inbound: &InboundSender,
     ) -> Result<LogIndex, SnapshotRefused> {
         self.receiving.receive(chunks, admission, inbound).await
     }

@@ -6,16 +6,20 @@
 //! - [`server`]: the `RaftPeer` service, which checks every message's
 //!   cluster id, sender and addressee and queues it for the event loop.
 //! - [`convert`]: the only place where core messages and wire types meet.
+//! - [`inbound`]: the queue from the service to the event loop, bounded by
+//!   count and by bytes.
 //!
 //! Raft messages are one-way: an answer travels on the answering node's own
 //! stream, so a leader pipelines appends without waiting for answers.
 
 pub mod convert;
+pub mod inbound;
 pub mod peers;
 pub mod server;
 pub mod snapshot_sink;
 
 pub use self::convert::{Admission, WireError};
+pub use self::inbound::{inbound_queue, InboundClosed, InboundReceiver, InboundSender};
 pub use self::peers::{PeerCounters, PeerOptions, Peers, SnapshotSource};
 pub use self::server::PeerService;
 pub use self::snapshot_sink::{SnapshotRefused, SnapshotSink};

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use raft_proto::raft as wire;
 use raft_proto::raft::raft_peer_server::RaftPeer;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::core::message::Message;
 use crate::transport::convert::{message_from_wire, Admission, WireError};
+use crate::transport::inbound::InboundSender;
 use crate::transport::snapshot_sink::{SnapshotRefused, SnapshotSink};
 
 /// Told of every peer stream refused for a message that does not decode
@@ -24,7 +23,7 @@ pub type RefusalObserver = Arc<dyn Fn(&WireError) + Send + Sync>;
 /// The `RaftPeer` service of one node.
 pub struct PeerService {
     admission: Arc<dyn Admission>,
-    inbound: mpsc::Sender<Message>,
+    inbound: InboundSender,
     snapshots: Arc<dyn SnapshotSink>,
     refusals: RefusalObserver,
 }
@@ -34,7 +33,7 @@ impl PeerService {
     /// messages on `inbound`; streamed snapshots go to `snapshots`.
     pub fn new(
         admission: Arc<dyn Admission>,
-        inbound: mpsc::Sender<Message>,
+        inbound: InboundSender,
         snapshots: Arc<dyn SnapshotSink>,
     ) -> PeerService {
         PeerService {

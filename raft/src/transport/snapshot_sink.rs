@@ -1,11 +1,10 @@
 //! Where a streamed snapshot goes on the receiving node.
 
 use raft_proto::raft as wire;
-use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use crate::core::message::Message;
 use crate::transport::convert::{Admission, WireError};
+use crate::transport::inbound::InboundSender;
 use crate::types::LogIndex;
 
 /// Receives a snapshot streamed by a leader: stores it durably, then hands
@@ -18,7 +17,7 @@ pub trait SnapshotSink: Send + Sync + 'static {
         &self,
         chunks: Streaming<wire::InstallSnapshotChunk>,
         admission: &dyn Admission,
-        inbound: &mpsc::Sender<Message>,
+        inbound: &InboundSender,
     ) -> Result<LogIndex, SnapshotRefused>;
 }
 
