@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::node::{Node, NodeOptions, StartError};
+
+use self::authority::AuthorityRepair;
 use raft::storage::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
@@ -24,6 +26,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::cli::members::format_members;
 use crate::kv::Limits;
 
+pub mod authority;
 pub mod cluster_service;
 pub mod context;
 pub mod forward;
@@ -207,19 +210,22 @@ impl ServerOptions {
     }
 }
 
-/// The accepted connections of `listener`, with Nagle's algorithm off: a
+/// The accepted connections of `listener`, each behind an [`AuthorityRepair`]
+/// (etcdctl sends a URL as its `:authority`), with Nagle's algorithm off: a
 /// small answer must leave at once, not wait for the peer's delayed
 /// acknowledgement (tens of milliseconds per request otherwise).
 fn no_delay(
     listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<AuthorityRepair<tokio::net::TcpStream>>> {
     use tokio_stream::StreamExt;
     TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
-            }
-        })
+        accepted
+            .inspect(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
+                }
+            })
+            .map(AuthorityRepair::new)
     })
 }
 

@@ -187,6 +187,35 @@ async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
         );
     }
 
+    // What etcdctl dials as a URL (endpoints given as URLs, and the member
+    // URLs `--cluster` finds) carries the URL as its `:authority`: served
+    // all the same.
+    let urls: Vec<String> = all
+        .split(',')
+        .map(|address| format!("http://{address}"))
+        .collect();
+    let by_url = stdout(&urls.join(","), &["endpoint", "status"]);
+    assert_eq!(by_url.lines().count(), 3, "{by_url}");
+    let whole_cluster = stdout(&through_follower, &["endpoint", "status", "--cluster"]);
+    let listed: Vec<&str> = whole_cluster
+        .lines()
+        .map(|line| line.split(", ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(listed, urls, "{whole_cluster}");
+    let hashes = stdout(&through_follower, &["endpoint", "hashkv", "--cluster"]);
+    let listed: Vec<&str> = hashes
+        .lines()
+        .map(|line| line.split(", ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(listed, urls, "{hashes}");
+    assert!(
+        hashes.lines().all(|line| line
+            .split(", ")
+            .nth(1)
+            .is_some_and(|hash| hash.parse::<u32>().is_ok())),
+        "{hashes}"
+    );
+
     // move-leader: etcdctl finds the leader among the endpoints and asks it
     // to hand over to the member given in hex.
     let moved = stdout(&all, &["move-leader", &format!("{follower:x}")]);
