@@ -6,6 +6,7 @@
 //! - [`server`]: the `RaftPeer` service, which checks every message's
 //!   cluster id, sender and addressee and queues it for the event loop.
 //! - [`convert`]: the only place where core messages and wire types meet.
+//! - [`tls`]: TLS identities, trust, accepting and connecting.
 //! - [`inbound`]: the queue from the service to the event loop, bounded by
 //!   count and by bytes.
 //!
@@ -17,6 +18,7 @@ pub mod inbound;
 pub mod peers;
 pub mod server;
 pub mod snapshot_sink;
+pub mod tls;
 
 pub use self::convert::{Admission, WireError};
 pub use self::inbound::{inbound_queue, InboundClosed, InboundReceiver, InboundSender};

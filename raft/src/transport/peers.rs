@@ -26,6 +26,7 @@ use crate::core::message::{Message, MessageBody};
 use crate::node::metrics::PeerLabels;
 use crate::storage::ClusterId;
 use crate::transport::convert::message_to_wire;
+use crate::transport::tls::TlsConnect;
 use crate::types::NodeId;
 
 /// Settings of the outbound transport.
@@ -41,6 +42,9 @@ pub struct PeerOptions {
     pub connect_timeout: Duration,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// Speak TLS to peers with this connector (presenting this node's peer
+    /// certificate and checking theirs); plaintext when `None`.
+    pub tls: Option<TlsConnect>,
 }
 
 impl Default for PeerOptions {
@@ -51,6 +55,7 @@ impl Default for PeerOptions {
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             max_message_bytes: 64 << 20,
+            tls: None,
         }
     }
 }
@@ -332,7 +337,11 @@ async fn run_peer(
         let Some(first) = first else {
             return;
         };
-        let channel = match endpoint.connect().await {
+        let connected = match &options.tls {
+            Some(tls) => tls.channel(endpoint.clone()).await,
+            None => endpoint.connect().await,
+        };
+        let channel = match connected {
             Ok(channel) => channel,
             Err(error) => {
                 tracing::debug!(peer = %node, %address, %error, "cannot connect to peer");
