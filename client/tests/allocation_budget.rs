@@ -101,6 +101,7 @@ fn options(id: u64, members: &BTreeMap<NodeId, String>, data: &std::path::Path) 
         max_snapshot_bytes: raft::SnapshotPolicy::default().max_receive_bytes,
         metrics_address: None,
         join: false,
+        tls: Default::default(),
     }
 }
 

@@ -26,6 +26,8 @@ mod membership;
 mod metrics;
 #[path = "cluster/refusals.rs"]
 mod refusals;
+#[path = "cluster/tls.rs"]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

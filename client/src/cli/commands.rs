@@ -11,7 +11,7 @@ use raft_proto::etcd::etcdserverpb::{
 };
 use tonic::{Code, Status};
 
-use crate::cli::endpoints::Clients;
+use crate::cli::endpoints::{Clients, Endpoints};
 use crate::kv::prefix_end;
 
 /// How long a command keeps retrying an unavailable cluster.
@@ -19,7 +19,7 @@ const RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Runs `call` against each endpoint in turn until one succeeds, retrying
 /// `Unavailable` answers until [`RETRY_FOR`] has passed.
-pub async fn with_any<T, F, Fut>(endpoints: &[String], mut call: F) -> Result<T, Status>
+pub async fn with_any<T, F, Fut>(endpoints: &Endpoints, mut call: F) -> Result<T, Status>
 where
     F: FnMut(Clients) -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -27,8 +27,8 @@ where
     let deadline = tokio::time::Instant::now() + RETRY_FOR;
     let mut last = Status::unavailable("no endpoint was tried");
     loop {
-        for endpoint in endpoints {
-            match call(Clients::new(endpoint)).await {
+        for endpoint in &endpoints.urls {
+            match call(endpoints.clients(endpoint)).await {
                 Ok(value) => return Ok(value),
                 Err(status) if status.code() == Code::Unavailable => last = status,
                 Err(status) => return Err(status),
@@ -51,12 +51,19 @@ fn key_and_range_end(key: &str, prefix: bool) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
+/// An endpoint as a table shows it: without its scheme.
+fn shown(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, address)| address)
+}
+
 fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `put KEY VALUE`: prints `OK`.
-pub async fn put(endpoints: &[String], key: &str, value: &str) -> Result<String, Status> {
+pub async fn put(endpoints: &Endpoints, key: &str, value: &str) -> Result<String, Status> {
     let request = PutRequest {
         key: key.as_bytes().to_vec(),
         value: value.as_bytes().to_vec(),
@@ -71,7 +78,7 @@ pub async fn put(endpoints: &[String], key: &str, value: &str) -> Result<String,
 }
 
 /// `get KEY [--prefix]`: prints each key and value on its own line.
-pub async fn get(endpoints: &[String], key: &str, prefix: bool) -> Result<String, Status> {
+pub async fn get(endpoints: &Endpoints, key: &str, prefix: bool) -> Result<String, Status> {
     let (key, range_end) = key_and_range_end(key, prefix);
     let request = RangeRequest {
         key,
@@ -93,7 +100,7 @@ pub async fn get(endpoints: &[String], key: &str, prefix: bool) -> Result<String
 }
 
 /// `del KEY [--prefix]`: prints how many keys were deleted.
-pub async fn delete(endpoints: &[String], key: &str, prefix: bool) -> Result<String, Status> {
+pub async fn delete(endpoints: &Endpoints, key: &str, prefix: bool) -> Result<String, Status> {
     let (key, range_end) = key_and_range_end(key, prefix);
     let request = DeleteRangeRequest {
         key,
@@ -111,14 +118,14 @@ pub async fn delete(endpoints: &[String], key: &str, prefix: bool) -> Result<Str
 
 /// `status`: one line per endpoint with its member id, leader, term and
 /// indexes (an unreachable endpoint says so).
-pub async fn status(endpoints: &[String]) -> Result<String, Status> {
+pub async fn status(endpoints: &Endpoints) -> Result<String, Status> {
     let mut lines = vec![format!(
         "{:<24} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10}",
         "ENDPOINT", "MEMBER", "LEADER", "TERM", "COMMIT", "APPLIED", "REVISION"
     )];
     let mut reachable = 0;
-    for endpoint in endpoints {
-        let mut clients = Clients::new(endpoint);
+    for endpoint in &endpoints.urls {
+        let mut clients = endpoints.clients(endpoint);
         match clients.maintenance.status(StatusRequest {}).await {
             Ok(response) => {
                 reachable += 1;
@@ -126,7 +133,7 @@ pub async fn status(endpoints: &[String]) -> Result<String, Status> {
                 let header = status.header.unwrap_or_default();
                 lines.push(format!(
                     "{:<24} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10}",
-                    endpoint.trim_start_matches("http://"),
+                    shown(endpoint),
                     header.member_id,
                     status.leader,
                     status.raft_term,
@@ -137,7 +144,7 @@ pub async fn status(endpoints: &[String]) -> Result<String, Status> {
             }
             Err(error) => lines.push(format!(
                 "{:<24} unreachable: {}",
-                endpoint.trim_start_matches("http://"),
+                shown(endpoint),
                 error.message()
             )),
         }
@@ -151,15 +158,15 @@ pub async fn status(endpoints: &[String]) -> Result<String, Status> {
 /// `hash`: one line per endpoint with its member id, the digest of its key
 /// space and the revision it was taken at (Maintenance.HashKV), so that
 /// replicas can be compared; an unreachable endpoint says so.
-pub async fn hash(endpoints: &[String]) -> Result<String, Status> {
+pub async fn hash(endpoints: &Endpoints) -> Result<String, Status> {
     let mut lines = vec![format!(
         "{:<24} {:>10} {:>10} {:>10}",
         "ENDPOINT", "MEMBER", "HASH", "REVISION"
     )];
     let mut reachable = 0;
-    for endpoint in endpoints {
-        let shown = endpoint.trim_start_matches("http://");
-        let mut clients = Clients::new(endpoint);
+    for endpoint in &endpoints.urls {
+        let address = shown(endpoint);
+        let mut clients = endpoints.clients(endpoint);
         match clients
             .maintenance
             .hash_kv(HashKvRequest { revision: 0 })
@@ -170,11 +177,11 @@ pub async fn hash(endpoints: &[String]) -> Result<String, Status> {
                 let response = response.into_inner();
                 let member = response.header.unwrap_or_default().member_id;
                 lines.push(format!(
-                    "{shown:<24} {member:>10} {:>10} {:>10}",
+                    "{address:<24} {member:>10} {:>10} {:>10}",
                     response.hash, response.hash_revision
                 ));
             }
-            Err(error) => lines.push(format!("{shown:<24} unreachable: {}", error.message())),
+            Err(error) => lines.push(format!("{address:<24} unreachable: {}", error.message())),
         }
     }
     if reachable == 0 {
@@ -185,7 +192,7 @@ pub async fn hash(endpoints: &[String]) -> Result<String, Status> {
 
 /// `transfer-leader`: hands leadership to member `target` (any endpoint forwards the request
 /// to the leader) and says who leads now.
-pub async fn transfer_leader(endpoints: &[String], target: u64) -> Result<String, Status> {
+pub async fn transfer_leader(endpoints: &Endpoints, target: u64) -> Result<String, Status> {
     let response = with_any(endpoints, |mut clients| async move {
         clients
             .maintenance
@@ -201,7 +208,7 @@ pub async fn transfer_leader(endpoints: &[String], target: u64) -> Result<String
 /// Retries `call` while the cluster answers that the previous change is
 /// still in progress or a new leader is not ready yet (both pass within a
 /// few heartbeats), for at most [`RETRY_FOR`].
-async fn with_change_retries<T, F, Fut>(endpoints: &[String], mut call: F) -> Result<T, Status>
+async fn with_change_retries<T, F, Fut>(endpoints: &Endpoints, mut call: F) -> Result<T, Status>
 where
     F: FnMut(Clients) -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -251,13 +258,13 @@ fn member_lines(members: &[Member]) -> Vec<String> {
 /// `members add ID ADDRESS [--learner]`: adds the member and lists the
 /// members.
 pub async fn add_member(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     id: u64,
     address: &str,
     learner: bool,
 ) -> Result<String, Status> {
     let request = MemberAddRequest {
-        peer_ur_ls: vec![format!("http://{address}")],
+        peer_ur_ls: vec![format!("{}://{address}", endpoints.member_scheme())],
         is_learner: learner,
     };
     let response = with_change_retries(endpoints, |mut clients| {
@@ -278,7 +285,7 @@ pub async fn add_member(
 }
 
 /// `members remove ID`.
-pub async fn remove_member(endpoints: &[String], id: u64) -> Result<String, Status> {
+pub async fn remove_member(endpoints: &Endpoints, id: u64) -> Result<String, Status> {
     let response = with_change_retries(endpoints, |mut clients| async move {
         clients
             .cluster
@@ -294,7 +301,7 @@ pub async fn remove_member(endpoints: &[String], id: u64) -> Result<String, Stat
 }
 
 /// `members promote ID`.
-pub async fn promote_member(endpoints: &[String], id: u64) -> Result<String, Status> {
+pub async fn promote_member(endpoints: &Endpoints, id: u64) -> Result<String, Status> {
     let response = with_change_retries(endpoints, |mut clients| async move {
         clients
             .cluster
@@ -310,10 +317,14 @@ pub async fn promote_member(endpoints: &[String], id: u64) -> Result<String, Sta
 }
 
 /// `members update ID ADDRESS`.
-pub async fn update_member(endpoints: &[String], id: u64, address: &str) -> Result<String, Status> {
+pub async fn update_member(
+    endpoints: &Endpoints,
+    id: u64,
+    address: &str,
+) -> Result<String, Status> {
     let request = MemberUpdateRequest {
         id,
-        peer_ur_ls: vec![format!("http://{address}")],
+        peer_ur_ls: vec![format!("{}://{address}", endpoints.member_scheme())],
     };
     let response = with_change_retries(endpoints, |mut clients| {
         let request = request.clone();
@@ -328,7 +339,7 @@ pub async fn update_member(endpoints: &[String], id: u64, address: &str) -> Resu
 }
 
 /// `members`: one line per member.
-pub async fn members(endpoints: &[String]) -> Result<String, Status> {
+pub async fn members(endpoints: &Endpoints) -> Result<String, Status> {
     let response = with_any(endpoints, |mut clients| async move {
         clients
             .cluster
@@ -386,12 +397,13 @@ mod tests {
             max_snapshot_bytes: raft::SnapshotPolicy::default().max_receive_bytes,
             metrics_address: None,
             join: false,
+            tls: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(serve(options, async {
             let _ = stopped.await;
         }));
-        let endpoints = [format!("http://{address}")];
+        let endpoints = Endpoints::plain(vec![format!("http://{address}")]);
 
         put(&endpoints, "a", "1").await.expect("the first put");
         let first = hash_line(&hash(&endpoints).await.expect("hash"));
@@ -406,14 +418,19 @@ mod tests {
 
         // An endpoint that does not answer is listed, not fatal, unless none answers.
         let unreachable = "http://127.0.0.1:1".to_string();
-        let mixed = hash(&[endpoints[0].clone(), unreachable.clone()])
-            .await
-            .expect("one endpoint answers");
+        let mixed = hash(&Endpoints::plain(vec![
+            endpoints.urls[0].clone(),
+            unreachable.clone(),
+        ]))
+        .await
+        .expect("one endpoint answers");
         assert!(mixed
             .lines()
             .nth(2)
             .is_some_and(|line| line.contains("unreachable")));
-        let error = hash(&[unreachable]).await.expect_err("no endpoint answers");
+        let error = hash(&Endpoints::plain(vec![unreachable]))
+            .await
+            .expect_err("no endpoint answers");
         assert_eq!(error.code(), Code::Unavailable);
 
         let _ = stop.send(());

@@ -1,10 +1,11 @@
 //! The command line of `raft_client`: the node (`run`), the human commands
-//! and the load generator.
+//! the load generator, and a throwaway PKI for TLS demos and tests.
 
 pub mod bench;
 pub mod commands;
 pub mod endpoints;
 pub mod logging;
 pub mod members;
+pub mod pki;
 pub mod run;
 pub mod unary_channel;

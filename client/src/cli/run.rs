@@ -2,6 +2,8 @@
 //! or SIGTERM. Other launchers (the local cluster runner in `sim`) embed the
 //! same arguments, so a node starts the same way from either.
 
+use crate::server::tls::NodeTls;
+use raft::transport::tls::Identity;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +68,29 @@ pub struct RunArguments {
     /// data directory remembers it.
     #[arg(long)]
     pub join: bool,
+    /// Serve clients over TLS with this certificate (PEM; etcd's flag).
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Check client certificates against this CA (PEM).
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate that chains to --trusted-ca-file.
+    #[arg(long)]
+    pub client_cert_auth: bool,
+    /// This member's certificate toward the others (PEM): with it, every peer
+    /// RPC needs a certificate of --peer-trusted-ca-file, and this node
+    /// dials the others over TLS.
+    #[arg(long, requires_all = ["peer_key_file", "peer_trusted_ca_file"])]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The private key of --peer-cert-file (PEM).
+    #[arg(long, requires = "peer_cert_file")]
+    pub peer_key_file: Option<PathBuf>,
+    /// The CA every member's certificate chains to (PEM).
+    #[arg(long, requires = "peer_cert_file")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
 }
 
 /// Why a node could not run.
@@ -97,6 +122,14 @@ pub fn parse_node_id(text: &str) -> Result<u64, String> {
         None => text.parse(),
     };
     parsed.map_err(|_| format!("{text:?} is not a node id (a positive integer, or hex after 0x)"))
+}
+
+/// A certificate and key, when both are given.
+fn identity(certificate: &Option<PathBuf>, key: &Option<PathBuf>) -> Option<Identity> {
+    Some(Identity {
+        certificate: certificate.clone()?,
+        key: key.clone()?,
+    })
 }
 
 fn resolve(address: &str) -> Result<SocketAddr, RunError> {
@@ -138,6 +171,13 @@ impl RunArguments {
             max_snapshot_bytes: self.max_snapshot_bytes,
             metrics_address: self.metrics_address.as_deref().map(resolve).transpose()?,
             join: self.join,
+            tls: NodeTls {
+                client_identity: identity(&self.cert_file, &self.key_file),
+                client_trusted_ca: self.trusted_ca_file.clone(),
+                client_cert_auth: self.client_cert_auth,
+                peer_identity: identity(&self.peer_cert_file, &self.peer_key_file),
+                peer_trusted_ca: self.peer_trusted_ca_file.clone(),
+            },
         })
     }
 }

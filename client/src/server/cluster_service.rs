@@ -105,7 +105,7 @@ impl ClusterService {
             let urls: Vec<String> = view
                 .addresses
                 .get(&id)
-                .map(|address| vec![format!("http://{address}")])
+                .map(|address| vec![format!("{}://{address}", self.context.scheme())])
                 .unwrap_or_default();
             Member {
                 id: id.get(),
@@ -153,7 +153,7 @@ impl ClusterService {
 
 /// The `host:port` of a member's peer URLs: exactly one URL, `http://`
 /// (or no scheme), a host and a port, nothing after.
-pub fn peer_address(urls: &[String]) -> Result<String, Status> {
+pub fn peer_address(urls: &[String], tls: bool) -> Result<String, Status> {
     let invalid = |reason: String| Err(Status::invalid_argument(format!("etcdserver: {reason}")));
     let [url] = urls else {
         return invalid(format!(
@@ -162,10 +162,17 @@ pub fn peer_address(urls: &[String]) -> Result<String, Status> {
         ));
     };
     let address = match url.split_once("://") {
-        Some(("http", rest)) => rest,
+        Some(("http", rest)) if !tls => rest,
+        Some(("https", rest)) if tls => rest,
+        Some(("http", _)) => {
+            return invalid(format!(
+                "peer URL {url:?}: the members speak TLS to each other; use https://"
+            ))
+        }
         Some(("https", _)) => {
             return invalid(format!(
-                "peer URL {url:?}: TLS between members is not supported; use http://"
+                "peer URL {url:?}: the members speak plaintext to each other (no \
+                 --peer-cert-file); use http://"
             ))
         }
         Some((scheme, _)) => {
@@ -210,7 +217,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        let address = peer_address(&request.get_ref().peer_ur_ls)?;
+        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.tls)?;
         let id = self.new_member_id(&request, &address)?;
         if let Some(mut leader) = self.forward_to(&request)? {
             let mut forwarded = mark_forwarded(request.into_inner());
@@ -230,7 +237,7 @@ impl Cluster for ClusterService {
             MembershipChange::AddVoter(id, Some(address.clone()))
         };
         self.change(change).await?;
-        let url = format!("http://{address}");
+        let url = format!("{}://{address}", self.context.scheme());
         let mut response = MemberAddResponse {
             header: None,
             member: Some(Member {
@@ -270,7 +277,7 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let id = member_id(request.get_ref().id)?;
-        let address = peer_address(&request.get_ref().peer_ur_ls)?;
+        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.tls)?;
         if let Some(mut leader) = self.forward_to(&request)? {
             return leader
                 .member_update(mark_forwarded(request.into_inner()))
@@ -339,16 +346,25 @@ mod tests {
     fn peer_urls_are_checked() {
         let urls = |list: &[&str]| list.iter().map(|url| url.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            peer_address(&urls(&["http://10.0.0.4:2380"])).unwrap(),
+            peer_address(&urls(&["http://10.0.0.4:2380"]), false).unwrap(),
             "10.0.0.4:2380"
         );
         assert_eq!(
-            peer_address(&urls(&["node-4:2380"])).unwrap(),
+            peer_address(&urls(&["node-4:2380"]), false).unwrap(),
             "node-4:2380"
         );
         assert_eq!(
-            peer_address(&urls(&["http://[::1]:2380/"])).unwrap(),
+            peer_address(&urls(&["http://[::1]:2380/"]), false).unwrap(),
             "[::1]:2380"
+        );
+        assert_eq!(
+            peer_address(&urls(&["https://10.0.0.4:2380"]), true).unwrap(),
+            "10.0.0.4:2380"
+        );
+        let plain_with_tls = peer_address(&urls(&["http://10.0.0.4:2380"]), true).unwrap_err();
+        assert!(
+            plain_with_tls.message().contains("use https://"),
+            "{plain_with_tls:?}"
         );
         for bad in [
             &["https://h:1"][..],
@@ -361,7 +377,7 @@ mod tests {
             &[],
             &["http://a:1", "http://b:1"],
         ] {
-            let status = peer_address(&urls(bad)).unwrap_err();
+            let status = peer_address(&urls(bad), false).unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
         }
     }

@@ -2,6 +2,7 @@
 //! identity, the limits, and connections to the other members for
 //! forwarding.
 
+use raft::transport::tls::TlsConnect;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -47,6 +48,11 @@ pub struct Context {
     channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
     /// Streams forwarding writes to the leader.
     pub forwarder: Forwarder,
+    /// How to dial other members (TLS with the peer certificate), when
+    /// not in plaintext.
+    peer_connect: Option<TlsConnect>,
+    /// The node's port speaks TLS: its URLs are `https://`.
+    pub tls: bool,
 }
 
 impl Context {
@@ -57,6 +63,7 @@ impl Context {
         members: BTreeMap<NodeId, String>,
         limits: Limits,
         data_directory: std::path::PathBuf,
+        peer_connect: Option<TlsConnect>,
     ) -> Context {
         Context {
             node,
@@ -66,7 +73,24 @@ impl Context {
             data_directory,
             channels: Mutex::new(BTreeMap::new()),
             forwarder: Forwarder::default(),
+            tls: peer_connect.is_some(),
+            peer_connect,
         }
+    }
+
+    /// The scheme of this cluster's member URLs.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Marks the node's port as speaking TLS (its URLs are `https://`).
+    pub fn serving_tls(mut self, tls: bool) -> Context {
+        self.tls = tls;
+        self
     }
 
     /// The header fields of this node now.
@@ -97,7 +121,7 @@ impl Context {
                 return Ok(channel.clone());
             }
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| Status::internal(format!("bad member address {address}: {error}")))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(1))
@@ -105,8 +129,11 @@ impl Context {
             // answering (a partition, a paused process) is noticed within
             // about ten seconds, and the requests waiting on it fail.
             .http2_keep_alive_interval(std::time::Duration::from_secs(5))
-            .keep_alive_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
+            .keep_alive_timeout(std::time::Duration::from_secs(5));
+        let channel = match &self.peer_connect {
+            Some(tls) => tls.channel_lazy(endpoint),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(member, (address, channel.clone()));
         Ok(channel)
     }

@@ -9,6 +9,7 @@
 //! restarts without asking anyone, even while the rest of the cluster is
 //! down, and stays a joined node whether or not `--join` is repeated.
 
+use raft::transport::tls::TlsConnect;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,7 @@ pub async fn join(
     node: NodeId,
     members: &BTreeMap<NodeId, String>,
     data_directory: &Path,
+    tls: Option<&TlsConnect>,
 ) -> Result<ClusterId, ServerError> {
     let others: Vec<&String> = members
         .iter()
@@ -119,7 +121,7 @@ pub async fn join(
     let mut last_error = String::new();
     loop {
         for address in &others {
-            match ask(address).await {
+            match ask(address, tls).await {
                 Ok((cluster, listed)) if listed.contains(&node) => {
                     record_joined(data_directory, cluster)?;
                     tracing::info!(cluster = cluster.0, asked = %address, "joining the cluster");
@@ -152,14 +154,16 @@ pub async fn join(
 }
 
 /// The cluster id and member ids `address` reports.
-async fn ask(address: &str) -> Result<(ClusterId, Vec<NodeId>), String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+async fn ask(address: &str, tls: Option<&TlsConnect>) -> Result<(ClusterId, Vec<NodeId>), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| error.to_string())?
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|error| error.to_string())?;
+        .timeout(Duration::from_secs(2));
+    let channel = match tls {
+        Some(tls) => tls.channel(endpoint).await,
+        None => endpoint.connect().await,
+    }
+    .map_err(|error| error.to_string())?;
     let response = ClusterClient::new(channel)
         .member_list(MemberListRequest { linearizable: true })
         .await

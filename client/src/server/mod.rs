@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use raft::node::{Node, NodeOptions, StartError};
 
+use raft::transport::tls::{Reloading, ServerStream, TlsError};
+use tonic::service::interceptor::InterceptedService;
+
 use self::authority::AuthorityRepair;
+use self::tls::NodeTls;
 use raft::storage::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
@@ -21,7 +25,6 @@ use raft_proto::etcd::etcdserverpb::maintenance_server::MaintenanceServer;
 use raft_proto::etcd::etcdserverpb::watch_server::WatchServer;
 use raft_proto::forward::kv_forward_server::KvForwardServer;
 use thiserror::Error;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::members::format_members;
 use crate::kv::Limits;
@@ -36,6 +39,7 @@ pub mod maintenance_service;
 pub mod metrics_http;
 pub mod state_machine;
 pub mod status;
+pub mod tls;
 pub mod unbuilt_services;
 
 use self::cluster_service::ClusterService;
@@ -81,6 +85,8 @@ pub struct ServerOptions {
     /// Join an existing cluster (`members` are members to ask) instead of
     /// bootstrapping one. A data directory that joined once stays joined.
     pub join: bool,
+    /// TLS toward clients and peers (plaintext by default).
+    pub tls: NodeTls,
 }
 
 /// Why a node could not run.
@@ -120,6 +126,9 @@ pub enum ServerError {
     /// or its event loop died.
     #[error("the node failed: {0}")]
     NodeFailed(String),
+    /// A certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The cluster id: a 64-bit FNV-1a hash of the token and the initial
@@ -210,23 +219,17 @@ impl ServerOptions {
     }
 }
 
-/// The accepted connections of `listener`, each behind an [`AuthorityRepair`]
-/// (etcdctl sends a URL as its `:authority`), with Nagle's algorithm off: a
-/// small answer must leave at once, not wait for the peer's delayed
-/// acknowledgement (tens of milliseconds per request otherwise).
-fn no_delay(
+/// The accepted connections of `listener` (after their TLS handshake, with
+/// `tls`), each behind an [`AuthorityRepair`] (etcdctl sends a URL as its
+/// `:authority`), with Nagle's algorithm off: a small answer must leave at
+/// once, not wait for the peer's delayed acknowledgement.
+fn incoming(
     listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<AuthorityRepair<tokio::net::TcpStream>>> {
+    tls: Option<Arc<Reloading<rustls::ServerConfig>>>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<AuthorityRepair<ServerStream>>> {
     use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted
-            .inspect(|stream| {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
-                }
-            })
-            .map(AuthorityRepair::new)
-    })
+    raft::transport::tls::accept::accept(listener, tls)
+        .map(|accepted| accepted.map(AuthorityRepair::new))
 }
 
 /// Runs a node until `shutdown` completes, then stops it cleanly: a leader
@@ -241,6 +244,9 @@ pub async fn serve(
     let mut options = options;
     options.join |= joined.is_some();
     let mut node_options = options.node_options()?;
+    options.tls.validate().map_err(ServerError::Options)?;
+    let tls = options.tls.load()?;
+    node_options.peers.tls = tls.peer_connect.clone();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServerError::Listen {
@@ -252,7 +258,13 @@ pub async fn serve(
             Some(cluster) => cluster,
             None => {
                 join::check_not_bootstrapped(&options.data_directory)?;
-                join::join(options.id, &options.members, &options.data_directory).await?
+                join::join(
+                    options.id,
+                    &options.members,
+                    &options.data_directory,
+                    tls.peer_connect.as_ref(),
+                )
+                .await?
             }
         };
     }
@@ -281,13 +293,17 @@ pub async fn serve(
     let peer_service = node
         .peer_service()
         .ok_or_else(|| ServerError::Options("the peer service was taken".to_string()))?;
-    let context = Arc::new(Context::new(
-        node.clone(),
-        cluster.0,
-        options.members.clone(),
-        options.limits.clone(),
-        options.data_directory.clone(),
-    ));
+    let context = Arc::new(
+        Context::new(
+            node.clone(),
+            cluster.0,
+            options.members.clone(),
+            options.limits.clone(),
+            options.data_directory.clone(),
+            tls.peer_connect.clone(),
+        )
+        .serving_tls(tls.server.is_some()),
+    );
     // Leave room above the request limit so that an oversized request
     // reaches our check and gets its reason, rather than a transport error.
     let decode_limit = options.limits.max_request_bytes + (1 << 20);
@@ -310,26 +326,27 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(peer_service)
+        .add_service(InterceptedService::new(peer_service, tls.peer_gate.clone()))
         .add_service(
             KvServer::new(KvService::new(context.clone()))
                 .max_decoding_message_size(decode_limit)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(
+        .add_service(InterceptedService::new(
             KvForwardServer::new(ForwardService::new(context.clone()))
                 .max_decoding_message_size(forward::max_batch_bytes(
                     options.limits.max_request_bytes,
                 ))
                 .max_encoding_message_size(usize::MAX),
-        )
+            tls.peer_gate.clone(),
+        ))
         .add_service(ClusterServer::new(ClusterService::new(context.clone())))
         .add_service(MaintenanceServer::new(MaintenanceService::new(
             context.clone(),
         )))
         .add_service(WatchServer::new(UnbuiltWatch))
         .add_service(LeaseServer::new(UnbuiltLease))
-        .serve_with_incoming_shutdown(no_delay(listener), stop);
+        .serve_with_incoming_shutdown(incoming(listener, tls.server.clone()), stop);
     tokio::pin!(server);
     let failed_node = node.clone();
     let result = tokio::select! {

@@ -44,15 +44,15 @@ pub fn find_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
 }
 
 /// What one `etcdctl` run printed.
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `etcdctl` with API v3 on `endpoints` and `arguments`, feeding it
 /// `stdin`; bounded by [`COMMAND_TIMEOUT`].
-fn etcdctl(
+pub fn etcdctl(
     program: &Path,
     scratch: &Path,
     endpoints: &str,

@@ -8,7 +8,8 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use raft_client::cli::endpoints::Clients;
+use raft_client::cli::endpoints::{ClientTlsFiles, Clients, Endpoints};
+use raft_client::cli::pki::ThrowawayPki;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, StatusRequest, StatusResponse};
 use rustix::process::Signal;
 use tempfile::TempDir;
@@ -66,6 +67,15 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     members: String,
     scratch: TempDir,
+    /// Mutual TLS for clients and peers, when set.
+    tls: Option<HarnessTls>,
+}
+
+/// The flags that run a member with mutual TLS, and the TLS its clients
+/// speak.
+struct HarnessTls {
+    arguments: Vec<String>,
+    endpoints: Endpoints,
 }
 
 /// `count` distinct ports free on 127.0.0.1 now (held open together while
@@ -112,7 +122,44 @@ impl Cluster {
             nodes,
             members,
             scratch,
+            tls: None,
         }
+    }
+
+    /// Runs every member with mutual TLS from `pki` between members (and,
+    /// with `require_client_certificates`, from clients: `--client-cert-auth`);
+    /// the harness's clients present the member certificate.
+    pub fn with_tls(mut self, pki: &ThrowawayPki, require_client_certificates: bool) -> Cluster {
+        let path = |path: &Path| path.display().to_string();
+        let arguments = [
+            ("--cert-file", path(&pki.member.certificate)),
+            ("--key-file", path(&pki.member.key)),
+            ("--trusted-ca-file", path(&pki.ca)),
+            ("--peer-cert-file", path(&pki.member.certificate)),
+            ("--peer-key-file", path(&pki.member.key)),
+            ("--peer-trusted-ca-file", path(&pki.ca)),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .chain(require_client_certificates.then(|| "--client-cert-auth".to_string()))
+        .collect();
+        let files = ClientTlsFiles {
+            ca: Some(pki.ca.clone()),
+            certificate: Some(pki.member.certificate.clone()),
+            key: Some(pki.member.key.clone()),
+        };
+        let endpoints = Endpoints::parse("https://127.0.0.1:1", &files).expect("client TLS");
+        self.tls = Some(HarnessTls {
+            arguments,
+            endpoints,
+        });
+        self
+    }
+
+    /// The URL of member `id`: `https://` with TLS.
+    pub fn url(&self, id: u64) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.node(id).address)
     }
 
     /// Makes room for node `id`, which will join the running cluster: a
@@ -179,8 +226,13 @@ impl Cluster {
     /// Clients of member `id` (call inside a Tokio runtime).
     pub fn clients(&self, id: u64) -> Clients {
         let node = self.node(id);
-        let endpoint = format!("http://{}", node.address);
-        node.clients.get_or_init(|| Clients::new(&endpoint)).clone()
+        let endpoint = self.url(id);
+        node.clients
+            .get_or_init(|| match &self.tls {
+                Some(tls) => tls.endpoints.clients(&endpoint),
+                None => Clients::new(&endpoint),
+            })
+            .clone()
     }
 
     /// Every member's `host:port`, comma-separated.
@@ -206,6 +258,9 @@ impl Cluster {
         arguments.extend(TIMING_ARGUMENTS.iter().map(|argument| argument.to_string()));
         if node.join {
             arguments.push("--join".into());
+        }
+        if let Some(tls) = &self.tls {
+            arguments.extend(tls.arguments.iter().cloned());
         }
         arguments
     }

@@ -9,6 +9,7 @@
 //! last one: first the leader itself (it commits its removal, then steps
 //! down), then followers. A removed node is stopped with SIGTERM.
 
+use raft_client::cli::endpoints::Endpoints;
 use std::time::{Duration, Instant};
 
 use raft::NodeId;
@@ -155,13 +156,13 @@ async fn change<F, Fut>(
     send: F,
 ) -> Result<ChangeReport, String>
 where
-    F: FnOnce(Vec<String>) -> Fut,
+    F: FnOnce(Endpoints) -> Fut,
     Fut: std::future::Future<Output = Result<String, tonic::Status>>,
 {
     pause(cluster, display, workload, PAUSE_BETWEEN_CHANGES).await;
     let what = what(current_leader(cluster, display, workload).await);
     let sent = Instant::now();
-    send(cluster.endpoints())
+    send(Endpoints::plain(cluster.endpoints()))
         .await
         .map_err(|status| format!("{what} failed: {:?}: {}", status.code(), status.message()))?;
     let answered = Instant::now();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use raft::NodeId;
 use raft_client::cli::commands::with_any;
-use raft_client::cli::endpoints::Clients;
+use raft_client::cli::endpoints::{Clients, Endpoints};
 use raft_client::kv::prefix_end;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, RangeRequest, StatusRequest};
 
@@ -160,7 +160,7 @@ pub async fn read_back(
         serializable: false,
         ..RangeRequest::default()
     };
-    let response = with_any(endpoints, |mut clients| {
+    let response = with_any(&Endpoints::plain(endpoints.to_vec()), |mut clients| {
         let request = request.clone();
         async move { clients.kv.range(request).await }
     })
