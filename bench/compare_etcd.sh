@@ -4,7 +4,7 @@
 # commit, and prints a side-by-side table with ratios.
 #
 #   bench/compare_etcd.sh [--secs S] [--rounds R] [--clients "1 64 256"]
-#                         [--value-size B] [--read] [--floor]
+#                         [--value-size B] [--read] [--floor] [--tls]
 #
 # Both clusters run side by side (the idle one costs next to nothing) and
 # each round runs every client count against one and then the other,
@@ -33,6 +33,10 @@
 # (which forwards to the leader), each found with `raft_client status` just
 # before the run; more clients are spread over all three members.
 #
+# --tls runs both clusters with mutual TLS between members and with clients
+# (client certificates required), from a throwaway PKI (`raft_client pki`);
+# the load generator presents the same certificate.
+#
 # Needs `etcd` (Debian package etcd-server) on the PATH. Builds raft_client in
 # release mode. Data directories go under target/compare_etcd (a real disk,
 # not tmpfs), removed at the end.
@@ -45,6 +49,7 @@ clients_list="1 64 256"
 value_size=256
 read=""
 floor=""
+tls=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -53,6 +58,7 @@ while [ $# -gt 0 ]; do
     --value-size) value_size="$2"; shift 2 ;;
     --read) read="--read"; shift ;;
     --floor) floor=yes; shift ;;
+    --tls) tls=yes; shift ;;
     *) echo "unknown argument: $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
 done
@@ -76,6 +82,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# With --tls: a throwaway PKI, the flags both servers and the load generator
+# take, and https:// URLs.
+scheme=http
+client_tls=()
+etcd_tls=()
+rusty_tls=()
+if [ -n "$tls" ]; then
+  "$client" pki "$work/pki" >/dev/null
+  ca="$work/pki/ca.crt" cert="$work/pki/member.crt" key="$work/pki/member.key"
+  scheme=https
+  client_tls=(--cacert "$ca" --cert "$cert" --key "$key")
+  rusty_tls=(--cert-file "$cert" --key-file "$key" --trusted-ca-file "$ca" --client-cert-auth
+    --peer-cert-file "$cert" --peer-key-file "$key" --peer-trusted-ca-file "$ca")
+  etcd_tls=("${rusty_tls[@]}" --peer-client-cert-auth)
+fi
+
 wait_ready() { # endpoints
   for _ in $(seq 1 100); do
     # A member that exited (a port in use, say) will not come back.
@@ -87,27 +109,29 @@ wait_ready() { # endpoints
         return 1
       fi
     done
-    if "$client" put bench/ready yes --endpoints "$1" >/dev/null 2>&1; then return 0; fi
+    if "$client" put bench/ready yes --endpoints "$1" "${client_tls[@]}" >/dev/null 2>&1; then
+      return 0
+    fi
     sleep 0.2
   done
   echo "cluster at $1 did not become ready" >&2
   return 1
 }
 
-etcd_endpoints="127.0.0.1:12389,127.0.0.1:12399,127.0.0.1:12409"
-rusty_endpoints="127.0.0.1:22389,127.0.0.1:22399,127.0.0.1:22409"
+etcd_endpoints="$scheme://127.0.0.1:12389,$scheme://127.0.0.1:12399,$scheme://127.0.0.1:12409"
+rusty_endpoints="$scheme://127.0.0.1:22389,$scheme://127.0.0.1:22399,$scheme://127.0.0.1:22409"
 
 start_etcd() {
   local cluster=""
-  for i in 1 2 3; do cluster+="e$i=http://127.0.0.1:$((12380 + i * 10)),"; done
+  for i in 1 2 3; do cluster+="e$i=$scheme://127.0.0.1:$((12380 + i * 10)),"; done
   cluster=${cluster%,}
   for i in 1 2 3; do
     etcd --name "e$i" --data-dir "$work/etcd-$i" \
-      --listen-client-urls "http://127.0.0.1:$((12379 + i * 10))" \
-      --advertise-client-urls "http://127.0.0.1:$((12379 + i * 10))" \
-      --listen-peer-urls "http://127.0.0.1:$((12380 + i * 10))" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$((12380 + i * 10))" \
-      --initial-cluster "$cluster" --initial-cluster-state new \
+      --listen-client-urls "$scheme://127.0.0.1:$((12379 + i * 10))" \
+      --advertise-client-urls "$scheme://127.0.0.1:$((12379 + i * 10))" \
+      --listen-peer-urls "$scheme://127.0.0.1:$((12380 + i * 10))" \
+      --initial-advertise-peer-urls "$scheme://127.0.0.1:$((12380 + i * 10))" \
+      --initial-cluster "$cluster" --initial-cluster-state new "${etcd_tls[@]}" \
       --initial-cluster-token compare >"$work/etcd-$i.log" 2>&1 &
     pids+=($!)
     etcd_pids+=($!)
@@ -118,7 +142,7 @@ start_rustyraft() {
   local members="1=127.0.0.1:22389,2=127.0.0.1:22399,3=127.0.0.1:22409"
   for i in 1 2 3; do
     RUST_LOG=warn "$client" run "$i" "127.0.0.1:$((22379 + i * 10))" "$members" \
-      --data-dir "$work/rustyraft-$i" >"$work/rustyraft-$i.log" 2>&1 &
+      --data-dir "$work/rustyraft-$i" "${rusty_tls[@]}" >"$work/rustyraft-$i.log" 2>&1 &
     pids+=($!)
     rusty_pids+=($!)
   done
@@ -144,9 +168,9 @@ server_usage() { # pids...
 # endpoint; all of them when no member answers as leader.
 member_endpoint() { # endpoints leader|follower
   local found
-  found=$("$client" status --endpoints "$1" 2>/dev/null | awk -v want="$2" 'NR > 1 && $2 ~ /^[0-9]+$/ {
+  found=$("$client" status --endpoints "$1" "${client_tls[@]}" 2>/dev/null | awk -v want="$2" 'NR > 1 && $2 ~ /^[0-9]+$/ {
     if ((want == "leader") == ($2 == $3)) { print $1; exit } }')
-  if [ -n "$found" ]; then echo "$found"; else
+  if [ -n "$found" ]; then echo "$scheme://$found"; else
     echo "no $2 found among $1; using them all" >&2; echo "$1"; fi
 }
 
@@ -159,7 +183,8 @@ run_bench() { # endpoints clients op|floor server-pids...
   local before after last
   before=$(server_usage "$@")
   # shellcheck disable=SC2086
-  last=$("$client" bench --endpoints "$endpoints" --clients "$clients" --conns "$connections" \
+  last=$("$client" bench --endpoints "$endpoints" "${client_tls[@]}" --clients "$clients" \
+    --conns "$connections" \
     --secs "$secs" --value-size "$value_size" $kind | tail -1)
   after=$(server_usage "$@")
   echo "$last $before $after" | awk -v hz="$clock_ticks" '{
@@ -172,7 +197,7 @@ run_bench() { # endpoints clients op|floor server-pids...
 
 fill() { # endpoints
   if [ -n "$read$floor" ]; then
-    "$client" bench --endpoints "$1" --clients 256 --conns 16 --secs 3 \
+    "$client" bench --endpoints "$1" "${client_tls[@]}" --clients 256 --conns 16 --secs 3 \
       --value-size "$value_size" >/dev/null
   fi
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
 use raft_client::cli::endpoints::{ClientTlsFiles, Endpoints};
+use raft_client::cli::pki::ThrowawayPki;
 use raft_client::cli::logging::init_logging;
 use raft_client::cli::run::{run_node, RunArguments, RunError};
 use raft_client::server::ServerError;
@@ -34,6 +35,13 @@ enum Subcommands {
     /// Run a node that serves the etcd v3 API and talks Raft to its peers,
     /// both on <server_address>.
     Run(RunArguments),
+    /// Write a throwaway PKI into DIRECTORY for a TLS demo or benchmark (a CA
+    /// and one certificate for members and clients, for 127.0.0.1 and
+    /// localhost; never for production) and print its files.
+    Pki {
+        /// Where to write it.
+        directory: PathBuf,
+    },
     /// Write a key.
     Put {
         /// The key.
@@ -243,17 +251,23 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
                 endpoints: list,
             }) => commands::update_member(&endpoints(&list)?, id, &address).await,
         },
+        Subcommands::Pki { directory } => {
+            let pki = ThrowawayPki::create(&directory)?;
+            Ok(format!(
+                "ca={}\ncert={}\nkey={}",
+                pki.ca.display(),
+                pki.member.certificate.display(),
+                pki.member.key.display()
+            ))
+        }
         Subcommands::TransferLeader {
             id,
             endpoints: list,
         } => commands::transfer_leader(&endpoints(&list)?, id).await,
         Subcommands::Bench(arguments) => {
             let endpoints = endpoints(&arguments.endpoints)?;
-            if endpoints.tls.is_some() {
-                bail!("bench speaks plaintext only, for now: give it http:// endpoints");
-            }
             let report = bench::run(BenchOptions {
-                endpoints: endpoints.urls,
+                endpoints,
                 clients: arguments.clients,
                 connections: arguments.conns,
                 duration: Duration::from_secs(arguments.secs),

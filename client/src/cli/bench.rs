@@ -4,6 +4,9 @@
 //! [`UnaryChannel`] for why not tonic's client). Works against RustyRaft and
 //! against etcd itself.
 
+use raft::transport::tls::TlsConnect;
+
+use crate::cli::endpoints::Endpoints;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,14 +23,16 @@ const RANGE: &str = "/etcdserverpb.KV/Range";
 /// opened again after it fails (a member restarted, say).
 struct Connection {
     endpoint: String,
+    tls: Option<TlsConnect>,
     /// The open connection and its generation (how many were opened).
     current: Mutex<(u64, Option<UnaryChannel>)>,
 }
 
 impl Connection {
-    fn new(endpoint: &str) -> Connection {
+    fn new(endpoint: &str, tls: Option<TlsConnect>) -> Connection {
         Connection {
             endpoint: endpoint.to_string(),
+            tls,
             current: Mutex::new((0, None)),
         }
     }
@@ -38,7 +43,7 @@ impl Connection {
         if let Some(channel) = &current.1 {
             return Ok((current.0, channel.clone()));
         }
-        let channel = UnaryChannel::connect(&self.endpoint).await?;
+        let channel = UnaryChannel::connect(&self.endpoint, self.tls.as_ref()).await?;
         current.0 += 1;
         current.1 = Some(channel.clone());
         Ok((current.0, channel))
@@ -57,8 +62,8 @@ impl Connection {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    /// Endpoint URLs.
-    pub endpoints: Vec<String>,
+    /// Endpoint URLs, and the TLS of the `https://` ones.
+    pub endpoints: Endpoints,
     /// Concurrent clients.
     pub clients: usize,
     /// gRPC connections shared by the clients.
@@ -108,8 +113,9 @@ impl BenchReport {
 pub async fn run(options: BenchOptions) -> BenchReport {
     let connections: Vec<Arc<Connection>> = (0..options.connections.max(1))
         .map(|connection| {
-            let endpoint = &options.endpoints[connection % options.endpoints.len()];
-            Arc::new(Connection::new(endpoint))
+            let urls = &options.endpoints.urls;
+            let endpoint = &urls[connection % urls.len()];
+            Arc::new(Connection::new(endpoint, options.endpoints.tls.clone()))
         })
         .collect();
     let histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");

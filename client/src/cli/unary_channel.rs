@@ -10,14 +10,16 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode};
 use prost::Message;
+use raft::transport::tls::TlsConnect;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
 /// Why a call failed.
 #[derive(Debug, Error)]
 pub enum UnaryError {
-    /// The endpoint is not `http://host:port`.
-    #[error("endpoint {0:?} is not http://host:port")]
+    /// The endpoint is not `http://host:port`, nor `https://host:port`
+    /// with TLS settings.
+    #[error("endpoint {0:?} is not http://host:port (or https://host:port with --cacert)")]
     Endpoint(String),
     /// The TCP connection could not be made.
     #[error("cannot connect to {endpoint}: {source}")]
@@ -56,11 +58,39 @@ pub struct UnaryChannel {
 impl UnaryChannel {
     /// Connects to `endpoint` (`http://host:port`) and starts the
     /// connection's task.
-    pub async fn connect(endpoint: &str) -> Result<UnaryChannel, UnaryError> {
+    pub async fn connect(
+        endpoint: &str,
+        tls: Option<&TlsConnect>,
+    ) -> Result<UnaryChannel, UnaryError> {
+        let bad = || UnaryError::Endpoint(endpoint.to_string());
+        if let Some(rest) = endpoint.strip_prefix("https://") {
+            let tls = tls.ok_or_else(bad)?;
+            let (host, port) = rest
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+                .ok_or_else(bad)?;
+            let stream =
+                tls.connect_stream(host, port)
+                    .await
+                    .map_err(|source| UnaryError::Connect {
+                        endpoint: endpoint.to_string(),
+                        source,
+                    })?;
+            let (sender, connection) = h2::client::handshake(stream).await?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "benchmark connection ended");
+                }
+            });
+            return Ok(UnaryChannel {
+                authority: rest.to_string(),
+                sender,
+            });
+        }
         let authority = endpoint
             .strip_prefix("http://")
             .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .ok_or_else(|| UnaryError::Endpoint(endpoint.to_string()))?
+            .ok_or_else(bad)?
             .to_string();
         let stream =
             TcpStream::connect(&authority)

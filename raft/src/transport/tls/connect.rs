@@ -34,6 +34,41 @@ impl TlsConnect {
         TlsConnect { config, timeout }
     }
 
+    /// A TCP connection to `host:port` (Nagle's algorithm off) after its
+    /// TLS handshake, checking the server's certificate for `host`.
+    pub async fn connect_stream(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = ServerName::try_from(host.clone()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} is no host name"),
+            )
+        })?;
+        let config = self.config.current();
+        let connect = async {
+            let stream = TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            TlsConnector::from(config).connect(name, stream).await
+        };
+        match tokio::time::timeout(self.timeout, connect).await {
+            Ok(stream) => stream,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "connecting to {host}:{port} took longer than {:?}",
+                    self.timeout
+                ),
+            )),
+        }
+    }
+
     /// A lazily connected channel to `endpoint` over TLS.
     pub fn channel_lazy(&self, endpoint: Endpoint) -> Channel {
         endpoint.connect_with_connector_lazy(self.clone())
@@ -58,8 +93,7 @@ impl tower_service::Service<Uri> for TlsConnect {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let config = self.config.current();
-        let timeout = self.timeout;
+        let connect = self.clone();
         Box::pin(async move {
             let invalid = |reason: &str| {
                 std::io::Error::new(
@@ -68,25 +102,8 @@ impl tower_service::Service<Uri> for TlsConnect {
                 )
             };
             let host = uri.host().ok_or_else(|| invalid("no host"))?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
             let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
-            let name =
-                ServerName::try_from(host.clone()).map_err(|_| invalid("a bad host name"))?;
-            let connect = async {
-                let stream = TcpStream::connect((host.as_str(), port)).await?;
-                stream.set_nodelay(true)?;
-                TlsConnector::from(config).connect(name, stream).await
-            };
-            match tokio::time::timeout(timeout, connect).await {
-                Ok(stream) => stream.map(TokioIo::new),
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {uri} took longer than {timeout:?}"),
-                )),
-            }
+            connect.connect_stream(host, port).await.map(TokioIo::new)
         })
     }
 }
