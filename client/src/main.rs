@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
 use raft_client::cli::endpoints::{ClientTlsFiles, Endpoints};
-use raft_client::cli::pki::ThrowawayPki;
 use raft_client::cli::logging::init_logging;
+use raft_client::cli::pki::ThrowawayPki;
 use raft_client::cli::run::{run_node, RunArguments, RunError};
 use raft_client::server::ServerError;
 

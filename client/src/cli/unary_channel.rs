@@ -63,48 +63,34 @@ impl UnaryChannel {
         tls: Option<&TlsConnect>,
     ) -> Result<UnaryChannel, UnaryError> {
         let bad = || UnaryError::Endpoint(endpoint.to_string());
+        let failed = |source| UnaryError::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        };
         if let Some(rest) = endpoint.strip_prefix("https://") {
             let tls = tls.ok_or_else(bad)?;
             let (host, port) = rest
                 .rsplit_once(':')
                 .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
                 .ok_or_else(bad)?;
-            let stream =
-                tls.connect_stream(host, port)
-                    .await
-                    .map_err(|source| UnaryError::Connect {
-                        endpoint: endpoint.to_string(),
-                        source,
-                    })?;
-            let (sender, connection) = h2::client::handshake(stream).await?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "benchmark connection ended");
-                }
-            });
-            return Ok(UnaryChannel {
-                authority: rest.to_string(),
-                sender,
-            });
+            let stream = tls.connect_stream(host, port).await.map_err(failed)?;
+            return UnaryChannel::start(stream, rest.to_string()).await;
         }
         let authority = endpoint
             .strip_prefix("http://")
             .filter(|rest| !rest.is_empty() && !rest.contains('/'))
             .ok_or_else(bad)?
             .to_string();
-        let stream =
-            TcpStream::connect(&authority)
-                .await
-                .map_err(|source| UnaryError::Connect {
-                    endpoint: endpoint.to_string(),
-                    source,
-                })?;
-        stream
-            .set_nodelay(true)
-            .map_err(|source| UnaryError::Connect {
-                endpoint: endpoint.to_string(),
-                source,
-            })?;
+        let stream = TcpStream::connect(&authority).await.map_err(failed)?;
+        stream.set_nodelay(true).map_err(failed)?;
+        UnaryChannel::start(stream, authority).await
+    }
+
+    /// Starts HTTP/2 on a connected `stream` and its connection's task.
+    async fn start<IO>(stream: IO, authority: String) -> Result<UnaryChannel, UnaryError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, connection) = h2::client::handshake(stream).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
