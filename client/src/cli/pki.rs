@@ -14,6 +14,8 @@ use rcgen::{
 
 use raft::transport::tls::Identity;
 
+use crate::cli::endpoints::ClientTlsFiles;
+
 /// The PEM files of a throwaway PKI.
 #[derive(Clone, Debug)]
 pub struct ThrowawayPki {
@@ -38,6 +40,12 @@ pub struct PkiError {
 impl ThrowawayPki {
     /// Writes a new PKI into `directory` (created if needed).
     pub fn create(directory: &Path) -> Result<ThrowawayPki, PkiError> {
+        ThrowawayPki::create_for(directory, &[])
+    }
+
+    /// [`ThrowawayPki::create`], its certificates also good for
+    /// `addresses` (members on other hosts than 127.0.0.1).
+    pub fn create_for(directory: &Path, addresses: &[IpAddr]) -> Result<ThrowawayPki, PkiError> {
         let failure = |reason: String| PkiError {
             directory: directory.display().to_string(),
             reason,
@@ -53,7 +61,7 @@ impl ThrowawayPki {
         let (other_ca, _) = authority("Another CA").map_err(|e| failure(e.to_string()))?;
         let identity = |name: &str, issuer: &Issuer<'_, KeyPair>, expired: bool| {
             let (certificate, key) =
-                leaf(name, issuer, expired).map_err(|e| failure(e.to_string()))?;
+                leaf(name, issuer, expired, addresses).map_err(|e| failure(e.to_string()))?;
             Ok::<_, PkiError>(Identity {
                 certificate: write(&format!("{name}.crt"), &certificate)?,
                 key: write(&format!("{name}.key"), &key)?,
@@ -68,6 +76,36 @@ impl ThrowawayPki {
             stranger,
             expired,
         })
+    }
+}
+
+impl ThrowawayPki {
+    /// The flags that run a member with mutual TLS from this PKI between
+    /// members and, with `require_client_certificates`, with clients
+    /// (`--client-cert-auth`).
+    pub fn node_arguments(&self, require_client_certificates: bool) -> Vec<String> {
+        let path = |path: &Path| path.display().to_string();
+        [
+            ("--cert-file", path(&self.member.certificate)),
+            ("--key-file", path(&self.member.key)),
+            ("--trusted-ca-file", path(&self.ca)),
+            ("--peer-cert-file", path(&self.member.certificate)),
+            ("--peer-key-file", path(&self.member.key)),
+            ("--peer-trusted-ca-file", path(&self.ca)),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .chain(require_client_certificates.then(|| "--client-cert-auth".to_string()))
+        .collect()
+    }
+
+    /// A client's TLS: the CA, presenting the member certificate.
+    pub fn client_files(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca: Some(self.ca.clone()),
+            certificate: Some(self.member.certificate.clone()),
+            key: Some(self.member.key.clone()),
+        }
     }
 }
 
@@ -88,12 +126,19 @@ fn leaf(
     name: &str,
     issuer: &Issuer<'_, KeyPair>,
     expired: bool,
+    addresses: &[IpAddr],
 ) -> Result<(String, String), rcgen::Error> {
     let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params.distinguished_name.push(DnType::CommonName, name);
     params
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params.subject_alt_names.extend(
+        addresses
+            .iter()
+            .filter(|address| !address.is_loopback())
+            .map(|address| SanType::IpAddress(*address)),
+    );
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,

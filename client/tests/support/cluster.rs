@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use raft_client::cli::endpoints::{ClientTlsFiles, Clients, Endpoints};
+use raft_client::cli::endpoints::{Clients, Endpoints};
 use raft_client::cli::pki::ThrowawayPki;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, StatusRequest, StatusResponse};
 use rustix::process::Signal;
@@ -130,27 +130,10 @@ impl Cluster {
     /// with `require_client_certificates`, from clients: `--client-cert-auth`);
     /// the harness's clients present the member certificate.
     pub fn with_tls(mut self, pki: &ThrowawayPki, require_client_certificates: bool) -> Cluster {
-        let path = |path: &Path| path.display().to_string();
-        let arguments = [
-            ("--cert-file", path(&pki.member.certificate)),
-            ("--key-file", path(&pki.member.key)),
-            ("--trusted-ca-file", path(&pki.ca)),
-            ("--peer-cert-file", path(&pki.member.certificate)),
-            ("--peer-key-file", path(&pki.member.key)),
-            ("--peer-trusted-ca-file", path(&pki.ca)),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .chain(require_client_certificates.then(|| "--client-cert-auth".to_string()))
-        .collect();
-        let files = ClientTlsFiles {
-            ca: Some(pki.ca.clone()),
-            certificate: Some(pki.member.certificate.clone()),
-            key: Some(pki.member.key.clone()),
-        };
-        let endpoints = Endpoints::parse("https://127.0.0.1:1", &files).expect("client TLS");
+        let endpoints =
+            Endpoints::parse("https://127.0.0.1:1", &pki.client_files()).expect("client TLS");
         self.tls = Some(HarnessTls {
-            arguments,
+            arguments: pki.node_arguments(require_client_certificates),
             endpoints,
         });
         self

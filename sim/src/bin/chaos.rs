@@ -84,6 +84,11 @@ struct RunArguments {
     /// Keep the run's folder even when the run passes.
     #[arg(long)]
     keep: bool,
+    /// Run the cluster with mutual TLS between members and with clients
+    /// (a throwaway PKI in the run's folder); the workload presents a
+    /// client certificate.
+    #[arg(long)]
+    tls: bool,
 }
 
 async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
@@ -119,16 +124,18 @@ async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
         parent_directory: arguments.data_dir,
         heal_time: Duration::from_secs(arguments.heal_secs),
         keep: arguments.keep,
+        tls: arguments.tls,
     };
     let network_flag = if network == NetworkMode::Loopback {
         " --network loopback"
     } else {
         ""
     };
-    let reads_flag = if arguments.serializable_reads {
-        " --serializable-reads"
-    } else {
-        ""
+    let reads_flag = match (arguments.serializable_reads, arguments.tls) {
+        (false, false) => "",
+        (true, false) => " --serializable-reads",
+        (false, true) => " --tls",
+        (true, true) => " --serializable-reads --tls",
     };
     println!(
         "chaos: seed={seed} nodes={} secs={} clients={} network={network}{reads_flag}",

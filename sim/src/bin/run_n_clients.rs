@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use raft_client::cli::logging::init_logging;
 use raft_client::cli::run::shutdown_signal;
 use sim::local_cluster::node_process::{launcher_main, NodeArguments};
+use sim::local_cluster::reach;
 use sim::local_cluster::{run, LocalCluster, RunnerOptions};
 
 /// Runs a local cluster of RustyRaft nodes under a write workload, killing
@@ -68,28 +69,43 @@ struct ClusterArguments {
     /// writes were unavailable around each change.
     #[arg(long)]
     scale: bool,
+    /// Run the cluster with mutual TLS between members and with clients,
+    /// from a throwaway PKI (a CA and one certificate, made for this run);
+    /// the writers present a client certificate.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Prints how to reach the kept cluster, then waits for Ctrl-C.
 async fn keep_running(cluster: &LocalCluster) {
-    let endpoints = cluster
-        .members()
-        .values()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     println!("the cluster keeps running; Ctrl-C stops it");
     for (id, pid) in cluster.process_ids() {
         println!("node {} pid {pid} {}", id.get(), cluster.members()[&id]);
     }
+    let endpoints = cluster.endpoints().join(",");
+    let flags = if reach::tls() {
+        " --cacert <ca.crt> --cert <member.crt> --key <member.key> (the files printed above)"
+    } else {
+        ""
+    };
     println!("endpoints={endpoints}");
-    println!("try: etcdctl --endpoints={endpoints} put greeting hello");
-    println!("     etcdctl --endpoints={endpoints} endpoint status -w table");
+    println!("try: etcdctl --endpoints={endpoints} put greeting hello{flags}");
+    println!("     etcdctl --endpoints={endpoints} endpoint status -w table{flags}");
     shutdown_signal().await;
     println!("stopping every node");
 }
 
 async fn launch(arguments: ClusterArguments) -> anyhow::Result<ExitCode> {
+    let pki_directory = tempfile::Builder::new()
+        .prefix("run_n_clients-pki-")
+        .tempdir()?;
+    if arguments.tls {
+        reach::use_tls(pki_directory.path(), &[]).map_err(anyhow::Error::msg)?;
+        println!(
+            "mutual TLS: certificates in {}",
+            pki_directory.path().display()
+        );
+    }
     let options = RunnerOptions {
         nodes: arguments.number_of_nodes,
         duration: Duration::from_secs(arguments.duration),

@@ -1,6 +1,7 @@
 //! The checks of a chaos run: the tally of outcomes, the final reads that
 //! join the history, and the linearizability check of every key.
 
+use crate::local_cluster::reach;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -56,10 +57,11 @@ pub(super) async fn final_reads(
     let channels: Vec<Channel> = addresses
         .values()
         .map(|address| {
-            Endpoint::from_shared(format!("http://{address}"))
-                .expect("a socket address makes a valid URL")
-                .timeout(Duration::from_secs(10))
-                .connect_lazy()
+            reach::connect_lazy(
+                Endpoint::from_shared(reach::url(*address))
+                    .expect("a socket address makes a valid URL")
+                    .timeout(Duration::from_secs(10)),
+            )
         })
         .collect();
     let pages: BTreeSet<u64> = keys.iter().map(|key| key / FINAL_READ_PAGE).collect();

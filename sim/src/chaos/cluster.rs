@@ -1,6 +1,7 @@
 //! The nodes of a chaos run on their hosts, and the faults applied to
 //! them.
 
+use crate::local_cluster::reach;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -182,9 +183,10 @@ impl Cluster {
 }
 
 pub(super) fn status_channel(address: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{address}"))
-        .expect("a socket address makes a valid URL")
-        .connect_timeout(STATUS_TIMEOUT)
-        .timeout(STATUS_TIMEOUT)
-        .connect_lazy()
+    reach::connect_lazy(
+        Endpoint::from_shared(reach::url(address))
+            .expect("a socket address makes a valid URL")
+            .connect_timeout(STATUS_TIMEOUT)
+            .timeout(STATUS_TIMEOUT),
+    )
 }

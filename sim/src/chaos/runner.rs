@@ -1,6 +1,7 @@
 //! One chaos run: start the nodes on their hosts, run the workload while
 //! the nemesis injects faults, heal, then check what the clients saw.
 
+use crate::local_cluster::reach;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,6 +56,9 @@ pub struct ChaosOptions {
     pub heal_time: Duration,
     /// Keep the run's folder even when the run passes.
     pub keep: bool,
+    /// Mutual TLS between members and with clients, from a throwaway PKI
+    /// in the run's folder.
+    pub tls: bool,
 }
 
 /// Why a run could not be carried out (as opposed to a violation found).
@@ -127,6 +131,13 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let nodes: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
     let hosts = Hosts::create(&nodes, options.network)?;
     let addresses = hosts.addresses().clone();
+    if options.tls {
+        let hosts: Vec<_> = addresses.values().map(|address| address.ip()).collect();
+        reach::use_tls(&folder.path().join("pki"), &hosts).map_err(|reason| ChaosError::Io {
+            action: "make the run's certificates".to_string(),
+            source: std::io::Error::other(reason),
+        })?;
+    }
     let mut processes = NodeProcesses::new(
         options.executable.clone(),
         folder.path().to_path_buf(),
@@ -179,7 +190,7 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         &WorkloadOptions {
             endpoints: addresses
                 .values()
-                .map(|address| format!("http://{address}"))
+                .map(|address| reach::url(*address))
                 .collect(),
             clients: options.clients,
             seed: options.seed,

@@ -2,6 +2,7 @@
 //! watching them. Dropping it stops every node (then removes a temporary
 //! data directory).
 
+use super::reach;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,7 +196,7 @@ impl LocalCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .values()
-            .map(|address| format!("http://{address}"))
+            .map(|address| reach::url(*address))
             .collect()
     }
 

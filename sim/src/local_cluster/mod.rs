@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod node_process;
 pub mod ports;
 pub mod processes;
+pub mod reach;
 pub mod runner;
 pub mod scale;
 pub mod summary;

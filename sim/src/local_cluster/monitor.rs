@@ -1,6 +1,7 @@
 //! Watching a local cluster: every node's `Maintenance.Status` is polled
 //! every [`POLL_INTERVAL`] into one shared [`ClusterView`].
 
+use super::reach;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -223,11 +224,11 @@ fn lock(view: &Mutex<ClusterView>) -> MutexGuard<'_, ClusterView> {
 }
 
 async fn poll(id: NodeId, address: SocketAddr, view: Arc<Mutex<ClusterView>>) {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+    let endpoint = Endpoint::from_shared(reach::url(address))
         .expect("a socket address is a valid URL authority")
         .connect_timeout(STATUS_TIMEOUT)
         .timeout(STATUS_TIMEOUT);
-    let mut client = MaintenanceClient::new(endpoint.connect_lazy());
+    let mut client = MaintenanceClient::new(reach::connect_lazy(endpoint));
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -9,6 +9,7 @@
 //! a node whose launcher dies without running destructors (SIGKILL) is
 //! killed by the kernel (see [`node_process`](super::node_process)).
 
+use super::reach;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -131,6 +132,7 @@ impl NodeProcesses {
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
             .args((!self.initial.contains_key(&id)).then_some("--join"))
+            .args(reach::node_arguments())
             .stdin(Stdio::null())
             .stdout(log_copy)
             .stderr(log)

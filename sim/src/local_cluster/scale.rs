@@ -9,6 +9,7 @@
 //! last one: first the leader itself (it commits its removal, then steps
 //! down), then followers. A removed node is stopped with SIGTERM.
 
+use super::reach;
 use raft_client::cli::endpoints::Endpoints;
 use std::time::{Duration, Instant};
 
@@ -162,7 +163,7 @@ where
     pause(cluster, display, workload, PAUSE_BETWEEN_CHANGES).await;
     let what = what(current_leader(cluster, display, workload).await);
     let sent = Instant::now();
-    send(Endpoints::plain(cluster.endpoints()))
+    send(reach::endpoints(cluster.endpoints()))
         .await
         .map_err(|status| format!("{what} failed: {:?}: {}", status.code(), status.message()))?;
     let answered = Instant::now();

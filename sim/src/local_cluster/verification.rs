@@ -3,15 +3,17 @@
 //! acknowledged write reads back (linearizably) with its last acknowledged
 //! value.
 
+use super::reach;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use raft::NodeId;
 use raft_client::cli::commands::with_any;
-use raft_client::cli::endpoints::{Clients, Endpoints};
+use raft_client::cli::endpoints::Clients;
 use raft_client::kv::prefix_end;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, RangeRequest, StatusRequest};
+use tonic::transport::Endpoint;
 
 use super::workload::{KeyRecord, KEY_PREFIX};
 
@@ -53,7 +55,11 @@ pub async fn wait_for_identical_stores(
 ) -> Result<Convergence, String> {
     let mut clients: BTreeMap<NodeId, Clients> = members
         .iter()
-        .map(|(id, address)| (*id, Clients::new(&format!("http://{address}"))))
+        .map(|(id, address)| {
+            let url = reach::url(*address);
+            let channel = reach::connect_lazy(Endpoint::from_shared(url.clone()).expect("a URL"));
+            (*id, Clients::over(&url, channel))
+        })
         .collect();
     let deadline = Instant::now() + timeout;
     let mut last_seen = String::new();
@@ -160,7 +166,7 @@ pub async fn read_back(
         serializable: false,
         ..RangeRequest::default()
     };
-    let response = with_any(&Endpoints::plain(endpoints.to_vec()), |mut clients| {
+    let response = with_any(&reach::endpoints(endpoints.to_vec()), |mut clients| {
         let request = request.clone();
         async move { clients.kv.range(request).await }
     })

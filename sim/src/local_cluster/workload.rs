@@ -3,6 +3,7 @@
 //! overwritten), recording for every key what its writes' outcomes allow
 //! it to hold at the end.
 
+use super::reach;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,12 +174,13 @@ fn longest_gap(mut times: Vec<Instant>, from: Instant, to: Instant) -> Duration 
 /// A lazily connected channel to `url` whose requests give up after
 /// [`REQUEST_TIMEOUT`] (their outcome then unknown).
 pub fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .expect("endpoints are made from socket addresses")
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(REQUEST_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy()
+    reach::connect_lazy(
+        Endpoint::from_shared(url.to_string())
+            .expect("endpoints are made from socket addresses")
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(REQUEST_TIMEOUT)
+            .tcp_nodelay(true),
+    )
 }
 
 /// The key of a client's `slot`th key.
