@@ -7,8 +7,10 @@
 //! panics at its first piece of work after the node's first client write
 //! (the event loop when it steps that proposal, the applier when it applies
 //! it, the WAL writer when it writes the batch after it, the snapshot
-//! writer when it saves the first snapshot after it). Without the variable
-//! nothing happens; the cost is one load of a flag.
+//! writer when it saves the first snapshot after it). `wal_io_error` makes
+//! the WAL's next batch fail with an I/O error instead, as a full or
+//! failing disk would. Without the variable nothing happens; the cost is
+//! one load of a flag.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -22,6 +24,8 @@ pub(crate) enum FaultPoint {
     EventLoop,
     Applier,
     WalWriter,
+    /// Not a panic: the WAL writer's next batch fails with an I/O error.
+    WalIoError,
     SnapshotWriter,
 }
 
@@ -31,6 +35,7 @@ impl FaultPoint {
             FaultPoint::EventLoop => "event_loop",
             FaultPoint::Applier => "applier",
             FaultPoint::WalWriter => "wal_writer",
+            FaultPoint::WalIoError => "wal_io_error",
             FaultPoint::SnapshotWriter => "snapshot_writer",
         }
     }
@@ -51,6 +56,18 @@ pub(crate) fn arm() {
     if injected().is_some() {
         ARMED.store(true, Ordering::Release);
     }
+}
+
+/// An I/O error if the environment names `point` and the node has seen a
+/// client write.
+pub(crate) fn io_error_if_injected(point: FaultPoint) -> std::io::Result<()> {
+    if ARMED.load(Ordering::Acquire) && injected() == Some(point.name()) {
+        return Err(std::io::Error::other(format!(
+            "injected I/O error in the {} ({INJECT_PANIC_VARIABLE})",
+            point.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Panics if the environment names `point` and the node has seen a client

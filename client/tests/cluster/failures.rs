@@ -1,6 +1,7 @@
-//! A node whose event loop, applier, WAL writer or snapshot writer panics
-//! stops whole, with a non-zero exit status and one line saying why: never
-//! a half-dead process that keeps its port and answers nothing useful.
+//! A node whose event loop, applier, WAL writer or snapshot writer panics,
+//! or whose WAL fails a write, stops whole, with a non-zero exit status and
+//! one line saying why: never a half-dead process that keeps its port and
+//! answers nothing useful.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::Duration;
@@ -79,4 +80,31 @@ async fn a_panic_in_the_wal_writer_stops_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_snapshot_writer_stops_the_process() {
     panics_stop_the_process("snapshot_writer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_wal_write_stops_an_otherwise_idle_node() {
+    // The only write fails on disk; nothing else would ever touch the WAL.
+    let mut cluster = Cluster::new(1);
+    cluster.start_node_with(1, &[], &[("RUSTYRAFT_INJECT_PANIC", "wal_io_error")]);
+    cluster.wait_for_leader().await;
+    let mut kv = cluster.clients(1).kv;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(3),
+        kv.put(put_request("doomed", "value")),
+    )
+    .await;
+    assert!(
+        !matches!(answer, Ok(Ok(_))),
+        "a write that never reached the disk is not acknowledged: {answer:?}"
+    );
+    let status = cluster
+        .wait_for_exit(1, EXIT_WITHIN)
+        .expect("a node whose WAL failed is still running");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = cluster.log(1);
+    assert!(
+        log.contains("the WAL failed") && log.contains("injected I/O error"),
+        "{log}"
+    );
 }

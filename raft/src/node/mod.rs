@@ -355,6 +355,12 @@ impl<M: StateMachine> Node<M> {
         wal.set_durable_listener(move |durable| {
             let _ = listener_events.send(Event::Durable(durable));
         });
+        // A WAL that failed stops the node at once, even one with nothing
+        // more to write (a leader whose clients wait, say).
+        let failure_events = events.clone();
+        wal.set_failure_observer(move |error| {
+            let _ = failure_events.send(Event::Fatal(format!("the WAL failed: {error}")));
+        });
 
         let metrics = Arc::new(NodeMetrics::default());
         let fsync_latency = metrics.fsync_latency_seconds.clone();

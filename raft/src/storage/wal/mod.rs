@@ -391,6 +391,14 @@ impl Wal {
         self.shared.set_listener(Box::new(listener));
     }
 
+    /// Sets a callback told, once, of the failed write or sync after which
+    /// the WAL accepts nothing more, on the thread that saw it (so that a
+    /// driver with nothing more to write learns of it at once). It must be
+    /// quick. Only the first call has an effect.
+    pub fn set_failure_observer(&self, observer: impl Fn(&StorageError) + Send + Sync + 'static) {
+        self.shared.set_failure_observer(Box::new(observer));
+    }
+
     /// Sets a callback told how long each fdatasync of a segment took (for
     /// metrics). It runs on the thread that synced and must be quick. Only
     /// the first call has an effect.

@@ -260,6 +260,8 @@ struct Batch {
 type Listener = Box<dyn FnMut(Durable) + Send>;
 /// Told how long each fdatasync of a segment took, for metrics.
 pub(crate) type SyncObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
+/// Told of the write that made the WAL fail, once.
+pub(crate) type FailureObserver = Box<dyn Fn(&StorageError) + Send + Sync>;
 
 /// What the WAL handle, the writer thread and waiting callers share.
 pub(crate) struct Shared {
@@ -273,6 +275,7 @@ pub(crate) struct Shared {
     listener: Mutex<(Option<Listener>, u64)>,
     pub counters: Counters,
     sync_observer: std::sync::OnceLock<SyncObserver>,
+    failure_observer: std::sync::OnceLock<FailureObserver>,
 }
 
 impl Shared {
@@ -284,12 +287,18 @@ impl Shared {
             listener: Mutex::new((None, 0)),
             counters: Counters::default(),
             sync_observer: std::sync::OnceLock::new(),
+            failure_observer: std::sync::OnceLock::new(),
         }
     }
 
     /// Sets the fdatasync observer; later calls are ignored.
     pub fn set_sync_observer(&self, observer: SyncObserver) {
         let _ = self.sync_observer.set(observer);
+    }
+
+    /// Sets the failure observer; later calls are ignored.
+    pub fn set_failure_observer(&self, observer: FailureObserver) {
+        let _ = self.failure_observer.set(observer);
     }
 
     /// fdatasyncs a segment written in a batch, timing it for the observer.
@@ -366,11 +375,17 @@ impl Shared {
     /// Writes and syncs a batch, then publishes its durability.
     fn perform(&self, batch: Batch) -> Result<Durable, StorageError> {
         fault::panic_if_injected(FaultPoint::WalWriter);
-        let result = self.execute(&batch.operations).and_then(|removals| {
-            // Once the batch is durable. (Not yet published: the next batch
-            // waits, which keeps removals ordered before later creations.)
-            self.remove_segments(&removals)
-        });
+        let result = fault::io_error_if_injected(FaultPoint::WalIoError)
+            .map_err(StorageError::io(
+                "write",
+                std::path::Path::new("(an injected fault)"),
+            ))
+            .and_then(|()| self.execute(&batch.operations))
+            .and_then(|removals| {
+                // Once the batch is durable. (Not yet published: the next batch
+                // waits, which keeps removals ordered before later creations.)
+                self.remove_segments(&removals)
+            });
         let mut state = self.lock();
         state.commit.io_busy = false;
         match result {
@@ -391,6 +406,9 @@ impl Shared {
             }
             Err(failure) => {
                 error!(%failure, "WAL write failed; the WAL accepts nothing more");
+                if let Some(observer) = self.failure_observer.get() {
+                    observer(&failure);
+                }
                 let failure = Arc::new(failure);
                 state.commit.failed = Some(failure.clone());
                 drop(state);
