@@ -1,5 +1,7 @@
 //! The node's Prometheus endpoint (`--metrics-address`).
 
+use raft_proto::raft as wire;
+use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::cluster::{free_ports, Cluster};
@@ -82,6 +84,53 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
         "{text}"
     );
     assert!(sample(&text, "raft_elections_won_total").is_some_and(|won| won >= 1.0));
+
+    // Forged peer messages are counted by why they were refused: one of
+    // another cluster, one "from" a node that is no other member.
+    let cluster_id = clients
+        .kv
+        .clone()
+        .put(put_request("metered", "again"))
+        .await
+        .expect("put")
+        .into_inner()
+        .header
+        .expect("a header")
+        .cluster_id;
+    for cluster_id in [cluster_id ^ 1, cluster_id] {
+        let channel =
+            raft_client::cli::endpoints::channel(&format!("http://{}", cluster.node(1).address));
+        let forged = wire::PeerMessage {
+            body: Some(wire::peer_message::Body::TimeoutNow(
+                wire::TimeoutNowRequest {
+                    header: Some(wire::Header {
+                        cluster_id,
+                        from: 1,
+                        to: 1,
+                        term: 1,
+                    }),
+                },
+            )),
+        };
+        let _ = RaftPeerClient::new(channel)
+            .stream(tokio_stream::iter(vec![forged]))
+            .await;
+    }
+    let refused = |reason: &str| format!("raft_peer_messages_refused_total{{reason=\"{reason}\"}}");
+    eventually("the refusals counted", || {
+        let address = metrics_address.clone();
+        let (wrong_cluster, unknown_sender) = (refused("wrong_cluster"), refused("unknown_sender"));
+        async move {
+            let response = http_get(&address, "/metrics").await?;
+            let counted = |name: &str| sample(&response, name).unwrap_or(0.0) >= 1.0;
+            if counted(&wrong_cluster) && counted(&unknown_sender) {
+                Ok(response)
+            } else {
+                Err(format!("refusals not yet counted in: {response}"))
+            }
+        }
+    })
+    .await;
     // Anything but GET /metrics is refused.
     let other = http_get(&metrics_address, "/other").await.expect("answer");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
