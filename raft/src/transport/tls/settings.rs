@@ -240,3 +240,88 @@ impl<T> Reloading<T> {
         state.1.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name` and its key, as PEM files in
+    /// `directory`.
+    fn write_identity(directory: &Path, name: &str) -> Identity {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate = rcgen::CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let identity = Identity {
+            certificate: directory.join("node.crt"),
+            key: directory.join("node.key"),
+        };
+        std::fs::write(&identity.certificate, certificate.pem()).expect("write");
+        std::fs::write(&identity.key, key.serialize_pem()).expect("write");
+        identity
+    }
+
+    /// The DER of the certificate in `identity`'s file now.
+    fn certificate_now(identity: &Identity) -> Vec<u8> {
+        read_certificates("certificate", &identity.certificate).expect("read")[0].to_vec()
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_last_good() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let identity = write_identity(directory.path(), "first.example");
+        server_config(&identity, &[], false).expect("a working identity");
+        let first = certificate_now(&identity);
+        let watched = vec![identity.certificate.clone(), identity.key.clone()];
+        let built = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = built.clone();
+        let reloading_identity = identity.clone();
+        let reloading = Reloading::new(watched, move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            read_certificates("certificate", &reloading_identity.certificate)
+        })
+        .expect("first build");
+        assert_eq!(reloading.current()[0].to_vec(), first);
+        assert_eq!(
+            built.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "not rebuilt unchanged"
+        );
+
+        // Rotated: the next use sees the new certificate.
+        let rotated = write_identity(directory.path(), "second.example");
+        let second = certificate_now(&rotated);
+        assert_ne!(first, second);
+        assert_eq!(reloading.current()[0].to_vec(), second);
+
+        // Broken: the last good one stays in use.
+        std::fs::write(&identity.certificate, "not a certificate").expect("write");
+        assert_eq!(reloading.current()[0].to_vec(), second);
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let first = tempfile::tempdir().expect("temporary directory");
+        let second = tempfile::tempdir().expect("temporary directory");
+        let one = write_identity(first.path(), "one.example");
+        let other = write_identity(second.path(), "other.example");
+        let mismatched = Identity {
+            certificate: one.certificate.clone(),
+            key: other.key.clone(),
+        };
+        let error = server_config(&mismatched, &[], false).expect_err("mismatched key");
+        assert!(matches!(error, TlsError::Configuration { .. }), "{error}");
+        let error = server_config(
+            &Identity {
+                certificate: first.path().join("missing.crt"),
+                key: one.key.clone(),
+            },
+            &[],
+            false,
+        )
+        .expect_err("missing file");
+        assert!(error.to_string().contains("missing.crt"), "{error}");
+    }
+}
