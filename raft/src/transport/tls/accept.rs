@@ -240,3 +240,108 @@ impl tonic::service::Interceptor for RequirePeerCertificate {
         Ok(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustls_pki_types::ServerName;
+    use tokio_stream::StreamExt;
+
+    use super::*;
+    use crate::transport::tls::settings::{client_config, server_config, Identity};
+
+    /// A CA in `directory` and a certificate of it for 127.0.0.1 named
+    /// `name`: (CA file, identity).
+    fn pki(directory: &Path, name: &str) -> (std::path::PathBuf, Identity) {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.subject_alt_names.push(rcgen::SanType::IpAddress(
+            "127.0.0.1".parse().expect("address"),
+        ));
+        let certificate = params.signed_by(&key, &issuer).expect("certificate");
+        let ca_path = directory.join(format!("{name}-ca.crt"));
+        std::fs::write(&ca_path, ca.pem()).expect("write");
+        let identity = Identity {
+            certificate: directory.join("server.crt"),
+            key: directory.join("server.key"),
+        };
+        std::fs::write(&identity.certificate, certificate.pem()).expect("write");
+        std::fs::write(&identity.key, key.serialize_pem()).expect("write");
+        (ca_path, identity)
+    }
+
+    /// The certificate the server at `address` presents to a client that
+    /// trusts `ca`, or why the handshake failed.
+    async fn presented(address: SocketAddr, ca: &Path) -> Result<Vec<u8>, String> {
+        let config = client_config(None, &[ca.to_path_buf()]).map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("127.0.0.1").expect("a name");
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let chain = tls.get_ref().1.peer_certificates().expect("a chain");
+        Ok(chain[0].to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_rotated_certificate_is_presented_from_the_next_handshake_on() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let (first_ca, identity) = pki(directory.path(), "first");
+        let watched = vec![identity.certificate.clone(), identity.key.clone()];
+        let build_identity = identity.clone();
+        let config = Arc::new(
+            Reloading::new(watched, move || server_config(&build_identity, &[], false))
+                .expect("server TLS"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut accepted = accept(listener, Some(config));
+        tokio::spawn(async move { while accepted.next().await.is_some() {} });
+
+        let before = presented(address, &first_ca)
+            .await
+            .expect("the first certificate");
+        // New files in place, as a certificate manager writes them.
+        let (second_ca, _) = pki(directory.path(), "second");
+        let after = presented(address, &second_ca)
+            .await
+            .expect("the rotated certificate");
+        assert_ne!(before, after);
+        let stale = presented(address, &first_ca).await;
+        assert!(stale.is_err(), "the old CA no longer vouches: {stale:?}");
+    }
+
+    #[tokio::test]
+    async fn plaintext_to_a_tls_port_is_dropped_at_the_handshake() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let (_, identity) = pki(directory.path(), "only");
+        let config = Arc::new(
+            Reloading::new(vec![], move || server_config(&identity, &[], false))
+                .expect("server TLS"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut accepted = accept(listener, Some(config));
+        let mut plain = TcpStream::connect(address).await.expect("connect");
+        plain
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer).await;
+        // Closed without a connection reaching the server.
+        let next = tokio::time::timeout(Duration::from_millis(200), accepted.next()).await;
+        assert!(next.is_err(), "nothing was handed to the server");
+    }
+}
