@@ -171,8 +171,8 @@ pub fn peer_address(urls: &[String], tls: bool) -> Result<String, Status> {
         }
         Some(("https", _)) => {
             return invalid(format!(
-                "peer URL {url:?}: the members speak plaintext to each other (no \
-                 --peer-cert-file); use http://"
+                "peer URL {url:?}: the members speak plaintext to each other (no peer TLS: \
+                 --peer-cert-file is not set); use http://"
             ))
         }
         Some((scheme, _)) => {
