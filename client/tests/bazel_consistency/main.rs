@@ -8,13 +8,19 @@
 //! features) and on the crates.io ones through `all_crate_deps`. Every file,
 //! glob and label of ours that the Bazel files name must exist, MODULE.bazel
 //! must read every manifest, and `.bazelrc` must end by importing the
-//! git-ignored `.bazelrc.local`.
+//! git-ignored `.bazelrc.local`. Two things a file-by-file comparison cannot
+//! see are checked too: each binary and test links one crate of each name,
+//! with the features Cargo would unify (`graphs`), and MODULE.bazel names
+//! only module versions and target triples listed, with the date they were
+//! checked, in `bazel/published_versions.txt` (`registry`).
 //!
 //! The Bazel files are read line by line, as buildifier formats them: a call
 //! opens at the start of a line and closes with `)` alone on a line, and each
 //! of its attributes starts on a line indented by four spaces. A file in any
 //! other shape fails the test rather than going unchecked.
 
+mod graphs;
+mod registry;
 mod workspace;
 
 use std::collections::BTreeSet;
@@ -22,8 +28,8 @@ use std::fs;
 use std::path::Path;
 
 use workspace::{
-    glob_matches, load, local_label, read_rules, string_literals, walk, workspace_root, Bazel,
-    Package, Rule, Target,
+    assert_reported, glob_matches, load, local_label, read_rules, rule_mut, set_attribute,
+    string_literals, walk, workspace_root, Bazel, Package, Rule, Target,
 };
 
 /// Every file, glob and label of ours named by the Bazel files exists.
@@ -98,6 +104,9 @@ fn dependency_problems(
         wanted.push((&package.directory, BTreeSet::new()));
     }
     let mut problems = Vec::new();
+    // A library may carry more features than this edge asks for: Cargo
+    // unifies features over a graph, and graphs::features_not_unified checks
+    // that each graph gets exactly the union.
     for (member, features) in wanted {
         let library = packages
             .iter()
@@ -113,7 +122,7 @@ fn dependency_problems(
                     && dependency.kind == "rust_library"
                     && dependency.string("crate_root").as_ref()
                         == library.map(|target| &target.source)
-                    && dependency.set("crate_features") == features
+                    && dependency.set("crate_features").is_superset(&features)
             })
         });
         if !found {
@@ -215,9 +224,12 @@ fn missing_targets(packages: &[Package], bazel: &Bazel) -> Vec<String> {
                     ));
                 }
             }
-            let library = rules
-                .iter()
-                .find(|rule| rule.attribute("crate_features").is_empty());
+            // The library everyone may use: no extra features, no narrowed
+            // visibility (the simulator's variants have both or one).
+            let library = rules.iter().find(|rule| {
+                rule.attribute("crate_features").is_empty()
+                    && rule.attribute("visibility").is_empty()
+            });
             if let ("lib", Some(library)) = (kind, library) {
                 problems.extend(library_test_problems(
                     packages, bazel, package, target, library,
@@ -378,29 +390,34 @@ fn module_bazel_reads_every_manifest() {
 }
 
 #[test]
+fn every_binary_and_test_links_one_crate_of_each_name_with_cargos_features() {
+    let (packages, bazel) = load();
+    assert_none(
+        "Bazel graphs differ from Cargo's",
+        [
+            graphs::crates_named_twice(&bazel),
+            graphs::features_not_unified(&packages, &bazel),
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn module_bazel_names_only_published_versions_and_supported_triples() {
+    let (_, bazel) = load();
+    let published = registry::published_versions(&bazel);
+    assert_none(
+        "MODULE.bazel names what may not exist",
+        registry::module_source_problems(&bazel, &published),
+    );
+}
+
+#[test]
 fn bazelrc_imports_the_git_ignored_local_file_last() {
     assert_none(".bazelrc problems", bazelrc_problems(&workspace_root()));
 }
 
 // The checks must bite: each test below breaks the real workspace in memory.
-
-fn rule_mut<'a>(bazel: &'a mut Bazel, package: &str, name: &str) -> &'a mut Rule {
-    let rules = bazel.packages.get_mut(package).expect("the package");
-    rules
-        .iter_mut()
-        .find(|rule| rule.name() == name)
-        .expect("the rule")
-}
-
-fn set_attribute(rule: &mut Rule, key: &str, value: &str) {
-    rule.attributes.retain(|(name, _)| name != key);
-    rule.attributes.push((key.into(), value.into()));
-}
-
-fn assert_reported(problems: &[String], needle: &str) {
-    let found = problems.iter().any(|problem| problem.contains(needle));
-    assert!(found, "no problem mentions {needle:?}: {problems:#?}");
-}
 
 #[test]
 fn a_cargo_binary_without_a_bazel_rule_is_reported() {

@@ -334,7 +334,7 @@ impl Bazel {
     /// Why `label` (written in `package`) names nothing, if it does not.
     pub fn missing(&self, package: &str, label: &str) -> Option<String> {
         let (package, name) = local_label(package, label)?;
-        if package == "visibility" || name.starts_with("__") {
+        if ["visibility", "conditions"].contains(&package.as_str()) || name.starts_with("__") {
             None
         } else if !self.packages.contains_key(&package) {
             Some(format!("`{label}`: there is no {package}/BUILD.bazel"))
@@ -375,4 +375,24 @@ pub fn glob_matches(pattern: &str, path: &str) -> bool {
         &pattern.split('/').collect::<Vec<_>>(),
         &path.split('/').collect::<Vec<_>>(),
     )
+}
+
+// For the tests that break the real workspace in memory to see a check bite.
+
+pub fn rule_mut<'a>(bazel: &'a mut Bazel, package: &str, name: &str) -> &'a mut Rule {
+    let rules = bazel.packages.get_mut(package).expect("the package");
+    rules
+        .iter_mut()
+        .find(|rule| rule.name() == name)
+        .expect("the rule")
+}
+
+pub fn set_attribute(rule: &mut Rule, key: &str, value: &str) {
+    rule.attributes.retain(|(name, _)| name != key);
+    rule.attributes.push((key.into(), value.into()));
+}
+
+pub fn assert_reported(problems: &[String], needle: &str) {
+    let found = problems.iter().any(|problem| problem.contains(needle));
+    assert!(found, "no problem mentions {needle:?}: {problems:#?}");
 }
