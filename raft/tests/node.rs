@@ -7,4 +7,5 @@ mod node {
 
     mod cluster;
     mod snapshot_refusals;
+    mod stalls;
 }

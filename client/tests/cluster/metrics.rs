@@ -84,6 +84,21 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
         "{text}"
     );
     assert!(sample(&text, "raft_elections_won_total").is_some_and(|won| won >= 1.0));
+    // What tells a stall: the clock's lateness at every tick, the time the
+    // state machine took per batch; heartbeat delays are declared (a lone
+    // voter sends no heartbeats).
+    assert!(
+        sample(&text, "raft_event_loop_lag_seconds_count").is_some_and(|count| count >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "raft_apply_duration_seconds_count").is_some_and(|count| count >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE raft_heartbeat_delay_seconds histogram"),
+        "{text}"
+    );
 
     // Forged peer messages are counted by why they were refused: one of
     // another cluster, one "from" a node that is no other member.

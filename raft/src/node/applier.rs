@@ -18,6 +18,7 @@ use crate::fault::{self, FaultPoint};
 use crate::node::event_loop::Event;
 use crate::node::metrics::NodeMetrics;
 use crate::node::requests::Requests;
+use crate::node::stalls::StallReporter;
 use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
@@ -103,6 +104,8 @@ pub(crate) struct Applier<M: StateMachine> {
     /// A snapshot is being written on another thread.
     pub(crate) snapshot_in_progress: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// Warns when applying a batch takes long.
+    pub(crate) stalls: Arc<StallReporter>,
 }
 
 impl<M: StateMachine> Applier<M> {
@@ -159,6 +162,7 @@ impl<M: StateMachine> Applier<M> {
         }
         let mut responses = Vec::with_capacity(batch.iter().map(|run| run.len()).sum());
         let mut failure = None;
+        let started = Instant::now();
         {
             let mut state_machine = self
                 .state_machine
@@ -198,6 +202,9 @@ impl<M: StateMachine> Applier<M> {
             }
         }
         batch.clear();
+        let now = Instant::now();
+        let took = now.saturating_duration_since(started);
+        self.stalls.applied(responses.len(), took, now);
         if let Some(handed) = handed {
             let seconds = handed.elapsed().as_secs_f64();
             self.metrics.apply_latency_seconds.observe(seconds);

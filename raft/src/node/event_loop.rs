@@ -27,6 +27,7 @@ use crate::node::metrics::{NodeMetrics, PeerLabels};
 use crate::node::refusals::RefusalLog;
 use crate::node::requests::Requests;
 use crate::node::snapshot_receive::SnapshotCandidates;
+use crate::node::stalls::StallWatch;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
 use crate::transport::{InboundReceiver, Peers};
@@ -123,6 +124,8 @@ pub(crate) struct EventLoop<R> {
     /// The snapshots whose messages were stepped since outputs were last
     /// taken: the core restores each or it is dropped.
     pub(crate) snapshots_stepped: Vec<SnapshotMetadata>,
+    /// How late the clock and the heartbeats are.
+    pub(crate) stalls: StallWatch,
 }
 
 impl<R> EventLoop<R> {
@@ -153,7 +156,8 @@ impl<R> EventLoop<R> {
                     }
                     false
                 }
-                _ = ticker.tick() => {
+                due = ticker.tick() => {
+                    self.stalls.tick_handled(due.into_std(), Instant::now());
                     self.core.step(Input::Tick);
                     false
                 }
@@ -405,8 +409,9 @@ impl<R> EventLoop<R> {
                         .get(&message.to)
                         .is_none_or(|(round, _)| *round < append.round);
                     if newer {
-                        self.rounds_sent
-                            .insert(message.to, (append.round, Instant::now()));
+                        let now = Instant::now();
+                        self.rounds_sent.insert(message.to, (append.round, now));
+                        self.stalls.heartbeat_sent(message.to, message.term, now);
                     }
                 }
                 self.peers.send(message)

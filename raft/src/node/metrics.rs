@@ -25,6 +25,14 @@ pub struct RefusalLabels {
     pub reason: String,
 }
 
+/// Labels of the stall counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabels {
+    /// What was late: `event_loop_late`, `heartbeat_late`, `slow_fdatasync`
+    /// or `slow_apply`.
+    pub kind: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 3.3 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
@@ -66,6 +74,16 @@ pub struct NodeMetrics {
     /// From committed entries being handed to the applier to their being
     /// applied (waiting for the applier included), per batch applied.
     pub apply_latency_seconds: Histogram,
+    /// The time the state machine took to apply a batch of entries.
+    pub apply_duration_seconds: Histogram,
+    /// How late the event loop handled each tick of its clock.
+    pub event_loop_lag_seconds: Histogram,
+    /// At the leader, how much later than the heartbeat interval each
+    /// heartbeat round went to a peer.
+    pub heartbeat_delay_seconds: Histogram,
+    /// Pauses past their warning threshold, by kind (each also logged, at
+    /// most once a second per kind).
+    pub stalls: Family<StallLabels, Counter>,
     /// From sending a heartbeat round to a peer to its answer.
     pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
     /// Messages sent to each peer, dropped for it, and streams opened to it.
@@ -94,6 +112,10 @@ impl Default for NodeMetrics {
             fsync_latency_seconds: latency_histogram(),
             proposal_commit_seconds: latency_histogram(),
             apply_latency_seconds: latency_histogram(),
+            apply_duration_seconds: latency_histogram(),
+            event_loop_lag_seconds: latency_histogram(),
+            heartbeat_delay_seconds: latency_histogram(),
+            stalls: Family::default(),
             peer_round_trip_seconds: Family::new_with_constructor(latency_histogram),
             peers: PeerCounters::default(),
             peer_messages_refused: Family::default(),
@@ -175,6 +197,26 @@ impl NodeMetrics {
             "apply_latency_seconds",
             "From committed entries being handed to the applier to their being applied",
             self.apply_latency_seconds.clone(),
+        );
+        registry.register(
+            "apply_duration_seconds",
+            "The time the state machine took to apply a batch of entries",
+            self.apply_duration_seconds.clone(),
+        );
+        registry.register(
+            "event_loop_lag_seconds",
+            "How late the event loop handled each tick of its clock",
+            self.event_loop_lag_seconds.clone(),
+        );
+        registry.register(
+            "heartbeat_delay_seconds",
+            "At the leader, how much later than the interval each heartbeat round went to a peer",
+            self.heartbeat_delay_seconds.clone(),
+        );
+        registry.register(
+            "stalls",
+            "Pauses past their warning threshold, by kind",
+            self.stalls.clone(),
         );
         registry.register(
             "peer_round_trip_seconds",

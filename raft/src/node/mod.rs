@@ -113,6 +113,7 @@ mod refusals;
 mod requests;
 mod snapshot_receive;
 mod snapshot_transfer;
+mod stalls;
 pub mod status;
 
 pub use self::error::{RequestFailure, StartError};
@@ -127,6 +128,7 @@ use self::membership::MemberAdmission;
 use self::requests::Requests;
 use self::snapshot_receive::{ReceiveLimits, ReceiveSlot, SnapshotCandidates, SnapshotReceiving};
 use self::snapshot_transfer::SnapshotTransfer;
+use self::stalls::{StallReporter, StallWatch};
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -363,8 +365,13 @@ impl<M: StateMachine> Node<M> {
         });
 
         let metrics = Arc::new(NodeMetrics::default());
+        let stall_reporter = Arc::new(StallReporter::new(metrics.clone()));
         let fsync_latency = metrics.fsync_latency_seconds.clone();
-        wal.set_sync_observer(move |took| fsync_latency.observe(took.as_secs_f64()));
+        let sync_stalls = stall_reporter.clone();
+        wal.set_sync_observer(move |took| {
+            fsync_latency.observe(took.as_secs_f64());
+            sync_stalls.fdatasync(took, std::time::Instant::now());
+        });
         let requests = Arc::new(Requests::new(metrics.clone()));
         let state_machine = Arc::new(RwLock::new(state_machine));
         let (applied_sender, applied_watch) = watch::channel(applied);
@@ -390,6 +397,7 @@ impl<M: StateMachine> Node<M> {
             applied_bytes: 0,
             snapshot_in_progress: Arc::default(),
             metrics: metrics.clone(),
+            stalls: stall_reporter.clone(),
         };
         let applier = std::thread::Builder::new()
             .name(format!("raft-applier-{}", options.id))
@@ -480,6 +488,12 @@ impl<M: StateMachine> Node<M> {
             seed_addresses: options.members.clone(),
             snapshot_candidates: candidates,
             snapshots_stepped: Vec::new(),
+            stalls: StallWatch::new(
+                stall_reporter,
+                options.tick,
+                options.raft.heartbeat_ticks,
+                options.raft.election_ticks_min,
+            ),
         };
         let node_id = options.id;
         let (failure_sender, failure) = watch::channel(None);

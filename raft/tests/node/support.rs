@@ -18,6 +18,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 /// A command the journal fails to apply.
 pub const POISON: &[u8] = b"poison";
 
+/// A command the journal takes [`SLOW_APPLY`] to apply, as a state machine
+/// on a slow disk would.
+pub const SLOW: &[u8] = b"slow";
+
+/// How long the journal takes to apply [`SLOW`].
+pub const SLOW_APPLY: Duration = Duration::from_millis(150);
+
 /// Records every command, in order.
 #[derive(Clone, Default)]
 pub struct Journal {
@@ -33,6 +40,9 @@ impl StateMachine for Journal {
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> io::Result<usize> {
         if command == POISON {
             return Err(io::Error::other("a poisoned command"));
+        }
+        if command == SLOW {
+            std::thread::sleep(SLOW_APPLY);
         }
         self.commands.push(command.to_vec());
         self.applied = index;
