@@ -193,6 +193,11 @@ struct BenchArguments {
     /// sent to from its own store (etcd's `benchmark range --consistency s`).
     #[arg(long, requires = "read")]
     serializable: bool,
+    /// Distinct keys each client cycles through (`bench/<client>/<n>`), in
+    /// order: `--clients 256 --keys-per-client 8192` writes 2M distinct
+    /// keys before any is written again.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys_per_client: u64,
 }
 
 async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
@@ -274,7 +279,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
                 value_size: arguments.value_size,
                 read: arguments.read,
                 serializable: arguments.serializable,
-                keys_per_client: 1000,
+                keys_per_client: usize::try_from(arguments.keys_per_client).unwrap_or(usize::MAX),
             })
             .await;
             println!("errors={}", report.errors);
