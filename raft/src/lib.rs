@@ -129,6 +129,7 @@ pub mod entries;
 pub mod error;
 pub mod fault;
 pub mod node;
+mod release;
 pub mod snapshot_policy;
 pub mod state_machine;
 pub mod storage;

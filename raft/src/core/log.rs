@@ -45,6 +45,11 @@ pub(crate) struct RaftLog {
     applied_up_to: LogIndex,
     /// The configurations along the log; the latest is in effect.
     configurations: Configurations,
+    /// The runs compactions and snapshot resets removed, for the driver to
+    /// free off its own thread ([`RaftLog::take_released`]): those removed
+    /// since outputs were last taken, and those removed before that, which
+    /// are freed when outputs are taken next unless taken before.
+    released: (Vec<Entries>, Vec<Entries>),
 }
 
 impl RaftLog {
@@ -72,6 +77,7 @@ impl RaftLog {
             persisted: base_index,
             applied_up_to: applied,
             configurations: Configurations::new(membership),
+            released: (Vec::new(), Vec::new()),
         };
         let entries = Entries::from(entries);
         for entry in &entries {
@@ -122,7 +128,9 @@ impl RaftLog {
         // Durable entries are sealed, so whole runs hold them.
         while let Some(run) = self.runs.front_mut() {
             if run.last() <= index {
-                self.runs.pop_front();
+                self.released
+                    .0
+                    .extend(self.runs.pop_front().map(|run| run.entries));
             } else {
                 if run.first <= index {
                     run.entries.advance((index.0 - run.first.0) as usize + 1);
@@ -163,7 +171,9 @@ impl RaftLog {
             self.unsealed.is_empty(),
             "a leader seals its appends before it takes a snapshot as a follower"
         );
-        self.runs.clear();
+        self.released
+            .0
+            .extend(self.runs.drain(..).map(|run| run.entries));
         self.term_starts.clear();
         self.configurations.reset(membership);
         self.last_index = index;
@@ -176,6 +186,23 @@ impl RaftLog {
 
     pub(crate) fn last_index(&self) -> LogIndex {
         self.last_index
+    }
+
+    /// The runs removed and not yet freed, for the caller to free.
+    pub(crate) fn take_released(&mut self) -> Vec<Entries> {
+        let (mut recent, earlier) = std::mem::take(&mut self.released);
+        recent.extend(earlier);
+        recent
+    }
+
+    /// Called as outputs are taken: frees the runs removed before outputs
+    /// were last taken, which the driver did not take, so that they never
+    /// pile up in a driver that does not take them.
+    pub(crate) fn age_released(&mut self) {
+        let (recent, earlier) = &mut self.released;
+        if !earlier.is_empty() || !recent.is_empty() {
+            *earlier = std::mem::take(recent);
+        }
     }
 
     pub(crate) fn last_term(&self) -> Term {

@@ -35,6 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::config::Config;
+use crate::entries::Entries;
 use crate::error::{CoreError, RequestError};
 use crate::types::{Entry, HardState, LogIndex, NodeId, RequestId, Term};
 
@@ -257,6 +258,7 @@ impl RaftCore {
     /// driver must carry them out. Appends to followers that several inputs
     /// made necessary are batched into one message here.
     pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.log.age_released();
         self.seal_appends();
         self.flush_leader_messages();
         self.proposal_append = None;
@@ -266,10 +268,22 @@ impl RaftCore {
     /// Like [`RaftCore::take_outputs`], appending to `outputs` so that a
     /// driver can reuse one allocation.
     pub fn drain_outputs_into(&mut self, outputs: &mut Vec<Output>) {
+        self.log.age_released();
         self.seal_appends();
         self.flush_leader_messages();
         self.proposal_append = None;
         outputs.append(&mut self.outputs);
+    }
+
+    /// The entries compactions (after [`Input::SnapshotTaken`]) and
+    /// snapshots replacing the log removed from it, for the driver to free
+    /// where the cost does not hold it up: freeing a log compacted by
+    /// millions of entries takes hundreds of milliseconds, and on a
+    /// leader's event loop that is missed heartbeats. Take them after the
+    /// outputs of the same steps; those not taken are freed when outputs
+    /// are taken the next time.
+    pub fn take_released_entries(&mut self) -> Vec<Entries> {
+        self.log.take_released()
     }
 
     fn tick(&mut self) {

@@ -355,6 +355,12 @@ impl<R> EventLoop<R> {
             self.execute(output)?;
         }
         self.core.drain_outputs_into(&mut self.outputs);
+        // A compaction after a snapshot can release millions of entries;
+        // freeing them here would hold the loop up for hundreds of ms.
+        let released = self.core.take_released_entries();
+        if !released.is_empty() {
+            crate::release::elsewhere(released);
+        }
         if !self.snapshots_stepped.is_empty() {
             self.drop_refused_snapshots();
         }

@@ -83,6 +83,41 @@ fn a_snapshot_compacts_the_log_but_keeps_a_trailing_stretch() {
     assert_eq!(step(&mut core, snapshot_taken(6, 1)), vec![]);
 }
 
+fn released_indexes(core: &mut crate::RaftCore) -> Vec<u64> {
+    let released = core.take_released_entries();
+    let entries = released.iter().flat_map(|run| run.iter());
+    entries.map(|entry| entry.index.0).collect()
+}
+
+#[test]
+fn the_entries_a_compaction_removes_are_handed_to_the_driver_to_free() {
+    // Freeing millions of entries takes long; the driver frees them where
+    // that holds nothing up.
+    let compacted = || {
+        let mut core = CoreBuilder::new(1)
+            .log(&[1; 10])
+            .term(1)
+            .applied(10)
+            .config(|config| config.snapshot_trailing_entries = 0)
+            .build();
+        assert_eq!(
+            step(&mut core, snapshot_taken(10, 1)),
+            vec![Output::CompactLog {
+                up_to: LogIndex(10)
+            }]
+        );
+        core
+    };
+    let mut core = compacted();
+    assert_eq!(released_indexes(&mut core), (1..=10).collect::<Vec<_>>());
+    assert_eq!(released_indexes(&mut core), Vec::<u64>::new(), "taken once");
+
+    // Not taken by the next time outputs are taken, they are freed then.
+    let mut core = compacted();
+    assert_eq!(step(&mut core, Input::Tick), vec![]);
+    assert_eq!(released_indexes(&mut core), Vec::<u64>::new());
+}
+
 #[test]
 fn a_snapshot_of_unapplied_entries_is_ignored() {
     // The snapshot must capture applied state; anything else is a driver bug

@@ -69,15 +69,34 @@ impl EntryCache {
         }
     }
 
-    /// Removes every entry at or before `index`.
-    pub fn purge_to(&mut self, index: LogIndex) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|entry| entry.index <= index)
-        {
-            self.pop_front();
+    /// Removes every entry at or before `index`, and returns them for the
+    /// caller to free where that costs nothing (a purge can release a whole
+    /// budget of entries at once).
+    pub fn purge_to(&mut self, index: LogIndex) -> VecDeque<Entry> {
+        let Some(first) = self.first() else {
+            return VecDeque::new();
+        };
+        let count = index.0.saturating_add(1).saturating_sub(first.0);
+        let count = usize::try_from(count)
+            .map_or(self.entries.len(), |count| count.min(self.entries.len()));
+        if count == 0 {
+            return VecDeque::new();
         }
+        let kept = self.entries.split_off(count);
+        let released = std::mem::replace(&mut self.entries, kept);
+        // Whichever side is smaller is walked for the byte count.
+        if released.len() <= self.entries.len() {
+            self.bytes -= released.iter().map(cost).sum::<usize>();
+        } else {
+            self.bytes = self.entries.iter().map(cost).sum();
+        }
+        released
+    }
+
+    /// Removes every entry, and returns them for the caller to free.
+    pub fn take_all(&mut self) -> VecDeque<Entry> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
     }
 
     pub fn clear(&mut self) {
@@ -150,5 +169,36 @@ mod tests {
         cache.purge_to(LogIndex(3));
         assert_eq!(cache.first(), None);
         assert_eq!(cache.size_bytes(), 0);
+    }
+
+    #[test]
+    fn a_purge_returns_what_it_removes_and_keeps_the_byte_count() {
+        let mut cache = EntryCache::new(usize::MAX);
+        for index in 3..=10 {
+            cache.push(entry(index, index as usize));
+        }
+        let size = |indexes: std::ops::RangeInclusive<u64>| -> usize {
+            indexes
+                .map(|index| ENTRY_OVERHEAD_BYTES + index as usize)
+                .sum()
+        };
+        assert!(cache.purge_to(LogIndex(2)).is_empty(), "before the cache");
+        assert_eq!(cache.size_bytes(), size(3..=10));
+        // Fewer removed than kept, then more removed than kept: the byte
+        // count is right either way.
+        let removed = cache.purge_to(LogIndex(4));
+        assert_eq!(removed, vec![entry(3, 3), entry(4, 4)]);
+        assert_eq!(cache.size_bytes(), size(5..=10));
+        let removed = cache.purge_to(LogIndex(8));
+        assert_eq!(removed.len(), 4);
+        assert_eq!(
+            (cache.first(), cache.size_bytes()),
+            (Some(LogIndex(9)), size(9..=10))
+        );
+        assert_eq!(cache.purge_to(LogIndex(99)).len(), 2);
+        assert_eq!((cache.first(), cache.size_bytes()), (None, 0));
+        cache.push(entry(100, 1));
+        assert_eq!(cache.take_all(), vec![entry(100, 1)]);
+        assert_eq!((cache.first(), cache.size_bytes()), (None, 0));
     }
 }

@@ -543,14 +543,19 @@ impl Wal {
         let next_index = state.index.last().next();
         state.place(&bytes, next_index);
         state.index.purge(index, term, keeps_suffix);
-        if keeps_suffix {
-            state.cache.purge_to(index);
+        let released = if keeps_suffix {
+            state.cache.purge_to(index)
         } else {
-            state.cache.clear();
-        }
+            state.cache.take_all()
+        };
         state.remove_unused_segments();
         let ticket = state.commit.submitted(None);
         self.finish_submission(state, wake_writer);
+        // Off the caller's thread, a node's event loop: a purge after a
+        // snapshot can release a whole cache budget of entries.
+        if !released.is_empty() {
+            crate::release::elsewhere(released);
+        }
         Ok(ticket)
     }
 
