@@ -40,6 +40,7 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 pub(crate) mod addresses;
 pub use crate::storage::addresses::MAX_ADDRESS_BYTES;
 pub mod memory;
+pub(crate) mod paced_file;
 pub mod private_files;
 pub mod snapshot;
 pub mod wal;

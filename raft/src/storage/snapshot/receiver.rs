@@ -9,6 +9,7 @@ use super::sender::SnapshotChunk;
 use super::store::{install, SnapshotFile, SnapshotStore};
 use super::writer::remove_abandoned;
 use crate::core::snapshot::SnapshotMetadata;
+use crate::storage::paced_file::PacedFile;
 use crate::storage::private_files::create_private_file;
 use crate::storage::StorageError;
 
@@ -39,7 +40,9 @@ pub struct SnapshotReceiver {
 
 #[derive(Debug)]
 struct Transfer {
-    file: File,
+    /// Synced every few MiB as chunks arrive, so that a large transfer
+    /// does not stall the WAL's syncs when it is synced at the end.
+    file: PacedFile,
     temporary: PathBuf,
     next_offset: u64,
 }
@@ -86,7 +89,7 @@ impl SnapshotReceiver {
             let file =
                 create_private_file(&temporary).map_err(StorageError::io("create", &temporary))?;
             self.transfer = Some(Transfer {
-                file,
+                file: PacedFile::new(file),
                 temporary,
                 next_offset: 0,
             });
@@ -156,6 +159,7 @@ fn check(transfer: &Transfer) -> Result<SnapshotMetadata, StorageError> {
     reader.finish()?;
     transfer
         .file
+        .file()
         .sync_all()
         .map_err(StorageError::io("sync", temporary))?;
     Ok(metadata)

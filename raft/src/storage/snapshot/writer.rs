@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::format::{encode_header, encode_trailer};
 use super::store::{install, SnapshotFile, SnapshotStore};
 use crate::core::snapshot::SnapshotMetadata;
+use crate::storage::paced_file::PacedFile;
 use crate::storage::private_files::create_private_file;
 use crate::storage::StorageError;
 
@@ -27,7 +28,7 @@ pub struct SnapshotWriter {
     metadata: SnapshotMetadata,
     temporary: PathBuf,
     /// `None` once finished or abandoned.
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<PacedFile>>,
     /// CRC32C of the header and of the data accepted so far.
     checksum: u32,
     data_bytes: u64,
@@ -45,7 +46,7 @@ impl SnapshotWriter {
         let header = encode_header(&metadata);
         let file =
             create_private_file(&temporary).map_err(StorageError::io("create", &temporary))?;
-        let mut file = BufWriter::with_capacity(BUFFER_BYTES, file);
+        let mut file = BufWriter::with_capacity(BUFFER_BYTES, PacedFile::new(file));
         file.write_all(&header)
             .map_err(StorageError::io("write", &temporary))?;
         Ok(SnapshotWriter {
@@ -113,8 +114,9 @@ impl Write for SnapshotWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Data reaches the disk durably in `finish`; flushing earlier
-        // would only make smaller writes.
+        // Data reaches the disk durably in `finish` (and is synced every
+        // few MiB on the way, see PacedFile); flushing earlier would only
+        // make smaller writes.
         Ok(())
     }
 }
@@ -129,15 +131,16 @@ impl Drop for SnapshotWriter {
 
 /// Ends the file with `trailer` and syncs it.
 fn complete(
-    mut file: BufWriter<File>,
+    mut file: BufWriter<PacedFile>,
     trailer: &[u8],
     temporary: &Path,
 ) -> Result<(), StorageError> {
     file.write_all(trailer)
         .map_err(StorageError::io("write", temporary))?;
-    let file = file
+    let file: File = file
         .into_inner()
-        .map_err(|error| StorageError::io("write", temporary)(error.into_error()))?;
+        .map_err(|error| StorageError::io("write", temporary)(error.into_error()))?
+        .into_inner();
     file.sync_all().map_err(StorageError::io("sync", temporary))
 }
 
