@@ -113,6 +113,36 @@ async fn the_load_generator_puts_through_every_member_and_reads_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_cycles_through_the_keys_per_client_asked_for() {
+    let cluster = Cluster::start(3).await;
+    let output = bench(&cluster, &["--keys-per-client", "2"]).await;
+    assert!(output.lines().any(|line| line == "errors=0"), "{output}");
+    let leader = cluster.ids()[0];
+    let answer = cluster
+        .clients(leader)
+        .kv
+        .range(prefix_request("bench/"))
+        .await
+        .expect("a linearizable range")
+        .into_inner();
+    let keys: std::collections::BTreeSet<String> = answer
+        .kvs
+        .iter()
+        .map(|pair| String::from_utf8(pair.key.clone()).expect("a text key"))
+        .collect();
+    let expected = (0..6).flat_map(|client| (0..2).map(move |n| format!("bench/{client}/{n}")));
+    assert_eq!(keys, expected.collect(), "{output}");
+
+    let refused = Command::new(BINARY)
+        .args(["bench", "--keys-per-client", "0", "--secs", "1"])
+        .output()
+        .expect("run raft_client bench");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--keys-per-client"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_refuses_serializable_without_reads() {
     let output = Command::new(BINARY)
         .args(["bench", "--serializable", "--secs", "1"])
