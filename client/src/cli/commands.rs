@@ -285,19 +285,49 @@ pub async fn add_member(
 }
 
 /// `members remove ID`.
+///
+/// An attempt that ends unavailable (a leader that removed itself answers
+/// "leader changed; the request may or may not have been applied") is
+/// retried; when the retry finds the member gone, the earlier attempt
+/// removed it, and that is reported as done.
 pub async fn remove_member(endpoints: &Endpoints, id: u64) -> Result<String, Status> {
-    let response = with_change_retries(endpoints, |mut clients| async move {
-        clients
-            .cluster
-            .member_remove(MemberRemoveRequest { id })
-            .await
+    let indeterminate = std::sync::atomic::AtomicBool::new(false);
+    let removed = with_change_retries(endpoints, |mut clients| {
+        let indeterminate = &indeterminate;
+        async move {
+            let answer = clients
+                .cluster
+                .member_remove(MemberRemoveRequest { id })
+                .await;
+            if answer
+                .as_ref()
+                .is_err_and(|status| status.code() == Code::Unavailable)
+            {
+                indeterminate.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            answer
+        }
     })
-    .await?
-    .into_inner();
-    Ok(after_change(
-        format!("removed member {id}"),
-        &response.members,
-    ))
+    .await;
+    let members = match removed {
+        Ok(response) => response.into_inner().members,
+        Err(status)
+            if status.code() == Code::NotFound
+                && indeterminate.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            with_any(endpoints, |mut clients| async move {
+                clients
+                    .cluster
+                    .member_list(MemberListRequest::default())
+                    .await
+            })
+            .await?
+            .into_inner()
+            .members
+        }
+        Err(status) => return Err(status),
+    };
+    Ok(after_change(format!("removed member {id}"), &members))
 }
 
 /// `members promote ID`.
@@ -352,6 +382,10 @@ pub async fn members(endpoints: &Endpoints) -> Result<String, Status> {
     .into_inner();
     Ok(member_lines(&response.members).join("\n"))
 }
+
+#[cfg(test)]
+#[path = "remove_member_tests.rs"]
+mod remove_member_tests;
 
 #[cfg(test)]
 mod tests {
