@@ -1,17 +1,19 @@
 //! Writes as Raft log commands, and what applying one answers.
 //!
 //! A command is one etcd write request (put, delete-range or transaction),
-//! protobuf-encoded inside a one-field envelope so that later kinds (lease
-//! grants and revocations, compaction) can take new field numbers without
-//! breaking old log entries.
+//! or a member publishing its client URLs, protobuf-encoded inside a
+//! one-field envelope so that later kinds (lease grants and revocations,
+//! compaction) can take new field numbers without breaking old log entries.
 
 use prost::Message;
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
 };
 
 use super::error::KvError;
 use super::header::HeaderFields;
+use super::members::{validate_attributes, MemberAttributes};
 use super::validation::{validate_delete_range, validate_put, validate_txn, Limits};
 
 /// One write to the key space, as replicated through the Raft log.
@@ -23,6 +25,9 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     /// A transaction.
     Txn(TxnRequest),
+    /// A member publishing where its clients reach it (see
+    /// [`crate::kv::members`]); proposed by the server, never by a client.
+    Publish(MemberAttributes),
 }
 
 impl Command {
@@ -33,6 +38,7 @@ impl Command {
             Command::Put(request) => validate_put(request),
             Command::DeleteRange(request) => validate_delete_range(request),
             Command::Txn(request) => validate_txn(request),
+            Command::Publish(attributes) => Ok(validate_attributes(attributes)?),
         }
     }
 
@@ -89,7 +95,7 @@ impl Command {
 /// never reuse one.
 #[derive(Clone, PartialEq, Message)]
 struct Envelope {
-    #[prost(oneof = "EnvelopeRequest", tags = "1, 2, 3")]
+    #[prost(oneof = "EnvelopeRequest", tags = "1, 2, 3, 4")]
     request: Option<EnvelopeRequest>,
 }
 
@@ -101,6 +107,8 @@ enum EnvelopeRequest {
     DeleteRange(DeleteRangeRequest),
     #[prost(message, tag = "3")]
     Txn(TxnRequest),
+    #[prost(message, tag = "4")]
+    Publish(MemberAttributes),
 }
 
 impl From<Command> for EnvelopeRequest {
@@ -109,6 +117,7 @@ impl From<Command> for EnvelopeRequest {
             Command::Put(request) => EnvelopeRequest::Put(request),
             Command::DeleteRange(request) => EnvelopeRequest::DeleteRange(request),
             Command::Txn(request) => EnvelopeRequest::Txn(request),
+            Command::Publish(attributes) => EnvelopeRequest::Publish(attributes),
         }
     }
 }
@@ -119,6 +128,7 @@ impl From<EnvelopeRequest> for Command {
             EnvelopeRequest::Put(request) => Command::Put(request),
             EnvelopeRequest::DeleteRange(request) => Command::DeleteRange(request),
             EnvelopeRequest::Txn(request) => Command::Txn(request),
+            EnvelopeRequest::Publish(attributes) => Command::Publish(attributes),
         }
     }
 }
@@ -134,6 +144,8 @@ pub enum CommandResponse {
     DeleteRange(DeleteRangeResponse),
     /// Answer to [`Command::Txn`].
     Txn(TxnResponse),
+    /// Answer to [`Command::Publish`]: the header alone.
+    Published(Option<ResponseHeader>),
 }
 
 impl CommandResponse {
@@ -143,6 +155,7 @@ impl CommandResponse {
             CommandResponse::Put(response) => &response.header,
             CommandResponse::DeleteRange(response) => &response.header,
             CommandResponse::Txn(response) => &response.header,
+            CommandResponse::Published(header) => header,
         };
         header.as_ref().map_or(0, |header| header.revision)
     }
@@ -154,6 +167,7 @@ impl CommandResponse {
             CommandResponse::Put(response) => fields.fill(&mut response.header),
             CommandResponse::DeleteRange(response) => fields.fill(&mut response.header),
             CommandResponse::Txn(response) => fields.fill_txn(response),
+            CommandResponse::Published(header) => fields.fill(header),
         }
     }
 }

@@ -70,6 +70,13 @@ pub enum InvalidRequest {
     /// A transaction operation carries no request.
     #[error("a transaction operation is empty: set one of its request fields")]
     EmptyOperation,
+    /// A member's published attributes break their rules
+    /// ([`crate::kv::members::validate_attributes`]).
+    #[error("invalid member attributes: {reason}")]
+    InvalidMemberAttributes {
+        /// Which rule, and the value that broke it.
+        reason: String,
+    },
 }
 
 /// A well-formed request for a feature this store does not have yet.
@@ -167,12 +174,13 @@ pub enum SnapshotError {
     NotASnapshot,
     /// The snapshot was written by a newer format version.
     #[error(
-        "snapshot format version {found} is not supported (this build reads version {supported})"
+        "snapshot format version {found} is not supported (this build reads versions 1 to \
+         {supported})"
     )]
     UnsupportedVersion {
         /// The version in the stream.
         found: u32,
-        /// The version this build reads and writes.
+        /// The newest version this build reads (and the one it writes).
         supported: u32,
     },
     /// The stream ended inside the snapshot.

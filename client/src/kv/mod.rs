@@ -1,7 +1,8 @@
 //! The replicated state machine: a key-value store with etcd v3 semantics.
 //!
 //! Keys and values are bytes. Writes are etcd write requests (put,
-//! delete-range, transaction) wrapped in a [`Command`], proposed to Raft as
+//! delete-range, transaction) wrapped in a [`Command`] (beside which the
+//! store keeps each member's published client URLs, [`members`]), proposed to Raft as
 //! bytes and applied in log order with [`KvStore::apply`]; the same log gives
 //! every replica the same store. Reads ([`KvStore::range`]) are served from
 //! the local store; making them linearizable is the node's job (ReadIndex).
@@ -40,6 +41,7 @@ mod entry;
 mod error;
 mod header;
 mod key_range;
+pub mod members;
 mod range;
 mod snapshot;
 mod store;

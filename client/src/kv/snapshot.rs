@@ -5,10 +5,16 @@
 //! payload, and the CRC32C of the payload. The records are:
 //!
 //! 1. the header: applied index (`u64`), revision (`i64`), key count (`u64`);
-//! 2. one record per live key, in key order: an `mvccpb.KeyValue` in protobuf
+//! 2. (from format version 2) what the members published about themselves:
+//!    a `PublishedMembers` message ([`crate::kv::members`]) in protobuf
+//!    encoding, by increasing member id;
+//! 3. one record per live key, in key order: an `mvccpb.KeyValue` in protobuf
 //!    encoding;
-//! 3. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
+//! 4. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
 //!    the store read back.
+//!
+//! Version 1 (written before members published anything) is read too: it
+//! is version 2 without record 2.
 //!
 //! Writing and reading hold one record at a time, never the whole store's
 //! encoding. Reading stops right after the trailer, so a snapshot may be
@@ -16,20 +22,24 @@
 
 use bytes::Bytes;
 use imbl::OrdMap;
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 
 use prost::Message;
-use raft::LogIndex;
+use raft::{LogIndex, NodeId};
 use raft_proto::etcd::mvccpb::KeyValue;
 
 use super::digest::digest_entry;
 use super::entry::Entry;
 use super::error::SnapshotError;
+use super::members::{validate_attributes, MemberAttributes, PublishedMembers};
 use super::store::{KvStore, INITIAL_REVISION};
 use super::stored_key::StoredKey;
 
 const MAGIC: &[u8; 8] = b"RRKVSNAP";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The first version, which has no record of published members.
+const FIRST_FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 4;
 
@@ -45,6 +55,17 @@ impl KvStore {
         payload.extend_from_slice(&self.revision.to_le_bytes());
         payload.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         write_record(&mut output, &payload)?;
+        let published = PublishedMembers {
+            members: self
+                .published
+                .iter()
+                .map(|(member, client_urls)| MemberAttributes {
+                    member_id: member.0,
+                    client_urls: client_urls.clone(),
+                })
+                .collect(),
+        };
+        write_record(&mut output, &published.encode_to_vec())?;
         // The digest is computed along the way: one pass over the store.
         let mut digest = self.digest_start();
         for (key, entry) in &self.entries {
@@ -73,7 +94,7 @@ impl KvStore {
         let mut version = [0; 4];
         read_exact(input, &mut version)?;
         let version = u32::from_le_bytes(version);
-        if version != FORMAT_VERSION {
+        if !(FIRST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -95,6 +116,11 @@ impl KvStore {
                 "revision {revision} is below the initial revision {INITIAL_REVISION}"
             )));
         }
+
+        let published = match version {
+            FIRST_FORMAT_VERSION => BTreeMap::new(),
+            _ => read_published(&mut records)?,
+        };
 
         let mut entries = OrdMap::new();
         for _ in 0..key_count {
@@ -120,6 +146,7 @@ impl KvStore {
             entries,
             revision,
             applied_index,
+            published,
         };
         let rebuilt = store.digest();
         if rebuilt != recorded {
@@ -127,6 +154,31 @@ impl KvStore {
         }
         Ok(store)
     }
+}
+
+/// The published-members record: valid attributes, one per member, by
+/// increasing member id.
+fn read_published(
+    records: &mut RecordReader<'_>,
+) -> Result<BTreeMap<NodeId, Vec<String>>, SnapshotError> {
+    let payload = records.next()?;
+    let decoded = PublishedMembers::decode(payload.as_slice())
+        .map_err(|error| records.invalid(format!("not a list of members: {error}")))?;
+    let mut published = BTreeMap::new();
+    for attributes in decoded.members {
+        validate_attributes(&attributes).map_err(|error| records.invalid(error.to_string()))?;
+        let member = NodeId(attributes.member_id);
+        if published
+            .last_key_value()
+            .is_some_and(|(last, _)| *last >= member)
+        {
+            return Err(
+                records.invalid("published members are not in increasing id order".to_string())
+            );
+        }
+        published.insert(member, attributes.client_urls);
+    }
+    Ok(published)
 }
 
 /// The invariants of a live key in a store at `revision`, given the keys

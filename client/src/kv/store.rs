@@ -1,9 +1,11 @@
 //! The key-value store: live keys, the global revision, and applying writes.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use imbl::OrdMap;
 
-use raft::LogIndex;
+use raft::{LogIndex, NodeId};
 use raft_proto::etcd::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
 };
@@ -12,6 +14,7 @@ use super::command::{Command, CommandResponse};
 use super::entry::Entry;
 use super::error::KvError;
 use super::key_range::KeyRange;
+use super::members::MemberAttributes;
 use super::stored_key::StoredKey;
 use super::txn::set_write_revisions;
 
@@ -33,6 +36,9 @@ pub const INITIAL_REVISION: i64 = 1;
 /// gets that revision. Each key also has a `create_revision` (the put that
 /// created it), a `mod_revision` (the latest put) and a `version` (puts since
 /// creation); deleting a key forgets all three.
+///
+/// Beside the key space it keeps what each member published about itself
+/// ([`crate::kv::members`]), which moves no revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvStore {
     /// A persistent (copy-on-write) ordered map: cloning the store for a
@@ -41,6 +47,8 @@ pub struct KvStore {
     pub(super) entries: OrdMap<StoredKey, Entry>,
     pub(super) revision: i64,
     pub(super) applied_index: LogIndex,
+    /// Each member's client URLs, as it last published them.
+    pub(super) published: BTreeMap<NodeId, Vec<String>>,
 }
 
 impl Default for KvStore {
@@ -63,6 +71,7 @@ impl KvStore {
             entries: OrdMap::new(),
             revision: INITIAL_REVISION,
             applied_index: LogIndex(0),
+            published: BTreeMap::new(),
         }
     }
 
@@ -74,6 +83,11 @@ impl KvStore {
     /// The index of the last log entry given to [`KvStore::apply`].
     pub fn applied_index(&self) -> LogIndex {
         self.applied_index
+    }
+
+    /// The client URLs member `member` last published, if it did.
+    pub fn client_urls(&self, member: NodeId) -> Option<&[String]> {
+        self.published.get(&member).map(Vec::as_slice)
     }
 
     /// Number of live keys.
@@ -120,6 +134,10 @@ impl KvStore {
                 CommandResponse::DeleteRange(self.delete_range(request, &mut pending))
             }
             Command::Txn(request) => CommandResponse::Txn(self.txn(request, &mut pending)),
+            Command::Publish(attributes) => {
+                self.publish(attributes);
+                CommandResponse::Published(None)
+            }
         };
         if pending.changed {
             self.revision = pending.revision;
@@ -128,6 +146,7 @@ impl KvStore {
             CommandResponse::Put(inner) => inner.header = header(self.revision),
             CommandResponse::DeleteRange(inner) => inner.header = header(self.revision),
             CommandResponse::Txn(inner) => set_write_revisions(inner, self.revision),
+            CommandResponse::Published(inner) => *inner = header(self.revision),
         }
         Ok(response)
     }
@@ -166,6 +185,12 @@ impl KvStore {
             header: None,
             prev_kv: None,
         }
+    }
+
+    /// Records a member's client URLs, replacing what it published before.
+    fn publish(&mut self, attributes: &MemberAttributes) {
+        self.published
+            .insert(NodeId(attributes.member_id), attributes.client_urls.clone());
     }
 
     /// Deletes every key in the request's range; the header is left to the

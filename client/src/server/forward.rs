@@ -338,6 +338,9 @@ fn reply_outcome(reply: ForwardReply) -> Reply {
         (Code::Ok, Some(ReplyResponse::Txn(response))) => {
             Ok(Answer::Applied(CommandResponse::Txn(response)))
         }
+        (Code::Ok, Some(ReplyResponse::Published(header))) => {
+            Ok(Answer::Applied(CommandResponse::Published(Some(header))))
+        }
         (Code::Ok, Some(ReplyResponse::ReadIndex(index))) => Ok(Answer::ReadIndex(LogIndex(index))),
         (Code::Ok, None) => Err(Status::internal(
             "the leader answered a forwarded request without a response",
@@ -373,6 +376,9 @@ async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
                     CommandResponse::Put(response) => ReplyResponse::Put(response),
                     CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
                     CommandResponse::Txn(response) => ReplyResponse::Txn(response),
+                    CommandResponse::Published(header) => {
+                        ReplyResponse::Published(header.unwrap_or_default())
+                    }
                 }),
                 Err(error) => Err(kv_status(&error)),
             }

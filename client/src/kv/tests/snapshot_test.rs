@@ -1,8 +1,10 @@
 //! Snapshots round-trip the store exactly, and damage is detected.
 
-use raft::LogIndex;
+use prost::Message;
+use raft::{LogIndex, NodeId};
 
 use super::support::{delete_request, Replica};
+use crate::kv::members::{MemberAttributes, PublishedMembers};
 use crate::kv::{Command, KvStore, SnapshotError};
 
 fn sample_replica() -> Replica {
@@ -12,7 +14,9 @@ fn sample_replica() -> Replica {
     replica.put("a", "2");
     replica.put("c/\u{0}binary", "\u{ff}");
     replica.put("d", "4");
+    replica.publish(3, &["http://127.0.0.1:2379"]).unwrap();
     replica.delete(delete_request("d", ""));
+    replica.publish(1, &["https://a:1", "https://b:2"]).unwrap();
     replica
 }
 
@@ -34,8 +38,86 @@ fn a_snapshot_restores_the_same_store() {
     assert_eq!(restored, store);
     assert_eq!(restored.digest(), store.digest());
     assert_eq!(restored.revision(), 7);
-    assert_eq!(restored.applied_index(), LogIndex(6));
+    assert_eq!(restored.applied_index(), LogIndex(8));
     assert_eq!(restored.len(), 3);
+    assert_eq!(
+        restored.client_urls(NodeId(1)),
+        Some(&["https://a:1".to_string(), "https://b:2".to_string()][..])
+    );
+    assert_eq!(
+        restored.client_urls(NodeId(3)),
+        Some(&["http://127.0.0.1:2379".to_string()][..])
+    );
+}
+
+/// `bytes` (a version 2 snapshot) as version 1 wrote it: without the
+/// published-members record, which follows the header.
+fn as_first_version(bytes: &[u8]) -> Vec<u8> {
+    let header_end = 8 + 4 + (4 + 24 + 4);
+    let members_length =
+        u32::from_le_bytes(bytes[header_end..header_end + 4].try_into().unwrap()) as usize;
+    let members_end = header_end + 4 + members_length + 4;
+    let mut first = bytes[..header_end].to_vec();
+    first[8..12].copy_from_slice(&1u32.to_le_bytes());
+    first.extend_from_slice(&bytes[members_end..]);
+    first
+}
+
+#[test]
+fn a_first_version_snapshot_reads_with_no_published_members() {
+    let mut replica = Replica::new();
+    replica.put("a", "1");
+    replica.put("b", "2");
+    let store = replica.store;
+    let first = as_first_version(&snapshot_bytes(&store));
+    let restored = KvStore::read_snapshot(&mut first.as_slice()).unwrap();
+    assert_eq!(restored, store);
+    assert_eq!(restored.client_urls(NodeId(1)), None);
+}
+
+#[test]
+fn published_members_out_of_order_or_invalid_are_refused() {
+    let header_end = 8 + 4 + (4 + 24 + 4);
+    let with_members = |members: Vec<MemberAttributes>| {
+        let bytes = snapshot_bytes(&KvStore::new());
+        let first = as_first_version(&bytes);
+        let mut damaged = bytes[..header_end].to_vec();
+        let payload = PublishedMembers { members }.encode_to_vec();
+        damaged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        damaged.extend_from_slice(&payload);
+        damaged.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        damaged.extend_from_slice(&first[header_end..]);
+        damaged
+    };
+    let member = |id: u64, url: &str| MemberAttributes {
+        member_id: id,
+        client_urls: vec![url.to_string()],
+    };
+    let accepted = with_members(vec![member(1, "http://a:1"), member(2, "http://b:1")]);
+    KvStore::read_snapshot(&mut accepted.as_slice()).unwrap();
+    for (members, reason) in [
+        (
+            vec![member(2, "http://b:1"), member(1, "http://a:1")],
+            "increasing id order",
+        ),
+        (
+            vec![member(1, "http://a:1"), member(1, "http://a:2")],
+            "increasing id order",
+        ),
+        (vec![member(0, "http://a:1")], "member id 0"),
+        (vec![member(1, "gopher://a:1")], "scheme"),
+    ] {
+        let bytes = with_members(members);
+        match KvStore::read_snapshot(&mut bytes.as_slice()) {
+            Err(SnapshotError::InvalidRecord {
+                record: 1,
+                reason: found,
+            }) => {
+                assert!(found.contains(reason), "{found:?} lacks {reason:?}")
+            }
+            other => panic!("expected record 1 refused for {reason:?}, got {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -50,8 +132,8 @@ fn a_restored_store_carries_on_like_the_original() {
     let mut original = sample_store();
     let mut restored = KvStore::read_snapshot(&mut snapshot_bytes(&original).as_slice()).unwrap();
     let command = Command::Put(super::support::put_request("a", "3")).into_bytes();
-    original.apply(LogIndex(7), &command).unwrap();
-    restored.apply(LogIndex(7), &command).unwrap();
+    original.apply(LogIndex(9), &command).unwrap();
+    restored.apply(LogIndex(9), &command).unwrap();
     assert_eq!(restored, original);
 }
 
@@ -99,19 +181,21 @@ fn foreign_data_is_not_a_snapshot() {
         "{result:?}"
     );
 
-    let mut newer = snapshot_bytes(&KvStore::new());
-    newer[8] = 2;
-    let result = KvStore::read_snapshot(&mut newer.as_slice());
-    assert!(
-        matches!(
-            result,
-            Err(SnapshotError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            })
-        ),
-        "{result:?}"
-    );
+    for version in [0, 3] {
+        let mut other = snapshot_bytes(&KvStore::new());
+        other[8] = version;
+        let result = KvStore::read_snapshot(&mut other.as_slice());
+        assert!(
+            matches!(
+                result,
+                Err(SnapshotError::UnsupportedVersion {
+                    found,
+                    supported: 2
+                }) if found == u32::from(version)
+            ),
+            "{result:?}"
+        );
+    }
 }
 
 #[test]

@@ -250,3 +250,54 @@ fn the_node_fills_in_header_fields_and_the_revision_stays() {
     );
     assert_eq!(response.revision(), 2);
 }
+
+#[test]
+fn a_publish_records_client_urls_and_moves_no_revision_or_digest() {
+    let mut replica = Replica::new();
+    replica.put("a", "1");
+    let (revision, digest) = (replica.store.revision(), replica.store.digest());
+    replica.publish(2, &["http://127.0.0.1:2379"]).unwrap();
+    replica.publish(2, &["https://10.0.0.2:2379"]).unwrap();
+    assert_eq!(
+        replica.store.client_urls(NodeId(2)),
+        Some(&["https://10.0.0.2:2379".to_string()][..]),
+        "the latest publish replaces the earlier one"
+    );
+    assert_eq!(replica.store.client_urls(NodeId(1)), None);
+    assert_eq!(replica.store.revision(), revision);
+    assert_eq!(replica.store.digest(), digest);
+    assert_eq!(replica.store.applied_index(), LogIndex(3));
+
+    let answer = replica
+        .apply(Command::Publish(crate::kv::members::MemberAttributes {
+            member_id: 1,
+            client_urls: vec!["http://h:1".to_string()],
+        }))
+        .unwrap();
+    assert_eq!(
+        answer.revision(),
+        revision,
+        "a publish answers the revision"
+    );
+}
+
+#[test]
+fn an_invalid_publish_is_refused_and_records_nothing() {
+    let mut replica = Replica::new();
+    replica.publish(2, &["http://a:1"]).unwrap();
+    let error = replica.publish(2, &["http://a"]).unwrap_err();
+    assert_eq!(error.class(), ErrorClass::InvalidArgument);
+    assert_eq!(
+        replica.store.client_urls(NodeId(2)),
+        Some(&["http://a:1".to_string()][..])
+    );
+    let decoded = Command::from_bytes(
+        &Command::Publish(crate::kv::members::MemberAttributes {
+            member_id: 2,
+            client_urls: vec!["http://a:1".to_string()],
+        })
+        .into_bytes(),
+    )
+    .unwrap();
+    assert!(matches!(decoded, Command::Publish(_)), "{decoded:?}");
+}

@@ -8,6 +8,7 @@ use raft_proto::etcd::etcdserverpb::{
 };
 use raft_proto::etcd::mvccpb::KeyValue;
 
+use crate::kv::members::MemberAttributes;
 use crate::kv::{Command, CommandResponse, KvError, KvStore};
 
 /// A store plus the next log index to apply at.
@@ -42,6 +43,18 @@ impl Replica {
         match self.apply(Command::Put(request))? {
             CommandResponse::Put(response) => Ok(response),
             other => panic!("put: unexpected {other:?}"),
+        }
+    }
+
+    /// Publishes `urls` as member `member`'s client URLs.
+    pub(super) fn publish(&mut self, member: u64, urls: &[&str]) -> Result<(), KvError> {
+        let attributes = MemberAttributes {
+            member_id: member,
+            client_urls: urls.iter().map(|url| url.to_string()).collect(),
+        };
+        match self.apply(Command::Publish(attributes))? {
+            CommandResponse::Published(_) => Ok(()),
+            other => panic!("publish: unexpected {other:?}"),
         }
     }
 
