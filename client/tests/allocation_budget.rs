@@ -102,6 +102,7 @@ fn options(id: u64, members: &BTreeMap<NodeId, String>, data: &std::path::Path) 
         metrics_address: None,
         join: false,
         tls: Default::default(),
+        peer_port: None,
     }
 }
 

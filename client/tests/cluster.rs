@@ -24,6 +24,8 @@ mod leadership;
 mod membership;
 #[path = "cluster/metrics.rs"]
 mod metrics;
+#[path = "cluster/peer_port.rs"]
+mod peer_port;
 #[path = "cluster/refusals.rs"]
 mod refusals;
 #[path = "cluster/tls.rs"]

@@ -432,6 +432,7 @@ mod tests {
             metrics_address: None,
             join: false,
             tls: Default::default(),
+            peer_port: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(serve(options, async {

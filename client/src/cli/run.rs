@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::cli::members::{parse_members, MembersError};
 use crate::kv::Limits;
-use crate::server::{serve, ServerError, ServerOptions};
+use crate::server::{serve, PeerPort, ServerError, ServerOptions};
 
 /// How to run a node.
 #[derive(clap::Args, Clone, Debug)]
@@ -22,10 +22,24 @@ pub struct RunArguments {
     /// `etcdctl member add` prints it, without the `0x`).
     #[arg(value_parser = parse_node_id)]
     pub node_id: u64,
-    /// The address to listen on, `host:port`, for peers and clients.
+    /// The address to listen on, `host:port`, for peers and clients (for
+    /// clients alone with --peer-address, and then published as this
+    /// member's client URL: give the address clients reach it at).
     pub server_address: String,
-    /// Every member as `id=host:port`, comma-separated, this node included.
+    /// Every member as `id=host:port`, comma-separated, this node included
+    /// (their peer addresses, with --peer-address).
     pub clients_info: String,
+    /// Serve peer RPCs (Raft messages, snapshots, forwarded requests,
+    /// joining) on this second address, as etcd's peer port, so that a
+    /// firewall can keep clients away from them; the first address then
+    /// refuses them. <clients_info> lists the peer addresses.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_address: Option<String>,
+    /// With --peer-address: the address published as this member's client
+    /// URL, when clients reach it elsewhere than <server_address> (which
+    /// may then be 0.0.0.0:port) [default: <server_address>].
+    #[arg(long, value_name = "HOST:PORT", requires = "peer_address")]
+    pub advertise_client_address: Option<String>,
     /// The data directory [default: ./data/node-<id>].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -110,6 +124,15 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// The client address to publish is no address a client can dial.
+    #[error(
+        "{address} is published as this member's client URL (with --peer-address), but clients \
+         cannot dial an unspecified address: give --advertise-client-address host:port"
+    )]
+    Unadvertisable {
+        /// The address.
+        address: String,
+    },
     /// The node failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -178,7 +201,28 @@ impl RunArguments {
                 peer_identity: identity(&self.peer_cert_file, &self.peer_key_file),
                 peer_trusted_ca: self.peer_trusted_ca_file.clone(),
             },
+            peer_port: self.peer_port()?,
         })
+    }
+
+    /// The peer port, with --peer-address.
+    fn peer_port(&self) -> Result<Option<PeerPort>, RunError> {
+        let Some(peer_address) = &self.peer_address else {
+            return Ok(None);
+        };
+        let client_address = self
+            .advertise_client_address
+            .as_ref()
+            .unwrap_or(&self.server_address);
+        if resolve(client_address)?.ip().is_unspecified() {
+            return Err(RunError::Unadvertisable {
+                address: client_address.clone(),
+            });
+        }
+        Ok(Some(PeerPort {
+            listen: resolve(peer_address)?,
+            client_address: client_address.clone(),
+        }))
     }
 }
 
@@ -247,7 +291,64 @@ pub fn exit_on_panic() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_node_id;
+    use super::{parse_node_id, RunArguments, RunError};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        run: RunArguments,
+    }
+
+    fn run_arguments(extra: &[&str]) -> RunArguments {
+        let mut arguments = vec!["run", "1", "0.0.0.0:2379", "1=10.0.0.1:2380"];
+        arguments.extend_from_slice(extra);
+        Wrapper::try_parse_from(arguments)
+            .expect("valid arguments")
+            .run
+    }
+
+    #[test]
+    fn a_peer_port_publishes_the_advertised_client_address() {
+        let plain = run_arguments(&[]).server_options().expect("options");
+        assert!(plain.peer_port.is_none());
+
+        let split = run_arguments(&[
+            "--peer-address",
+            "127.0.0.1:2380",
+            "--advertise-client-address",
+            "10.0.0.1:2379",
+        ])
+        .server_options()
+        .expect("options");
+        let port = split.peer_port.expect("a peer port");
+        assert_eq!(port.listen, "127.0.0.1:2380".parse().unwrap());
+        assert_eq!(port.client_address, "10.0.0.1:2379");
+    }
+
+    #[test]
+    fn an_unspecified_client_address_cannot_be_published() {
+        let error = run_arguments(&["--peer-address", "127.0.0.1:2380"])
+            .server_options()
+            .expect_err("0.0.0.0 is refused");
+        assert!(
+            matches!(&error, RunError::Unadvertisable { address } if address == "0.0.0.0:2379"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--advertise-client-address"));
+        assert!(
+            Wrapper::try_parse_from([
+                "run",
+                "1",
+                "a:1",
+                "1=a:1",
+                "--advertise-client-address",
+                "b:2"
+            ])
+            .is_err(),
+            "--advertise-client-address needs --peer-address"
+        );
+    }
 
     #[test]
     fn node_ids_are_decimal_or_hex() {

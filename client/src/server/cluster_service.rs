@@ -101,17 +101,32 @@ impl ClusterService {
     /// Every member of the latest configuration.
     fn members(&self) -> Vec<Member> {
         let view = self.context.node.membership();
+        let published = self.context.node.read_local(|state| {
+            let members = view.latest.voters.iter().chain(&view.latest.learners);
+            members
+                .filter_map(|id| Some((*id, state.store.client_urls(*id)?.to_vec())))
+                .collect::<std::collections::BTreeMap<NodeId, Vec<String>>>()
+        });
         let member = |id: NodeId, is_learner: bool| {
-            let urls: Vec<String> = view
-                .addresses
-                .get(&id)
-                .map(|address| vec![format!("{}://{address}", self.context.scheme())])
+            let address = view.addresses.get(&id);
+            let peer_urls: Vec<String> = address
+                .map(|address| vec![format!("{}://{address}", self.context.peer_scheme())])
                 .unwrap_or_default();
+            // A member that never published its client URLs serves clients
+            // at its peer address, on one port; this member knows its own.
+            let own = (id == self.context.node.options().id)
+                .then(|| self.context.own_client_urls())
+                .flatten();
+            let client_urls = published.get(&id).cloned().or(own).unwrap_or_else(|| {
+                address
+                    .map(|address| vec![format!("{}://{address}", self.context.client_scheme())])
+                    .unwrap_or_default()
+            });
             Member {
                 id: id.get(),
                 name: format!("node-{}", id.get()),
-                peer_ur_ls: urls.clone(),
-                client_ur_ls: urls,
+                peer_ur_ls: peer_urls,
+                client_ur_ls: client_urls,
                 is_learner,
             }
         };
@@ -217,7 +232,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.tls)?;
+        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.peer_tls)?;
         let id = self.new_member_id(&request, &address)?;
         if let Some(mut leader) = self.forward_to(&request)? {
             let mut forwarded = mark_forwarded(request.into_inner());
@@ -237,14 +252,20 @@ impl Cluster for ClusterService {
             MembershipChange::AddVoter(id, Some(address.clone()))
         };
         self.change(change).await?;
-        let url = format!("{}://{address}", self.context.scheme());
+        let url = format!("{}://{address}", self.context.peer_scheme());
+        // With peer ports, where the new member serves clients is known once
+        // it publishes it (etcd lists no client URL until then).
+        let client_urls = match self.context.client_address {
+            Some(_) => Vec::new(),
+            None => vec![url.clone()],
+        };
         let mut response = MemberAddResponse {
             header: None,
             member: Some(Member {
                 id: id.get(),
                 name: String::new(),
-                peer_ur_ls: vec![url.clone()],
-                client_ur_ls: vec![url],
+                peer_ur_ls: vec![url],
+                client_ur_ls: client_urls,
                 is_learner,
             }),
             members: self.members(),
@@ -277,7 +298,7 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let id = member_id(request.get_ref().id)?;
-        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.tls)?;
+        let address = peer_address(&request.get_ref().peer_ur_ls, self.context.peer_tls)?;
         if let Some(mut leader) = self.forward_to(&request)? {
             return leader
                 .member_update(mark_forwarded(request.into_inner()))

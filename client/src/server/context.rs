@@ -30,6 +30,15 @@ pub fn mark_forwarded<T>(message: T) -> tonic::Request<T> {
     request
 }
 
+/// `https` with TLS, `http` without.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Shared by the services of one node.
 pub struct Context {
     /// The Raft node.
@@ -51,8 +60,13 @@ pub struct Context {
     /// How to dial other members (TLS with the peer certificate), when
     /// not in plaintext.
     peer_connect: Option<TlsConnect>,
-    /// The node's port speaks TLS: its URLs are `https://`.
-    pub tls: bool,
+    /// The client port speaks TLS: client URLs are `https://`.
+    pub client_tls: bool,
+    /// The members speak TLS to each other: peer URLs are `https://`.
+    pub peer_tls: bool,
+    /// Where this member's clients reach it (`host:port`), when peers have
+    /// a port of their own; otherwise clients use the peer address.
+    pub client_address: Option<String>,
 }
 
 impl Context {
@@ -73,24 +87,42 @@ impl Context {
             data_directory,
             channels: Mutex::new(BTreeMap::new()),
             forwarder: Forwarder::default(),
-            tls: peer_connect.is_some(),
+            client_tls: peer_connect.is_some(),
+            peer_tls: peer_connect.is_some(),
+            client_address: None,
             peer_connect,
         }
     }
 
-    /// The scheme of this cluster's member URLs.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls {
-            "https"
-        } else {
-            "http"
-        }
+    /// The scheme of this cluster's peer URLs.
+    pub fn peer_scheme(&self) -> &'static str {
+        scheme(self.peer_tls)
     }
 
-    /// Marks the node's port as speaking TLS (its URLs are `https://`).
+    /// The scheme of this member's client URLs.
+    pub fn client_scheme(&self) -> &'static str {
+        scheme(self.client_tls)
+    }
+
+    /// Marks the client port as speaking TLS (client URLs are `https://`).
     pub fn serving_tls(mut self, tls: bool) -> Context {
-        self.tls = tls;
+        self.client_tls = tls;
         self
+    }
+
+    /// Peers have a port of their own, speaking TLS if `peer_tls`; clients
+    /// reach this member at `client_address` (`host:port`).
+    pub fn with_peer_port(mut self, peer_tls: bool, client_address: String) -> Context {
+        self.peer_tls = peer_tls;
+        self.client_address = Some(client_address);
+        self
+    }
+
+    /// The client URLs this member publishes when peers have a port of
+    /// their own.
+    pub fn own_client_urls(&self) -> Option<Vec<String>> {
+        let address = self.client_address.as_ref()?;
+        Some(vec![format!("{}://{address}", self.client_scheme())])
     }
 
     /// The header fields of this node now.

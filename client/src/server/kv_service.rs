@@ -67,6 +67,22 @@ impl KvService {
         }
     }
 
+    /// Writes `command`, which this node made itself (not a client's
+    /// request), here if it leads or at the leader it knows.
+    pub(crate) async fn write_own(&self, command: Command) -> Result<CommandResponse, Status> {
+        let status = self.context.node.status();
+        let leader = match (status.role, status.leader) {
+            (Role::Leader, _) => None,
+            (_, Some(leader)) => Some(leader),
+            (_, None) => {
+                return Err(failure_status(&RequestFailure::NotLeader {
+                    leader_hint: None,
+                }))
+            }
+        };
+        self.write_at(leader, command).await
+    }
+
     /// Confirms leadership here (this node must lead) and waits until the
     /// store has applied the read index, which it returns.
     pub(crate) async fn read_index_here(&self) -> Result<raft::LogIndex, Status> {

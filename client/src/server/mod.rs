@@ -1,6 +1,9 @@
 //! A RustyRaft node serving the etcd v3 API: one gRPC port carries both the
 //! Raft peer service and the etcd services (KV, Watch, Lease, Cluster,
-//! Maintenance).
+//! Maintenance), or, with a peer port of its own (`--peer-address`, as
+//! etcd's peer URLs), the peer services (Raft messages and snapshots, the
+//! forwarding stream, and Cluster for joining members) are served there and
+//! the client port serves the etcd services alone.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,7 +18,7 @@ use raft::transport::tls::{Reloading, ServerStream, TlsError};
 use tonic::service::interceptor::InterceptedService;
 
 use self::authority::AuthorityRepair;
-use self::tls::NodeTls;
+use self::tls::{NodeTls, PeerGate};
 use raft::storage::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
@@ -37,6 +40,7 @@ pub mod join;
 pub mod kv_service;
 pub mod maintenance_service;
 pub mod metrics_http;
+pub mod publish;
 pub mod state_machine;
 pub mod status;
 pub mod tls;
@@ -87,6 +91,19 @@ pub struct ServerOptions {
     pub join: bool,
     /// TLS toward clients and peers (plaintext by default).
     pub tls: NodeTls,
+    /// Serve peers on a port of their own; `listen` then serves clients
+    /// alone, and `members` are peer addresses.
+    pub peer_port: Option<PeerPort>,
+}
+
+/// A listener for peers apart from the clients' (etcd's peer URL).
+#[derive(Clone, Debug)]
+pub struct PeerPort {
+    /// The address peer RPCs are served on.
+    pub listen: SocketAddr,
+    /// Where this member's clients reach it (`host:port`), published
+    /// through the log for `MemberList`.
+    pub client_address: String,
 }
 
 /// Why a node could not run.
@@ -232,6 +249,44 @@ fn incoming(
         .map(|accepted| accepted.map(AuthorityRepair::new))
 }
 
+/// Listens on `address`.
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Listen { address, source })
+}
+
+/// Completes once `flag` is true (or its sender is gone).
+async fn became_true(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|value| *value).await;
+}
+
+/// The peer RPCs, each behind the peer certificate check.
+struct PeerServices<Raft, Forward> {
+    raft: InterceptedService<Raft, PeerGate>,
+    forward: InterceptedService<Forward, PeerGate>,
+}
+
+/// The etcd services clients call.
+fn client_services(context: &Arc<Context>, limits: &Limits) -> tonic::transport::server::Router {
+    // Leave room above the request limit so that an oversized request
+    // reaches our check and gets its reason, rather than a transport error.
+    let decode_limit = limits.max_request_bytes + (1 << 20);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            KvServer::new(KvService::new(context.clone()))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(ClusterServer::new(ClusterService::new(context.clone())))
+        .add_service(MaintenanceServer::new(MaintenanceService::new(
+            context.clone(),
+        )))
+        .add_service(WatchServer::new(UnbuiltWatch))
+        .add_service(LeaseServer::new(UnbuiltLease))
+}
+
 /// Runs a node until `shutdown` completes, then stops it cleanly: a leader
 /// hands leadership to its most up-to-date voter (waiting at most about an
 /// election timeout), then the node stops accepting requests, fails those
@@ -244,15 +299,18 @@ pub async fn serve(
     let mut options = options;
     options.join |= joined.is_some();
     let mut node_options = options.node_options()?;
-    options.tls.validate().map_err(ServerError::Options)?;
-    let tls = options.tls.load()?;
+    let separate_peer_port = options.peer_port.is_some();
+    options
+        .tls
+        .validate(separate_peer_port)
+        .map_err(ServerError::Options)?;
+    let tls = options.tls.load(separate_peer_port)?;
     node_options.peers.tls = tls.peer_connect.clone();
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            address: options.listen,
-            source,
-        })?;
+    let listener = bind(options.listen).await?;
+    let peer_listener = match &options.peer_port {
+        Some(port) => Some(bind(port.listen).await?),
+        None => None,
+    };
     if options.join {
         node_options.cluster_id = match joined {
             Some(cluster) => cluster,
@@ -273,6 +331,7 @@ pub async fn serve(
     tracing::info!(
         node = %options.id,
         address = %options.listen,
+        peer_address = ?options.peer_port.as_ref().map(|port| port.listen),
         cluster = cluster.0,
         members = options.members.len(),
         data = %options.data_directory.display(),
@@ -293,24 +352,24 @@ pub async fn serve(
     let peer_service = node
         .peer_service()
         .ok_or_else(|| ServerError::Options("the peer service was taken".to_string()))?;
-    let context = Arc::new(
-        Context::new(
-            node.clone(),
-            cluster.0,
-            options.members.clone(),
-            options.limits.clone(),
-            options.data_directory.clone(),
-            tls.peer_connect.clone(),
-        )
-        .serving_tls(tls.server.is_some()),
-    );
-    // Leave room above the request limit so that an oversized request
-    // reaches our check and gets its reason, rather than a transport error.
-    let decode_limit = options.limits.max_request_bytes + (1 << 20);
+    let mut context = Context::new(
+        node.clone(),
+        cluster.0,
+        options.members.clone(),
+        options.limits.clone(),
+        options.data_directory.clone(),
+        tls.peer_connect.clone(),
+    )
+    .serving_tls(tls.server.is_some());
+    if let Some(port) = &options.peer_port {
+        context = context.with_peer_port(tls.peer_connect.is_some(), port.client_address.clone());
+    }
+    let context = Arc::new(context);
+    let publisher = tokio::spawn(publish::publish_client_urls(context.clone()));
     // On shutdown the node stops first: requests in flight fail, the WAL is
     // flushed and closed, and peer streams end (their next message is
     // refused), so the server's graceful stop does not wait on them.
-    let (stopped_sender, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_sender, stopped) = tokio::sync::watch::channel(false);
     let stopping_node = node.clone();
     let stop = async move {
         shutdown.await;
@@ -322,43 +381,68 @@ pub async fn serve(
         }
         tracing::info!("stopping: refusing new requests, flushing the log");
         stopping_node.shutdown().await;
-        let _ = stopped_sender.send(());
+        let _ = stopped_sender.send(true);
     };
-    let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(InterceptedService::new(peer_service, tls.peer_gate.clone()))
-        .add_service(
-            KvServer::new(KvService::new(context.clone()))
-                .max_decoding_message_size(decode_limit)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(InterceptedService::new(
+    let peers = PeerServices {
+        raft: InterceptedService::new(peer_service, tls.peer_gate.clone()),
+        forward: InterceptedService::new(
             KvForwardServer::new(ForwardService::new(context.clone()))
                 .max_decoding_message_size(forward::max_batch_bytes(
                     options.limits.max_request_bytes,
                 ))
                 .max_encoding_message_size(usize::MAX),
             tls.peer_gate.clone(),
-        ))
-        .add_service(ClusterServer::new(ClusterService::new(context.clone())))
-        .add_service(MaintenanceServer::new(MaintenanceService::new(
-            context.clone(),
-        )))
-        .add_service(WatchServer::new(UnbuiltWatch))
-        .add_service(LeaseServer::new(UnbuiltLease))
-        .serve_with_incoming_shutdown(incoming(listener, tls.server.clone()), stop);
+        ),
+    };
+    let client_services = client_services(&context, &options.limits);
+    let (server, peer_server) = match peer_listener {
+        // The client port serves no peer RPC: they are unknown services
+        // there (Unimplemented).
+        Some(peer_listener) => {
+            let cluster_for_joining = InterceptedService::new(
+                ClusterServer::new(ClusterService::new(context.clone())),
+                tls.peer_gate.clone(),
+            );
+            let peer_server = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(peers.raft)
+                .add_service(peers.forward)
+                .add_service(cluster_for_joining)
+                .serve_with_incoming_shutdown(
+                    incoming(peer_listener, tls.peer_server.clone()),
+                    became_true(stopped.clone()),
+                );
+            (client_services, Some(peer_server))
+        }
+        None => (
+            client_services
+                .add_service(peers.raft)
+                .add_service(peers.forward),
+            None,
+        ),
+    };
+    let server = server.serve_with_incoming_shutdown(incoming(listener, tls.server.clone()), stop);
+    let peer_server = async move {
+        match peer_server {
+            Some(peer_server) => peer_server.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(server);
+    tokio::pin!(peer_server);
     let failed_node = node.clone();
     let result = tokio::select! {
         result = &mut server => result.map_err(ServerError::from),
+        result = &mut peer_server => result.map_err(ServerError::from),
         // A node that failed answers nothing: the server stops with it.
         reason = failed_node.failed() => Err(ServerError::NodeFailed(reason)),
         // Connections that linger after the node stopped get a short grace.
         _ = async {
-            let _ = stopped.await;
+            became_true(stopped).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         } => Ok(()),
     };
+    publisher.abort();
     node.shutdown().await;
     if let Some(task) = metrics_server {
         task.abort();

@@ -1,7 +1,13 @@
 //! A node's TLS, with etcd's flags: the certificate clients see and the CA
 //! their certificates must chain to; the peer certificate and the peer CA.
 //!
-//! One port serves clients and peers. It speaks TLS when the members do
+//! With `--peer-address`, peers have a port of their own, as in etcd: the
+//! client port speaks TLS with the client certificate (and checks client
+//! certificates against the client CA), the peer port with the peer
+//! certificate, and it requires a certificate of the peer CA from every
+//! connection. Either may be plaintext while the other is not.
+//!
+//! Otherwise one port serves clients and peers. It speaks TLS when the members do
 //! (`--peer-cert-file`), presenting the client certificate (or the peer one
 //! when there is none); a client certificate alone is refused, since the
 //! members could not reach each other's TLS port in plaintext. The handshake checks a presented client certificate
@@ -42,8 +48,11 @@ pub struct NodeTls {
 /// What a node serves and dials with, loaded.
 #[derive(Clone, Debug, Default)]
 pub struct LoadedTls {
-    /// The server's configuration; plaintext when `None`.
+    /// The (client) port's configuration; plaintext when `None`.
     pub server: Option<Arc<Reloading<ServerConfig>>>,
+    /// The peer port's configuration, when peers have a port of their own
+    /// and speak TLS.
+    pub peer_server: Option<Arc<Reloading<ServerConfig>>>,
     /// How to dial other members; plaintext when `None`.
     pub peer_connect: Option<TlsConnect>,
     /// The check on every peer RPC.
@@ -54,19 +63,22 @@ pub struct LoadedTls {
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl NodeTls {
-    /// Checks that the flags make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the flags make sense together, for a node whose peers
+    /// have a port of their own (`separate_peer_port`) or share the client
+    /// port.
+    pub fn validate(&self, separate_peer_port: bool) -> Result<(), String> {
         if self.client_cert_auth && self.client_trusted_ca.is_none() {
             return Err("--client-cert-auth needs --trusted-ca-file".to_string());
         }
         if self.client_trusted_ca.is_some() && self.client_identity.is_none() {
             return Err("--trusted-ca-file needs --cert-file and --key-file".to_string());
         }
-        if self.client_identity.is_some() && self.peer_identity.is_none() {
+        if !separate_peer_port && self.client_identity.is_some() && self.peer_identity.is_none() {
             return Err(
                 "one port serves clients and peers, so with --cert-file the members \
                  speak TLS to each other too: give --peer-cert-file, --peer-key-file and \
-                 --peer-trusted-ca-file as well (the same files may do)"
+                 --peer-trusted-ca-file as well (the same files may do), or serve peers \
+                 on a port of their own with --peer-address"
                     .to_string(),
             );
         }
@@ -78,29 +90,32 @@ impl NodeTls {
         Ok(())
     }
 
-    /// Reads every file and builds the configurations; a file that cannot
-    /// be read, or a key that does not match its certificate, is an error.
-    pub fn load(&self) -> Result<LoadedTls, TlsError> {
+    /// Reads every file and builds the configurations, for a node whose
+    /// peers have a port of their own (`separate_peer_port`) or share the
+    /// client port; a file that cannot be read, or a key that does not
+    /// match its certificate, is an error.
+    pub fn load(&self, separate_peer_port: bool) -> Result<LoadedTls, TlsError> {
         let mut loaded = LoadedTls::default();
-        let Some(identity) = self
+        if separate_peer_port {
+            if let Some(identity) = &self.client_identity {
+                let roots: Vec<PathBuf> = self.client_trusted_ca.iter().cloned().collect();
+                loaded.server = Some(serving(identity, roots, self.client_cert_auth)?);
+            }
+            if let (Some(identity), Some(peer_ca)) = (&self.peer_identity, &self.peer_trusted_ca) {
+                loaded.peer_server = Some(serving(identity, vec![peer_ca.clone()], true)?);
+            }
+        } else if let Some(identity) = self
             .client_identity
             .as_ref()
             .or(self.peer_identity.as_ref())
-        else {
-            return Ok(loaded);
-        };
-        let client_roots: Vec<PathBuf> = [&self.client_trusted_ca, &self.peer_trusted_ca]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let required = self.client_cert_auth;
-        let server_identity = identity.clone();
-        let mut watched = vec![identity.certificate.clone(), identity.key.clone()];
-        watched.extend(client_roots.iter().cloned());
-        loaded.server = Some(Arc::new(Reloading::new(watched, move || {
-            server_config(&server_identity, &client_roots, required)
-        })?));
+        {
+            let client_roots: Vec<PathBuf> = [&self.client_trusted_ca, &self.peer_trusted_ca]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            loaded.server = Some(serving(identity, client_roots, self.client_cert_auth)?);
+        }
         if let (Some(peer), Some(peer_ca)) = (&self.peer_identity, &self.peer_trusted_ca) {
             let roots = vec![peer_ca.clone()];
             let verifier_roots = roots.clone();
@@ -116,6 +131,22 @@ impl NodeTls {
         }
         Ok(loaded)
     }
+}
+
+/// A server configuration presenting `identity`, checking client
+/// certificates against `client_roots` (and requiring one if `required`),
+/// re-read when any of those files changes.
+fn serving(
+    identity: &Identity,
+    client_roots: Vec<PathBuf>,
+    required: bool,
+) -> Result<Arc<Reloading<ServerConfig>>, TlsError> {
+    let server_identity = identity.clone();
+    let mut watched = vec![identity.certificate.clone(), identity.key.clone()];
+    watched.extend(client_roots.iter().cloned());
+    Ok(Arc::new(Reloading::new(watched, move || {
+        server_config(&server_identity, &client_roots, required)
+    })?))
 }
 
 /// Lets a peer RPC through when the cluster has no peer TLS, or when its

@@ -43,8 +43,12 @@ const LOG_TAIL_LINES: usize = 40;
 pub struct Node {
     /// Its id.
     pub id: u64,
-    /// `127.0.0.1:port`, for peers and clients.
+    /// `127.0.0.1:port`, for peers and clients (clients alone when the
+    /// cluster has peer ports).
     pub address: String,
+    /// `127.0.0.1:port` for peers, when the cluster has peer ports
+    /// (`--peer-address`).
+    pub peer_address: Option<String>,
     /// Its data directory.
     pub data_directory: PathBuf,
     /// Its log (standard error of every run, appended).
@@ -69,6 +73,8 @@ pub struct Cluster {
     scratch: TempDir,
     /// Mutual TLS for clients and peers, when set.
     tls: Option<HarnessTls>,
+    /// More arguments for every member.
+    extra_arguments: Vec<String>,
 }
 
 /// The flags that run a member with mutual TLS, and the TLS its clients
@@ -103,6 +109,7 @@ impl Cluster {
                     id,
                     clients: OnceLock::new(),
                     address,
+                    peer_address: None,
                     data_directory: scratch.path().join(format!("data-{id}")),
                     log_path: scratch.path().join(format!("node-{id}.log")),
                     token: TOKEN.to_string(),
@@ -123,6 +130,7 @@ impl Cluster {
             members,
             scratch,
             tls: None,
+            extra_arguments: Vec::new(),
         }
     }
 
@@ -139,6 +147,28 @@ impl Cluster {
         self
     }
 
+    /// Gives every member a port for peers of its own (`--peer-address`):
+    /// the member list then names the peer ports.
+    pub fn with_peer_ports(mut self) -> Cluster {
+        let ports = free_ports(self.nodes.len());
+        for (node, port) in self.nodes.values_mut().zip(ports) {
+            node.peer_address = Some(format!("127.0.0.1:{port}"));
+        }
+        self.members = self
+            .nodes
+            .values()
+            .map(|node| format!("{}={}", node.id, node.peer_address.as_ref().expect("set")))
+            .collect::<Vec<_>>()
+            .join(",");
+        self
+    }
+
+    /// Runs every member with `arguments` too (TLS flags, say).
+    pub fn with_arguments(mut self, arguments: &[String]) -> Cluster {
+        self.extra_arguments.extend(arguments.iter().cloned());
+        self
+    }
+
     /// The URL of member `id`: `https://` with TLS.
     pub fn url(&self, id: u64) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -146,21 +176,25 @@ impl Cluster {
     }
 
     /// Makes room for node `id`, which will join the running cluster: a
-    /// free port, a data directory and a log. Returns its address. Add it
-    /// to the cluster, then start it with [`Cluster::start_node`].
+    /// free port (and one for peers, if the cluster has peer ports), a data
+    /// directory and a log. Returns the address to add it at (its peer
+    /// address, with peer ports). Add it to the cluster, then start it
+    /// with [`Cluster::start_node`].
     pub fn prepare_joining(&mut self, id: u64) -> String {
         let address = format!("127.0.0.1:{}", free_ports(1)[0]);
         self.prepare_joining_at(id, &address)
     }
 
-    /// [`Cluster::prepare_joining`] at a given `address`.
+    /// [`Cluster::prepare_joining`] at a given (client) `address`.
     pub fn prepare_joining_at(&mut self, id: u64, address: &str) -> String {
         assert!(!self.nodes.contains_key(&id), "node {id} exists already");
-        let address = address.to_string();
+        let has_peer_ports = self.nodes.values().any(|node| node.peer_address.is_some());
+        let peer_address = has_peer_ports.then(|| format!("127.0.0.1:{}", free_ports(1)[0]));
         let node = Node {
             id,
             clients: OnceLock::new(),
-            address: address.clone(),
+            address: address.to_string(),
+            peer_address: peer_address.clone(),
             data_directory: self.scratch.path().join(format!("data-{id}")),
             log_path: self.scratch.path().join(format!("node-{id}.log")),
             token: TOKEN.to_string(),
@@ -169,7 +203,7 @@ impl Cluster {
             starts: 0,
         };
         self.nodes.insert(id, node);
-        address
+        peer_address.unwrap_or_else(|| address.to_string())
     }
 
     /// Starts a cluster of `size` members and waits until they agree on a
@@ -245,6 +279,10 @@ impl Cluster {
         if let Some(tls) = &self.tls {
             arguments.extend(tls.arguments.iter().cloned());
         }
+        if let Some(peer_address) = &node.peer_address {
+            arguments.extend(["--peer-address".to_string(), peer_address.clone()]);
+        }
+        arguments.extend(self.extra_arguments.iter().cloned());
         arguments
     }
 
