@@ -94,10 +94,9 @@ impl Entries {
         if entries.is_empty() {
             return Entries::new();
         }
-        // One bitwise copy into the new allocation; the vector's own
-        // allocation is freed, and the next batch takes one of its size.
-        let capacity = entries.capacity();
-        let buffer = Arc::from(std::mem::replace(entries, Vec::with_capacity(capacity)));
+        // One bitwise move into the new allocation, sized exactly (a drain
+        // knows its length); the vector keeps its buffer for the next batch.
+        let buffer: Arc<[Entry]> = entries.drain(..).collect();
         Entries::whole(buffer)
     }
 
@@ -126,6 +125,7 @@ impl Entries {
 impl Deref for Entries {
     type Target = [Entry];
 
+    #[inline]
     fn deref(&self) -> &[Entry] {
         match &self.buffer {
             Some(buffer) => &buffer[self.start as usize..self.end as usize],
