@@ -156,4 +156,6 @@ pub use crate::entries::Entries;
 pub use crate::error::{ConfigError, CoreError, RequestError};
 pub use crate::snapshot_policy::SnapshotPolicy;
 pub use crate::state_machine::{StateMachine, StateMachineSnapshot};
-pub use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};
+pub use crate::types::{
+    ClusterId, Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term,
+};

@@ -57,6 +57,18 @@ newtype_u64!(
     "r"
 );
 
+/// Identifies a cluster: every peer message and every data directory
+/// carries it, so that a node never takes another cluster's messages or
+/// starts on another cluster's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterId(pub u64);
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "c{}", self.0)
+    }
+}
+
 impl Term {
     /// The next term.
     pub const fn next(self) -> Term {

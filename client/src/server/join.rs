@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raft::storage::private_files::{create_private_directory_all, create_private_file};
-use raft::storage::ClusterId;
+use raft::ClusterId;
 use raft::NodeId;
 use raft_proto::etcd::etcdserverpb::cluster_client::ClusterClient;
 use raft_proto::etcd::etcdserverpb::MemberListRequest;

@@ -19,7 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use self::authority::AuthorityRepair;
 use self::tls::{NodeTls, PeerGate};
-use raft::storage::ClusterId;
+use raft::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
 use raft_proto::etcd::etcdserverpb::kv_server::KvServer;

@@ -26,10 +26,10 @@ use crate::node::membership::MembershipView;
 use crate::node::metrics::{NodeMetrics, PeerLabels};
 use crate::node::refusals::RefusalLog;
 use crate::node::requests::Requests;
-use crate::node::snapshot_receive::SnapshotCandidates;
 use crate::node::stalls::StallWatch;
 use crate::node::status::NodeStatus;
 use crate::storage::{Durable, StorageError, Wal};
+use crate::transport::snapshot_receive::SnapshotCandidates;
 use crate::transport::{InboundReceiver, Peers};
 use crate::types::{LogIndex, NodeId, RequestId, Term};
 

@@ -18,8 +18,8 @@ use super::{Node, RequestFailure};
 use crate::core::membership_change::MembershipChange;
 use crate::core::quorum::Membership;
 use crate::state_machine::StateMachine;
-use crate::storage::ClusterId;
 use crate::transport::{Admission, Peers};
+use crate::types::ClusterId;
 use crate::types::{LogIndex, NodeId};
 
 /// The configurations a node knows of.

@@ -11,12 +11,8 @@ use prometheus_client::registry::Registry;
 use crate::core::Role;
 use crate::transport::PeerCounters;
 
-/// Labels of a per-peer metric.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerLabels {
-    /// The peer's node id.
-    pub peer: u64,
-}
+/// Labels of a per-peer metric: the transport's, shared.
+pub use crate::transport::PeerLabels;
 
 /// Labels of the refused-message counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -16,8 +16,9 @@
 //!   an apply backlog to shrink); otherwise the loop reads its progress
 //!   whenever it runs.
 //! - The **transport** ([`crate::transport`]) keeps a stream open to each
-//!   peer; [`Node::peer_service`] is the gRPC service to serve on this
-//!   node's address.
+//!   peer and streams snapshots in both directions (a received one waits as
+//!   a candidate until the core takes or refuses it); [`Node::peer_service`]
+//!   is the gRPC service to serve on this node's address.
 //! - The **configuration** ([`membership`]): the event loop publishes the
 //!   members it knows of ([`Node::membership`]); the transport follows
 //!   them and the peer service refuses anyone else. Messages the core
@@ -31,7 +32,7 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::collections::{BTreeMap, VecDeque};
 //! use raft::node::{Node, NodeOptions};
-//! use raft::storage::ClusterId;
+//! use raft::ClusterId;
 //! use raft::{LogIndex, NodeId, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 //!
 //! /// Counts the bytes of every command.
@@ -98,9 +99,10 @@ use crate::core::{RaftCore, RestoredState, Role, Status};
 use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
-use crate::storage::{ClusterId, LogStore, Wal, WalOptions};
+use crate::storage::{LogStore, Wal, WalOptions};
 use crate::transport::convert::WireError;
 use crate::transport::{inbound_queue, PeerOptions, PeerService, Peers};
+use crate::types::ClusterId;
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
@@ -111,8 +113,6 @@ pub mod membership;
 pub mod metrics;
 mod refusals;
 mod requests;
-mod snapshot_receive;
-mod snapshot_transfer;
 mod stalls;
 pub mod status;
 
@@ -126,9 +126,11 @@ use self::applier::{AppliedProgress, Applier};
 use self::event_loop::{Command, Event, EventLoop};
 use self::membership::MemberAdmission;
 use self::requests::Requests;
-use self::snapshot_receive::{ReceiveLimits, ReceiveSlot, SnapshotCandidates, SnapshotReceiving};
-use self::snapshot_transfer::SnapshotTransfer;
 use self::stalls::{StallReporter, StallWatch};
+use crate::transport::snapshot_receive::{
+    ReceiveLimits, ReceiveSlot, SnapshotCandidates, SnapshotReceiving,
+};
+use crate::transport::SnapshotSending;
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -405,29 +407,28 @@ impl<M: StateMachine> Node<M> {
             .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
 
         let candidates = Arc::new(SnapshotCandidates::default());
-        let transfer = Arc::new(SnapshotTransfer {
-            cluster: options.cluster_id,
-            store: snapshots.clone(),
-            chunk_size_bytes: options.snapshots.chunk_size_bytes,
-            receiving: SnapshotReceiving {
-                store: snapshots,
-                limits: ReceiveLimits {
-                    max_bytes: options.snapshots.max_receive_bytes,
-                    idle_timeout: options
-                        .tick
-                        .saturating_mul(options.raft.election_ticks_max)
-                        .saturating_mul(10),
-                },
-                slot: ReceiveSlot::default(),
-                candidates: candidates.clone(),
+        let sending = Arc::new(SnapshotSending::new(
+            options.cluster_id,
+            snapshots.clone(),
+            options.snapshots.chunk_size_bytes,
+        ));
+        let receiving = Arc::new(SnapshotReceiving {
+            store: snapshots,
+            limits: ReceiveLimits {
+                max_bytes: options.snapshots.max_receive_bytes,
+                idle_timeout: options
+                    .tick
+                    .saturating_mul(options.raft.election_ticks_max)
+                    .saturating_mul(10),
             },
-            sending: Arc::default(),
+            slot: ReceiveSlot::default(),
+            candidates: candidates.clone(),
         });
         let mut peers = Peers::start(
             options.cluster_id,
             &BTreeMap::new(),
             &options.peers,
-            transfer.clone(),
+            sending,
             metrics.peers.clone(),
         );
         initial_view.update_peers(options.id, &mut peers, &options.members);
@@ -440,7 +441,7 @@ impl<M: StateMachine> Node<M> {
         // core's refusals are.
         let stream_refusals = Mutex::new(RefusalLog::default());
         let refusal_metrics = metrics.clone();
-        let peer_service = PeerService::new(admission, inbound, transfer).with_refusal_observer(
+        let peer_service = PeerService::new(admission, inbound, receiving).with_refusal_observer(
             Arc::new(move |error: &WireError| {
                 refusal_metrics.count_refusal(error.reason());
                 if let Ok(mut log) = stream_refusals.lock() {

@@ -27,7 +27,6 @@
 //! assert_eq!(store.term(LogIndex(2)).unwrap(), Term(2));
 //! ```
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,16 +48,8 @@ pub use crate::storage::memory::MemoryLogStore;
 pub use crate::storage::snapshot::{SnapshotFile, SnapshotStore};
 pub use crate::storage::wal::{Durable, Ticket, Wal, WalOptions, WalStats};
 
-/// Identifies a cluster, so that a node never starts on another cluster's
-/// data directory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClusterId(pub u64);
-
-impl fmt::Display for ClusterId {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "c{}", self.0)
-    }
-}
+/// Kept here too: storage was its first home.
+pub use crate::types::ClusterId;
 
 /// The persistent Raft log and hard state of one node.
 ///

@@ -9,8 +9,8 @@ use prost::Message as _;
 use raft_proto::raft as wire;
 
 use crate::core::message::{Message, MessageBody, RequestVoteResponse};
-use crate::storage::ClusterId;
 use crate::transport::convert::{message_from_wire, Admission};
+use crate::types::ClusterId;
 use crate::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term};
 use crate::{Config, Input, Output, RaftCore, RestoredState, Role};
 

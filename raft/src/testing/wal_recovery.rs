@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::storage::wal::segment::SegmentId;
 use crate::storage::wal::WAL_DIRECTORY;
-use crate::storage::{ClusterId, StorageError, Wal, WalOptions};
+use crate::storage::{StorageError, Wal, WalOptions};
+use crate::types::ClusterId;
 use crate::types::{LogIndex, NodeId};
 
 /// Creates a WAL in `data_directory` (which must not hold one yet), closes

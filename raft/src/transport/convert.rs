@@ -13,7 +13,7 @@ use crate::core::message::{
 };
 use crate::core::quorum::Membership;
 use crate::core::snapshot::SnapshotMetadata;
-use crate::storage::ClusterId;
+use crate::types::ClusterId;
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
 
 /// Why a message from the wire was refused.

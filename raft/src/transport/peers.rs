@@ -23,10 +23,10 @@ use tokio_stream::Stream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::core::message::{Message, MessageBody};
-use crate::node::metrics::PeerLabels;
-use crate::storage::ClusterId;
 use crate::transport::convert::message_to_wire;
+use crate::transport::snapshot_send::SnapshotSending;
 use crate::transport::tls::TlsConnect;
+use crate::types::ClusterId;
 use crate::types::NodeId;
 
 /// Settings of the outbound transport.
@@ -58,6 +58,13 @@ impl Default for PeerOptions {
             tls: None,
         }
     }
+}
+
+/// Labels of a per-peer metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: u64,
 }
 
 /// Counters of the outbound transport, per peer (Prometheus counters: a
@@ -101,13 +108,6 @@ pub enum Outbound {
     Snapshot(Message),
 }
 
-/// Starts snapshot transfers for the outbound transport.
-pub trait SnapshotSource: Send + Sync + 'static {
-    /// Streams the snapshot `message` names to the peer over `client`,
-    /// in the background.
-    fn send(&self, client: RaftPeerClient<Channel>, message: Message);
-}
-
 /// One peer: where it is, the queue of what to send it, and the task that
 /// sends.
 struct Peer {
@@ -123,7 +123,7 @@ pub struct Peers {
     cluster: ClusterId,
     peers: BTreeMap<NodeId, Peer>,
     options: PeerOptions,
-    snapshots: Arc<dyn SnapshotSource>,
+    snapshots: Arc<SnapshotSending>,
     counters: PeerCounters,
 }
 
@@ -135,7 +135,7 @@ impl Peers {
         cluster: ClusterId,
         peers: &BTreeMap<NodeId, String>,
         options: &PeerOptions,
-        snapshots: Arc<dyn SnapshotSource>,
+        snapshots: Arc<SnapshotSending>,
         counters: PeerCounters,
     ) -> Peers {
         let mut started = Peers {
@@ -253,7 +253,7 @@ impl QueueState {
 }
 
 /// The body of one open stream: the peer's queued messages, in order.
-/// Snapshots are handed to the [`SnapshotSource`] on the way (they travel
+/// Snapshots are handed to the [`SnapshotSending`] on the way (they travel
 /// on their own call); the stream ends when the queue is closed (the peer
 /// task, waiting for a first message again, then sees it closed too).
 struct Outgoing {
@@ -261,7 +261,7 @@ struct Outgoing {
     generation: u64,
     first: Option<Outbound>,
     client: RaftPeerClient<Channel>,
-    snapshots: Arc<dyn SnapshotSource>,
+    snapshots: Arc<SnapshotSending>,
     sent: Counter,
 }
 
@@ -296,7 +296,7 @@ async fn run_peer(
     queue: mpsc::Receiver<Outbound>,
     options: PeerOptions,
     counters: PeerCounter,
-    snapshots: Arc<dyn SnapshotSource>,
+    snapshots: Arc<SnapshotSending>,
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{address}")) {
         Ok(endpoint) => endpoint

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::transport::convert::{message_from_wire, Admission, WireError};
 use crate::transport::inbound::InboundSender;
-use crate::transport::snapshot_sink::{SnapshotRefused, SnapshotSink};
+use crate::transport::snapshot_receive::{SnapshotReceiving, SnapshotRefused};
 
 /// Told of every peer stream refused for a message that does not decode
 /// or does not belong here: a counter and a rate-limited log, so that a
@@ -24,7 +24,7 @@ pub type RefusalObserver = Arc<dyn Fn(&WireError) + Send + Sync>;
 pub struct PeerService {
     admission: Arc<dyn Admission>,
     inbound: InboundSender,
-    snapshots: Arc<dyn SnapshotSink>,
+    snapshots: Arc<SnapshotReceiving>,
     refusals: RefusalObserver,
 }
 
@@ -34,7 +34,7 @@ impl PeerService {
     pub fn new(
         admission: Arc<dyn Admission>,
         inbound: InboundSender,
-        snapshots: Arc<dyn SnapshotSink>,
+        snapshots: Arc<SnapshotReceiving>,
     ) -> PeerService {
         PeerService {
             admission,

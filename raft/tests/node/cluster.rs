@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raft::node::metrics::PeerLabels;
 use raft::node::{Node, NodeOptions, RequestFailure};
-use raft::storage::ClusterId;
+use raft::ClusterId;
 use raft::{LogIndex, NodeId, Role, SnapshotMetadata, StateMachine};
 
 use super::support::*;

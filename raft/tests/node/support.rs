@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use raft::node::{Node, NodeOptions, RequestFailure};
-use raft::storage::ClusterId;
+use raft::ClusterId;
 use raft::{LogIndex, NodeId, Role, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

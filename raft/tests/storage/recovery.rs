@@ -182,7 +182,7 @@ fn an_unsynced_write_whose_pages_landed_out_of_order_is_torn() {
     // the large entry never reached the disk (zeros), the later one did.
     let options = WalOptions {
         preallocate: false,
-        ..WalOptions::new(raft::storage::ClusterId(1), NodeId(1))
+        ..WalOptions::new(raft::ClusterId(1), NodeId(1))
     };
     let directory = wal_with_entries(3, 100, &options);
     let newest = segments(directory.path()).pop().expect("a segment");

@@ -33,7 +33,8 @@ use super::segment::{sync_directory, SegmentId};
 use crate::storage::private_files::{
     create_private_directory_all, create_private_file, private_open_options, warn_if_shared,
 };
-use crate::storage::{ClusterId, StorageError};
+use crate::storage::StorageError;
+use crate::types::ClusterId;
 use crate::types::NodeId;
 
 /// The metadata format this build writes and reads.

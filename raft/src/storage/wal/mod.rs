@@ -49,7 +49,8 @@
 //!
 //! ```
 //! use std::sync::mpsc;
-//! use raft::storage::{ClusterId, Wal, WalOptions};
+//! use raft::storage::{Wal, WalOptions};
+//! use raft::ClusterId;
 //! use raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
 //!
 //! let directory = std::env::temp_dir().join(format!("wal-doc-{}", std::process::id()));
@@ -76,7 +77,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::entries::Entries;
-use crate::storage::{check_append, check_range, term_error, ClusterId, LogStore, StorageError};
+use crate::storage::{check_append, check_range, term_error, LogStore, StorageError};
+use crate::types::ClusterId;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
 mod cache;

@@ -1,11 +1,13 @@
-//! Streaming snapshots between nodes over the `InstallSnapshot` RPC: the
-//! leader reads its latest snapshot file in chunks (one chunk in memory at a
-//! time); the follower ([`super::snapshot_receive`]) writes them to a
-//! temporary file, checks the whole file, keeps it as a candidate and only
-//! then hands its core the `InstallSnapshot` message. A transfer that breaks
-//! off leaves nothing behind; the leader's core retries it later from the
+//! Sending snapshots over the `InstallSnapshot` RPC: the leader reads its
+//! latest snapshot file in chunks (one chunk in memory at a time) and
+//! streams them on a call of their own beside the peer's message stream;
+//! the follower ([`super::snapshot_receive`]) writes them to a temporary
+//! file, checks the whole file, keeps it as a candidate and only then hands
+//! its core the `InstallSnapshot` message. A transfer that breaks off
+//! leaves nothing behind; the leader's core retries it later from the
 //! start.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use raft_proto::raft as wire;
@@ -13,29 +15,41 @@ use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::Streaming;
 
-use super::snapshot_receive::SnapshotReceiving;
 use crate::core::message::Message;
 use crate::storage::snapshot::{SnapshotSender, SnapshotStore};
-use crate::storage::ClusterId;
 use crate::transport::convert::snapshot_metadata_to_wire;
-use crate::transport::{Admission, InboundSender, SnapshotRefused, SnapshotSink, SnapshotSource};
-use crate::types::LogIndex;
+use crate::types::{ClusterId, LogIndex, NodeId};
 
-/// Both directions of snapshot transfer for one node.
-pub(crate) struct SnapshotTransfer {
-    pub(crate) cluster: ClusterId,
-    pub(crate) store: SnapshotStore,
-    pub(crate) chunk_size_bytes: usize,
-    /// The receiving side.
-    pub(crate) receiving: SnapshotReceiving,
-    /// Peers a transfer is running to, so a retry does not start a second.
-    pub(crate) sending: Arc<Mutex<std::collections::BTreeSet<crate::types::NodeId>>>,
+/// The sending side of one node: its snapshots, and the peers a transfer
+/// is running to, so that a retry does not start a second.
+pub struct SnapshotSending {
+    cluster: ClusterId,
+    store: SnapshotStore,
+    chunk_size_bytes: usize,
+    sending: Arc<Mutex<BTreeSet<NodeId>>>,
 }
 
-impl SnapshotSource for SnapshotTransfer {
-    fn send(&self, mut client: RaftPeerClient<Channel>, message: Message) {
+impl SnapshotSending {
+    /// Sends the snapshots of `store`, in chunks of `chunk_size_bytes`, as
+    /// a member of `cluster`.
+    pub fn new(
+        cluster: ClusterId,
+        store: SnapshotStore,
+        chunk_size_bytes: usize,
+    ) -> SnapshotSending {
+        SnapshotSending {
+            cluster,
+            store,
+            chunk_size_bytes,
+            sending: Arc::default(),
+        }
+    }
+
+    /// Streams the snapshot `message` (an `InstallSnapshot`) names to its
+    /// addressee over `client`, in the background, unless a transfer to it
+    /// is running already.
+    pub(crate) fn send(&self, mut client: RaftPeerClient<Channel>, message: Message) {
         let to = message.to;
         {
             let mut sending = self
@@ -112,16 +126,4 @@ async fn stream_snapshot(
         .await
         .map_err(|error| error.to_string())?
         .and(answer.map(|stored| LogIndex(stored.into_inner().last_included_index)))
-}
-
-#[tonic::async_trait]
-impl SnapshotSink for SnapshotTransfer {
-    async fn receive(
-        &self,
-        chunks: Streaming<wire::InstallSnapshotChunk>,
-        admission: &dyn Admission,
-        inbound: &InboundSender,
-    ) -> Result<LogIndex, SnapshotRefused> {
-        self.receiving.receive(chunks, admission, inbound).await
-    }
 }

@@ -25,8 +25,31 @@ use crate::core::snapshot::SnapshotMetadata;
 use crate::core::validation::validate;
 use crate::storage::snapshot::{SnapshotCandidate, SnapshotChunk, SnapshotStore};
 use crate::transport::convert::{check_header, snapshot_metadata_from_wire};
-use crate::transport::{Admission, InboundSender, SnapshotRefused};
+use crate::transport::convert::{Admission, WireError};
+use crate::transport::inbound::InboundSender;
 use crate::types::{LogIndex, Term};
+
+/// Why a snapshot transfer was not taken.
+#[derive(Debug)]
+pub enum SnapshotRefused {
+    /// Its header does not belong here (counted and logged as a refused
+    /// peer stream is).
+    NotAdmitted(WireError),
+    /// It broke off, broke a rule or could not be stored.
+    Failed(Status),
+}
+
+impl From<WireError> for SnapshotRefused {
+    fn from(error: WireError) -> SnapshotRefused {
+        SnapshotRefused::NotAdmitted(error)
+    }
+}
+
+impl From<Status> for SnapshotRefused {
+    fn from(status: Status) -> SnapshotRefused {
+        SnapshotRefused::Failed(status)
+    }
+}
 
 /// How much a peer may send and how long it may stall.
 #[derive(Clone, Copy, Debug)]
@@ -98,7 +121,7 @@ impl Default for ReceiveSlot {
 
 /// One node's receiving side: where candidates go and what is allowed.
 #[derive(Debug)]
-pub(crate) struct SnapshotReceiving {
+pub struct SnapshotReceiving {
     pub(crate) store: SnapshotStore,
     pub(crate) limits: ReceiveLimits,
     pub(crate) slot: ReceiveSlot,
