@@ -121,19 +121,38 @@
 //! assert_eq!(applied.len(), 2);
 //! ```
 
+//! # Features
+//!
+//! `runtime` (on by default) adds everything that does I/O: the tokio
+//! [`node`], the WAL and snapshot files ([`storage`]), the gRPC
+//! [`transport`], the [`StateMachine`] trait the node applies to, and the
+//! test support in [`testing`]. With `default-features = false` the crate
+//! is the core alone ([`core`], [`types`], [`entries`], [`config`],
+//! [`error`]), and depends on no I/O crate (`bytes`, `thiserror`,
+//! `tracing` and a seeded `rand_chacha`); CI builds it that way, so the
+//! core's purity is checked by the compiler, not by discipline.
+
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod core;
 pub mod entries;
 pub mod error;
+#[cfg(feature = "runtime")]
 pub mod fault;
+#[cfg(feature = "runtime")]
 pub mod node;
+#[cfg(feature = "runtime")]
 mod release;
+#[cfg(feature = "runtime")]
 pub mod snapshot_policy;
+#[cfg(feature = "runtime")]
 pub mod state_machine;
+#[cfg(feature = "runtime")]
 pub mod storage;
+#[cfg(feature = "runtime")]
 pub mod testing;
+#[cfg(feature = "runtime")]
 pub mod transport;
 pub mod types;
 
@@ -154,7 +173,9 @@ pub use crate::core::validation::{Refusal, MESSAGE_NUMBER_LIMIT};
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::entries::Entries;
 pub use crate::error::{ConfigError, CoreError, RequestError};
+#[cfg(feature = "runtime")]
 pub use crate::snapshot_policy::SnapshotPolicy;
+#[cfg(feature = "runtime")]
 pub use crate::state_machine::{StateMachine, StateMachineSnapshot};
 pub use crate::types::{
     ClusterId, Entry, EntryPayload, HardState, LogIndex, NodeId, RequestId, Term,

@@ -117,10 +117,40 @@ fn unified_features(
             if let Some(member) = &dependency.member {
                 let features = unified.entry(member.clone()).or_default();
                 features.extend(dependency.features.iter().cloned());
+                if dependency.uses_default_features {
+                    features.insert("default".to_string());
+                }
             }
         }
     }
+    for (member, features) in &mut unified {
+        if let Some(package) = packages.iter().find(|package| &package.directory == member) {
+            *features = enabled_features(package, features);
+        }
+    }
     unified
+}
+
+/// `requested` and every feature of `package` they turn on in turn (as
+/// Cargo passes them to rustc: `default` included; `dep:` entries and
+/// other crates' features are not features of this crate).
+fn enabled_features(package: &Package, requested: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut enabled = BTreeSet::new();
+    let mut pending: Vec<String> = requested.iter().cloned().collect();
+    while let Some(feature) = pending.pop() {
+        let Some(enables) = package.features.get(&feature) else {
+            continue;
+        };
+        if enabled.insert(feature) {
+            pending.extend(
+                enables
+                    .iter()
+                    .filter(|entry| !entry.starts_with("dep:") && !entry.contains('/'))
+                    .cloned(),
+            );
+        }
+    }
+    enabled
 }
 
 /// Libraries of ours whose `crate_features` differ, in some root's graph,
@@ -182,7 +212,8 @@ fn a_feature_cargo_would_not_unify_into_a_graph_is_reported() {
     assert_reported(
         &problems,
         "//client:raft_client: links //raft:raft_bug_injection with crate_features \
-         {\"bug-injection\"}, but Cargo unifies {} for it in this graph",
+         {\"bug-injection\", \"default\", \"runtime\"}, but Cargo unifies {\"default\", \
+         \"runtime\"} for it in this graph",
     );
 
     // The simulator's raft without the feature Cargo gives it there.
@@ -196,6 +227,20 @@ fn a_feature_cargo_would_not_unify_into_a_graph_is_reported() {
     assert_reported(
         &problems,
         "//sim:chaos: links //raft:raft_bug_injection with crate_features {}, but Cargo \
-         unifies {\"bug-injection\"} for it in this graph",
+         unifies {\"bug-injection\", \"default\", \"runtime\"} for it in this graph",
+    );
+
+    // The library without the default features Cargo turns on.
+    let (_, mut bazel) = load();
+    set_attribute(
+        rule_mut(&mut bazel, "raft", "raft"),
+        "crate_features",
+        "[\"default\"]",
+    );
+    let problems = features_not_unified(&packages, &bazel);
+    assert_reported(
+        &problems,
+        "//client:raft_client: links //raft:raft with crate_features {\"default\"}, but Cargo \
+         unifies {\"default\", \"runtime\"} for it in this graph",
     );
 }

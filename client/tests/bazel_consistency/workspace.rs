@@ -164,6 +164,8 @@ pub struct Package {
     pub rust_version: Option<String>,
     pub targets: Vec<Target>,
     pub dependencies: Vec<Dependency>,
+    /// Its `[features]` table: what each feature turns on.
+    pub features: BTreeMap<String, Vec<String>>,
 }
 
 pub struct Target {
@@ -181,6 +183,8 @@ pub struct Dependency {
     /// The directory of the workspace member it is, if it is one.
     pub member: Option<String>,
     pub features: BTreeSet<String>,
+    /// Whether it keeps the crate's default features on.
+    pub uses_default_features: bool,
 }
 
 pub struct Bazel {
@@ -253,6 +257,7 @@ pub fn cargo_packages(root: &Path) -> Vec<Package> {
                 member: Some(relative(root, &text(&dependency["path"])))
                     .filter(|path| members.contains(path)),
                 features: list(&dependency["features"]).iter().map(text).collect(),
+                uses_default_features: dependency["uses_default_features"] != false,
             })
             .collect()
     };
@@ -264,6 +269,17 @@ pub fn cargo_packages(root: &Path) -> Vec<Package> {
             rust_version: package["rust_version"].as_str().map(str::to_owned),
             targets: targets(package, &root.join(directory_of(package))),
             dependencies: dependencies(package),
+            features: package["features"]
+                .as_object()
+                .map(|table| {
+                    table
+                        .iter()
+                        .map(|(name, enables)| {
+                            (name.clone(), list(enables).iter().map(text).collect())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect()
 }
