@@ -5,7 +5,6 @@ pub mod bench;
 pub mod commands;
 pub mod endpoints;
 pub mod logging;
-pub mod members;
 pub mod pki;
 pub mod run;
 pub mod unary_channel;

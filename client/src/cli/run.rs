@@ -11,8 +11,8 @@ use std::time::Duration;
 use raft::NodeId;
 use thiserror::Error;
 
-use crate::cli::members::{parse_members, MembersError};
 use crate::kv::Limits;
+use crate::server::member_list::{parse_members, MembersError};
 use crate::server::{serve, PeerPort, ServerError, ServerOptions};
 
 /// How to run a node.

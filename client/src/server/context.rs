@@ -1,6 +1,6 @@
 //! What every etcd service of a node shares: the Raft node, the cluster's
-//! identity, the limits, and connections to the other members for
-//! forwarding.
+//! identity, the limits, how its URLs look, and connections to the other
+//! members.
 
 use raft::transport::tls::TlsConnect;
 use std::collections::BTreeMap;
@@ -12,7 +12,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use crate::kv::{HeaderFields, Limits};
-use crate::server::forward::Forwarder;
 use crate::server::state_machine::KvStateMachine;
 
 /// gRPC metadata set on a request a member forwarded to the leader, so that
@@ -55,8 +54,6 @@ pub struct Context {
     /// A connection per member, and the address it goes to (a member that
     /// moved gets a new one).
     channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
-    /// Streams forwarding writes to the leader.
-    pub forwarder: Forwarder,
     /// How to dial other members (TLS with the peer certificate), when
     /// not in plaintext.
     peer_connect: Option<TlsConnect>,
@@ -86,7 +83,6 @@ impl Context {
             limits,
             data_directory,
             channels: Mutex::new(BTreeMap::new()),
-            forwarder: Forwarder::default(),
             client_tls: peer_connect.is_some(),
             peer_tls: peer_connect.is_some(),
             client_address: None,

@@ -4,6 +4,15 @@
 //! etcd's peer URLs), the peer services (Raft messages and snapshots, the
 //! forwarding stream, and Cluster for joining members) are served there and
 //! the client port serves the etcd services alone.
+//!
+//! What lives here: [`serve`] (start-up and shut-down), one file per etcd
+//! service (`kv_service`, `cluster_service`, `maintenance_service`,
+//! `unbuilt_services`), the [`proposer::Proposer`] every write and
+//! linearizable read goes through, both sides of forwarding to the leader
+//! (`forward/`), what the services share ([`context::Context`]), TLS per
+//! port, publishing client URLs, and the member list format. The command
+//! line (`crate::cli`) and the harnesses in `sim/` call [`serve`] and
+//! [`ServerOptions`]; nothing here calls the command line.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,7 +38,7 @@ use raft_proto::etcd::etcdserverpb::watch_server::WatchServer;
 use raft_proto::forward::kv_forward_server::KvForwardServer;
 use thiserror::Error;
 
-use crate::cli::members::format_members;
+use self::member_list::format_members;
 use crate::kv::Limits;
 
 pub mod authority;
@@ -39,7 +48,9 @@ pub mod forward;
 pub mod join;
 pub mod kv_service;
 pub mod maintenance_service;
+pub mod member_list;
 pub mod metrics_http;
+pub mod proposer;
 pub mod publish;
 pub mod state_machine;
 pub mod status;
@@ -51,6 +62,7 @@ use self::context::Context;
 use self::forward::ForwardService;
 use self::kv_service::KvService;
 use self::maintenance_service::MaintenanceService;
+use self::proposer::Proposer;
 use self::state_machine::KvStateMachine;
 use self::unbuilt_services::{UnbuiltLease, UnbuiltWatch};
 
@@ -268,14 +280,18 @@ struct PeerServices<Raft, Forward> {
 }
 
 /// The etcd services clients call.
-fn client_services(context: &Arc<Context>, limits: &Limits) -> tonic::transport::server::Router {
+fn client_services(
+    context: &Arc<Context>,
+    proposer: &Arc<Proposer>,
+    limits: &Limits,
+) -> tonic::transport::server::Router {
     // Leave room above the request limit so that an oversized request
     // reaches our check and gets its reason, rather than a transport error.
     let decode_limit = limits.max_request_bytes + (1 << 20);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
-            KvServer::new(KvService::new(context.clone()))
+            KvServer::new(KvService::new(proposer.clone()))
                 .max_decoding_message_size(decode_limit)
                 .max_encoding_message_size(usize::MAX),
         )
@@ -365,7 +381,8 @@ pub async fn serve(
         context = context.with_peer_port(tls.peer_connect.is_some(), port.client_address.clone());
     }
     let context = Arc::new(context);
-    let publisher = tokio::spawn(publish::publish_client_urls(context.clone()));
+    let proposer = Arc::new(Proposer::new(context.clone()));
+    let publisher = tokio::spawn(publish::publish_client_urls(proposer.clone()));
     // On shutdown the node stops first: requests in flight fail, the WAL is
     // flushed and closed, and peer streams end (their next message is
     // refused), so the server's graceful stop does not wait on them.
@@ -386,7 +403,7 @@ pub async fn serve(
     let peers = PeerServices {
         raft: InterceptedService::new(peer_service, tls.peer_gate.clone()),
         forward: InterceptedService::new(
-            KvForwardServer::new(ForwardService::new(context.clone()))
+            KvForwardServer::new(ForwardService::new(proposer.clone()))
                 .max_decoding_message_size(forward::max_batch_bytes(
                     options.limits.max_request_bytes,
                 ))
@@ -394,7 +411,7 @@ pub async fn serve(
             tls.peer_gate.clone(),
         ),
     };
-    let client_services = client_services(&context, &options.limits);
+    let client_services = client_services(&context, &proposer, &options.limits);
     let (server, peer_server) = match peer_listener {
         // The client port serves no peer RPC: they are unknown services
         // there (Unimplemented).

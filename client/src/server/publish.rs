@@ -10,31 +10,29 @@ use raft::node::Node;
 
 use crate::kv::members::MemberAttributes;
 use crate::kv::Command;
-use crate::server::context::Context;
-use crate::server::kv_service::KvService;
+use crate::server::proposer::Proposer;
 use crate::server::state_machine::KvStateMachine;
 
 /// How long to wait before trying again after a failed publish (no leader
 /// yet, an election under way).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
-/// Publishes `context`'s own client URLs unless the store already holds
-/// them, trying until a publish is applied; returns at once for a member
-/// without a peer port of its own.
-pub async fn publish_client_urls(context: Arc<Context>) {
-    let Some(urls) = context.own_client_urls() else {
+/// Publishes this member's own client URLs unless the store already
+/// holds them, trying until a publish is applied; returns at once for a
+/// member without a peer port of its own.
+pub async fn publish_client_urls(proposer: Arc<Proposer>) {
+    let Some(urls) = proposer.context().own_client_urls() else {
         return;
     };
-    let node = context.node.clone();
+    let node = proposer.context().node.clone();
     let id = node.options().id;
-    let service = KvService::new(context);
     let attributes = MemberAttributes {
         member_id: id.get(),
         client_urls: urls,
     };
     let mut failures = 0u32;
     while !published(&node, &attributes) {
-        match service
+        match proposer
             .write_own(Command::Publish(attributes.clone()))
             .await
         {

@@ -202,14 +202,12 @@ impl SnapshotReceiving {
         chunk: &wire::InstallSnapshotChunk,
         admission: &dyn Admission,
     ) -> Result<Announced, SnapshotRefused> {
-        let header = chunk
-            .header
-            .ok_or(crate::transport::WireError::Missing("header"))?;
+        let header = chunk.header.ok_or(WireError::Missing("header"))?;
         let (from, to, term) = check_header(Some(header), admission)?;
         let wire_metadata = chunk
             .metadata
             .clone()
-            .ok_or(crate::transport::WireError::Missing("snapshot metadata"))?;
+            .ok_or(WireError::Missing("snapshot metadata"))?;
         let size_bytes = wire_metadata.size;
         let metadata = snapshot_metadata_from_wire(wire_metadata)?;
         if chunk.offset != 0 {

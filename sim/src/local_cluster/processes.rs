@@ -20,7 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use raft::NodeId;
-use raft_client::cli::members::format_members;
+use raft_client::server::member_list::format_members;
 use rustix::process::{kill_process_group, Pid, Signal};
 
 use super::error::LocalClusterError;

@@ -1,78 +1,37 @@
-//! Forwarding clients' writes and reads to the leader over one stream per
-//! leader.
-//!
-//! A member that is not the leader used to forward each request as a gRPC
-//! call of its own; under load that doubled the per-request work of HTTP/2
-//! (a stream, headers, a task) on both members. Now the member keeps one
-//! long-lived `KvForward.Forward` stream to the leader ([`Forwarder`]),
-//! sends the requests queued at that moment as one batch, and matches the
-//! leader's batched replies to the waiting clients by id. The leader
-//! ([`ForwardService`]) proposes each write as if a client had sent it to
-//! it and replies as each one is applied; for a linearizable read it
-//! confirms its leadership (ReadIndex) and replies with the read index,
-//! which the member waits to have applied before it reads its own store.
-//! Replies come in any order.
-//!
-//! A write whose stream fails before its reply arrives gets `Unavailable`
-//! saying that it may or may not have taken effect (etcd clients retry),
-//! as when a leader is lost under a write sent to it directly.
+//! The member's side of forwarding: one stream per leader, opened on first
+//! use and again after it fails; requests queued at one moment go as one
+//! batch, and the leader's replies are matched to the waiting callers by id.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context as TaskContext, Poll};
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
-use prost::Message as _;
+use futures_util::StreamExt;
 use raft::node::NodeStatus;
 use raft::{LogIndex, NodeId};
 use raft_proto::forward::forward_reply::Response as ReplyResponse;
 use raft_proto::forward::forwarded_request::Request as ForwardedKind;
 use raft_proto::forward::kv_forward_client::KvForwardClient;
-use raft_proto::forward::kv_forward_server::KvForward;
-use raft_proto::forward::{
-    ForwardBatch, ForwardReplies, ForwardReply, ForwardedRequest, ReadIndexRequest,
-};
+use raft_proto::forward::{ForwardBatch, ForwardReply, ForwardedRequest, ReadIndexRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::Stream;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Request, Status};
 
-use crate::kv::{Command, CommandResponse};
-use crate::server::context::Context;
-use crate::server::kv_service::KvService;
-use crate::server::status::kv_status;
+use super::{BATCH_BYTES, BATCH_WRITES, CLUSTER_ID_METADATA, QUEUE_WRITES};
+use crate::kv::CommandResponse;
 
-/// gRPC metadata naming the forwarding member's cluster id (decimal).
-pub const CLUSTER_ID_METADATA: &str = "x-rustyraft-cluster-id";
-
-/// A batch stops growing at this many writes...
-const BATCH_WRITES: usize = 1024;
-/// ... or once its commands add up to this many bytes (a single write of
-/// any allowed size still goes alone).
-const BATCH_BYTES: usize = 4 << 20;
-/// Writes queued for one leader before callers wait.
-const QUEUE_WRITES: usize = 4096;
-/// A leader stops reading a forwarding stream while this many of its
-/// requests are in flight ...
-const MAX_IN_FLIGHT_REQUESTS: usize = 2 * QUEUE_WRITES;
-/// ... or while their requests add up to this many bytes, so that a member
-/// that sends faster than the leader commits is slowed by HTTP/2 flow
-/// control instead of growing the leader's memory.
-const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
-
-/// Whether a leader takes another batch from a stream with `requests`
-/// requests of `bytes` bytes in flight.
-fn takes_another_batch(requests: usize, bytes: usize) -> bool {
-    requests < MAX_IN_FLIGHT_REQUESTS && bytes < MAX_IN_FLIGHT_BYTES
-}
-
-/// The largest batch a leader accepts: the byte budget plus one write of
-/// the largest allowed size, plus framing.
-pub fn max_batch_bytes(max_request_bytes: usize) -> usize {
-    BATCH_BYTES + max_request_bytes + (1 << 20)
+/// How to open a stream to a leader: what the member knows that the
+/// forwarder does not.
+pub trait Dial: Sync {
+    /// A channel to `member`.
+    fn channel_of(&self, member: NodeId) -> Result<Channel, Status>;
+    /// This member's cluster, named to the leader.
+    fn cluster_id(&self) -> u64;
+    /// This member's status as it changes: a stream ends once its leader
+    /// is seen to lead no more.
+    fn watch_status(&self) -> watch::Receiver<NodeStatus>;
 }
 
 /// What the leader answered.
@@ -103,12 +62,12 @@ impl Forwarder {
     /// request limits) to `leader` and waits for what applying it returned.
     pub async fn write(
         &self,
-        context: &Context,
+        dial: &dyn Dial,
         leader: NodeId,
         command: Vec<u8>,
     ) -> Result<CommandResponse, Status> {
         match self
-            .send(context, leader, ForwardedKind::Command(command))
+            .send(dial, leader, ForwardedKind::Command(command))
             .await?
         {
             Answer::Applied(response) => Ok(response),
@@ -121,9 +80,9 @@ impl Forwarder {
     /// Asks `leader` to confirm its leadership and returns its commit
     /// index then: a read served once this member has applied it is
     /// linearizable.
-    pub async fn read_index(&self, context: &Context, leader: NodeId) -> Result<LogIndex, Status> {
+    pub async fn read_index(&self, dial: &dyn Dial, leader: NodeId) -> Result<LogIndex, Status> {
         let request = ForwardedKind::ReadIndex(ReadIndexRequest {});
-        match self.send(context, leader, request).await? {
+        match self.send(dial, leader, request).await? {
             Answer::ReadIndex(index) => Ok(index),
             Answer::Applied(_) => Err(Status::internal(
                 "the leader answered a read-index request with a write's response",
@@ -133,11 +92,11 @@ impl Forwarder {
 
     async fn send(
         &self,
-        context: &Context,
+        dial: &dyn Dial,
         leader: NodeId,
         request: ForwardedKind,
     ) -> Result<Answer, Status> {
-        let queue = self.queue_to(context, leader)?;
+        let queue = self.queue_to(dial, leader)?;
         let (reply, replied) = oneshot::channel();
         queue
             .send(Pending { request, reply })
@@ -150,7 +109,7 @@ impl Forwarder {
 
     /// The queue of the stream to `leader`, starting the stream if there
     /// is none or the last one ended.
-    fn queue_to(&self, context: &Context, leader: NodeId) -> Result<mpsc::Sender<Pending>, Status> {
+    fn queue_to(&self, dial: &dyn Dial, leader: NodeId) -> Result<mpsc::Sender<Pending>, Status> {
         let mut streams = self
             .streams
             .lock()
@@ -160,12 +119,12 @@ impl Forwarder {
                 return Ok(queue.clone());
             }
         }
-        let channel = context.channel_of(leader)?;
+        let channel = dial.channel_of(leader)?;
         let (queue, queued) = mpsc::channel(QUEUE_WRITES);
-        let status = context.node.watch_status();
+        let status = dial.watch_status();
         tokio::spawn(run_stream(
             channel,
-            context.cluster_id,
+            dial.cluster_id(),
             leader,
             status,
             queued,
@@ -346,169 +305,5 @@ fn reply_outcome(reply: ForwardReply) -> Reply {
             "the leader answered a forwarded request without a response",
         )),
         (code, _) => Err(Status::new(code, reply.message)),
-    }
-}
-
-/// The leader side of `KvForward`.
-pub struct ForwardService {
-    context: Arc<Context>,
-    kv: Arc<KvService>,
-}
-
-impl ForwardService {
-    /// The service over `context`.
-    pub fn new(context: Arc<Context>) -> ForwardService {
-        ForwardService {
-            kv: Arc::new(KvService::new(context.clone())),
-            context,
-        }
-    }
-}
-
-/// Carries out one forwarded request here and says how it went.
-async fn answer(kv: &KvService, request: ForwardedRequest) -> ForwardReply {
-    let outcome = match request.request {
-        // Checked again (the member is trusted only to be of this
-        // cluster), then proposed as it came: no decoding and encoding.
-        Some(ForwardedKind::Command(command)) => {
-            match Command::check_proposal(&command, kv.limits()) {
-                Ok(()) => kv.propose(command).await.map(|response| match response {
-                    CommandResponse::Put(response) => ReplyResponse::Put(response),
-                    CommandResponse::DeleteRange(response) => ReplyResponse::DeleteRange(response),
-                    CommandResponse::Txn(response) => ReplyResponse::Txn(response),
-                    CommandResponse::Published(header) => {
-                        ReplyResponse::Published(header.unwrap_or_default())
-                    }
-                }),
-                Err(error) => Err(kv_status(&error)),
-            }
-        }
-        Some(ForwardedKind::ReadIndex(ReadIndexRequest {})) => kv
-            .read_index_here()
-            .await
-            .map(|index| ReplyResponse::ReadIndex(index.get())),
-        None => Err(Status::invalid_argument(
-            "a forwarded request without a body",
-        )),
-    };
-    match outcome {
-        Ok(response) => ForwardReply {
-            id: request.id,
-            code: Code::Ok as i32,
-            message: String::new(),
-            response: Some(response),
-        },
-        Err(status) => ForwardReply {
-            id: request.id,
-            code: status.code() as i32,
-            message: status.message().to_string(),
-            response: None,
-        },
-    }
-}
-
-/// The leader's side of one forwarding stream, as the stream of its
-/// replies: polled by the HTTP/2 layer, it takes the member's batches as
-/// they come, proposes every write (many in flight, polled here: no task
-/// or channel per write, nor between an applied write and its reply) and
-/// yields the replies that are ready together. When the member ends its
-/// side, or it breaks, what is in flight is still answered (the member may
-/// still be reading), then the stream ends.
-pub struct Replies {
-    kv: Arc<KvService>,
-    batches: Option<Streaming<ForwardBatch>>,
-    /// Each reply with the size of its request.
-    in_flight: FuturesUnordered<BoxFuture<'static, (ForwardReply, usize)>>,
-    in_flight_bytes: usize,
-}
-
-impl Stream for Replies {
-    type Item = Result<ForwardReplies, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        while let Some(batches) = this
-            .batches
-            .as_mut()
-            .filter(|_| takes_another_batch(this.in_flight.len(), this.in_flight_bytes))
-        {
-            match batches.poll_next_unpin(context) {
-                Poll::Ready(Some(Ok(batch))) => {
-                    for request in batch.requests {
-                        let kv = this.kv.clone();
-                        let bytes = request.encoded_len();
-                        this.in_flight_bytes = this.in_flight_bytes.saturating_add(bytes);
-                        this.in_flight
-                            .push(async move { (answer(&kv, request).await, bytes) }.boxed());
-                    }
-                }
-                Poll::Ready(_) => this.batches = None,
-                Poll::Pending => break,
-            }
-        }
-        let mut replies = Vec::new();
-        while replies.len() < BATCH_WRITES {
-            match this.in_flight.poll_next_unpin(context) {
-                Poll::Ready(Some((reply, bytes))) => {
-                    this.in_flight_bytes = this.in_flight_bytes.saturating_sub(bytes);
-                    replies.push(reply);
-                }
-                Poll::Ready(None) | Poll::Pending => break,
-            }
-        }
-        if !replies.is_empty() {
-            Poll::Ready(Some(Ok(ForwardReplies { replies })))
-        } else if this.batches.is_none() && this.in_flight.is_empty() {
-            Poll::Ready(None)
-        } else {
-            // Woken by the next batch or the next write answered (which,
-            // when the stream is not read for the bound, frees room).
-            Poll::Pending
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl KvForward for ForwardService {
-    type ForwardStream = Replies;
-
-    async fn forward(
-        &self,
-        request: Request<Streaming<ForwardBatch>>,
-    ) -> Result<Response<Self::ForwardStream>, Status> {
-        let theirs = request
-            .metadata()
-            .get(CLUSTER_ID_METADATA)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if theirs != Some(self.context.cluster_id) {
-            let theirs = theirs.map_or_else(|| "(none named)".to_string(), |id| format!("{id:x}"));
-            return Err(Status::failed_precondition(format!(
-                "a forwarding stream from cluster {theirs}, but this is cluster {:x}",
-                self.context.cluster_id
-            )));
-        }
-        Ok(Response::new(Replies {
-            kv: self.kv.clone(),
-            batches: Some(request.into_inner()),
-            in_flight: FuturesUnordered::new(),
-            in_flight_bytes: 0,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_leader_stops_reading_a_stream_at_either_bound() {
-        assert!(takes_another_batch(0, 0));
-        assert!(takes_another_batch(
-            MAX_IN_FLIGHT_REQUESTS - 1,
-            MAX_IN_FLIGHT_BYTES - 1
-        ));
-        assert!(!takes_another_batch(MAX_IN_FLIGHT_REQUESTS, 0));
-        assert!(!takes_another_batch(0, MAX_IN_FLIGHT_BYTES));
     }
 }

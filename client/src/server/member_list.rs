@@ -1,4 +1,5 @@
-//! The member list a node starts with: `1=host:port,2=host:port`.
+//! The member list a node starts with: `1=host:port,2=host:port` (the
+//! `<clients_info>` of `raft_client run`).
 
 use std::collections::BTreeMap;
 
