@@ -251,10 +251,19 @@ async fn peers_speak_tls_on_their_port_while_clients_speak_plaintext() {
             status.to_string()
         }
     };
-    assert!(
-        refused.contains("CertificateRequired"),
-        "refused for the missing certificate: {refused}"
-    );
+    // The client sees the alert or just the connection closing, as the
+    // race goes; the member says why.
+    eventually("the leader to log the refused handshake", || async {
+        let log = cluster.log(leader);
+        if log.contains("refused a TLS connection at the handshake") {
+            Ok(())
+        } else {
+            Err(format!(
+                "the client saw {refused}; the leader logged nothing"
+            ))
+        }
+    })
+    .await;
 
     // Plaintext clients of every member see the same data.
     for id in cluster.ids() {
