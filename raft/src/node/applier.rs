@@ -78,34 +78,80 @@ pub(crate) enum Work {
     Stop,
 }
 
-/// The applier's state.
-pub(crate) struct Applier<M: StateMachine> {
+/// What a node's start wires its applier to.
+pub(crate) struct ApplierWiring<M: StateMachine> {
     pub(crate) state_machine: Arc<RwLock<M>>,
     pub(crate) requests: Arc<Requests<M::Response>>,
     pub(crate) events: tokio_mpsc::UnboundedSender<Event>,
     pub(crate) applied: watch::Sender<LogIndex>,
     pub(crate) progress: Arc<AppliedProgress>,
+    pub(crate) snapshots: SnapshotStore,
+    /// The latest snapshot, the state machine's starting point, if any.
+    pub(crate) snapshot: Option<(SnapshotMetadata, u64)>,
+    /// The configuration as of the log's base.
+    pub(crate) membership: Membership,
+    pub(crate) metrics: Arc<NodeMetrics>,
+    pub(crate) stalls: Arc<StallReporter>,
+}
+
+/// The applier's state.
+pub(crate) struct Applier<M: StateMachine> {
+    state_machine: Arc<RwLock<M>>,
+    requests: Arc<Requests<M::Response>>,
+    events: tokio_mpsc::UnboundedSender<Event>,
+    applied: watch::Sender<LogIndex>,
+    progress: Arc<AppliedProgress>,
     /// Every entry up to here is applied (commands by the state machine,
     /// no-ops by skipping them).
-    pub(crate) applied_index: LogIndex,
+    applied_index: LogIndex,
     /// The last command the state machine applied, and its term: where a
     /// snapshot taken now stands.
-    pub(crate) last_command: (LogIndex, Term),
-    pub(crate) snapshots: SnapshotStore,
-    pub(crate) policy: SnapshotPolicy,
-    pub(crate) membership: Membership,
+    last_command: (LogIndex, Term),
+    snapshots: SnapshotStore,
+    policy: SnapshotPolicy,
+    membership: Membership,
     /// The index of the latest snapshot taken or restored.
-    pub(crate) latest_snapshot: LogIndex,
+    latest_snapshot: LogIndex,
     /// The size of the latest snapshot file (set by the thread that writes
     /// it), and the bytes of commands applied since it was captured: the
     /// policy's [`SnapshotPolicy::log_growth_ratio`] compares them.
-    pub(crate) latest_snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
-    pub(crate) applied_bytes: u64,
+    latest_snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
+    applied_bytes: u64,
     /// A snapshot is being written on another thread.
-    pub(crate) snapshot_in_progress: Arc<std::sync::atomic::AtomicBool>,
-    pub(crate) metrics: Arc<NodeMetrics>,
+    snapshot_in_progress: Arc<std::sync::atomic::AtomicBool>,
+    metrics: Arc<NodeMetrics>,
     /// Warns when applying a batch takes long.
-    pub(crate) stalls: Arc<StallReporter>,
+    stalls: Arc<StallReporter>,
+}
+
+impl<M: StateMachine> Applier<M> {
+    /// An applier over `wiring`, taking snapshots as `policy` says.
+    pub(crate) fn new(wiring: ApplierWiring<M>, policy: SnapshotPolicy) -> Applier<M> {
+        let (applied, last_command, size_bytes) = match &wiring.snapshot {
+            Some((metadata, size_bytes)) => {
+                (metadata.index, (metadata.index, metadata.term), *size_bytes)
+            }
+            None => (LogIndex(0), (LogIndex(0), Term(0)), 0),
+        };
+        Applier {
+            state_machine: wiring.state_machine,
+            requests: wiring.requests,
+            events: wiring.events,
+            applied: wiring.applied,
+            progress: wiring.progress,
+            applied_index: applied,
+            last_command,
+            snapshots: wiring.snapshots,
+            policy,
+            membership: wiring.membership,
+            latest_snapshot: applied,
+            latest_snapshot_bytes: Arc::new(std::sync::atomic::AtomicU64::new(size_bytes)),
+            applied_bytes: 0,
+            snapshot_in_progress: Arc::default(),
+            metrics: wiring.metrics,
+            stalls: wiring.stalls,
+        }
+    }
 }
 
 impl<M: StateMachine> Applier<M> {

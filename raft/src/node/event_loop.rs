@@ -8,13 +8,10 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::core::input::Input;
-use crate::core::membership_change::MembershipChange;
 use crate::core::message::{Message, MessageBody};
 use crate::core::output::Output;
 use crate::core::snapshot::SnapshotMetadata;
@@ -23,15 +20,17 @@ use crate::fault::{self, FaultPoint};
 use crate::node::applier::{AppliedProgress, Work};
 use crate::node::error::RequestFailure;
 use crate::node::membership::MembershipView;
-use crate::node::metrics::{NodeMetrics, PeerLabels};
+use crate::node::metrics::NodeMetrics;
+use crate::node::probes::LatencyProbes;
 use crate::node::refusals::RefusalLog;
 use crate::node::requests::Requests;
-use crate::node::stalls::StallWatch;
+use crate::node::stalls::{StallReporter, StallWatch};
 use crate::node::status::NodeStatus;
+use crate::node::NodeOptions;
 use crate::storage::{Durable, StorageError, Wal};
 use crate::transport::snapshot_receive::SnapshotCandidates;
 use crate::transport::{InboundReceiver, Peers};
-use crate::types::{LogIndex, NodeId, RequestId, Term};
+use crate::types::{LogIndex, NodeId, Term};
 
 /// Completions reported to the loop by storage and the applier.
 pub(crate) enum Event {
@@ -50,82 +49,132 @@ pub(crate) enum Event {
 
 /// Requests from the node's handle.
 pub(crate) enum Command {
-    /// Propose a command (the reply waits in the request registry).
-    Propose {
-        request_id: RequestId,
-        command: Bytes,
-    },
-    /// Confirm leadership for a linearizable read.
-    Read { request_id: RequestId },
+    /// An input for the core: a proposal, a read, a leadership transfer or
+    /// a configuration change (a reply waits in the request registry).
+    Step(Input),
     /// Report the core's full status.
     Status(oneshot::Sender<Status>),
-    /// Hand leadership to `target`.
-    TransferLeadership { target: NodeId },
-    /// Change the configuration (the reply waits in the request registry).
-    ChangeMembership {
-        request_id: RequestId,
-        change: MembershipChange,
-    },
 }
 
 /// How many inputs of one kind are stepped before outputs are carried out:
 /// more batching under load, bounded latency.
 const BATCH_INPUTS: usize = 512;
 
-pub(crate) struct EventLoop<R> {
+/// What a node's start wires an event loop to.
+pub(crate) struct EventLoopWiring<R> {
+    /// The recovered core.
     pub(crate) core: RaftCore,
     pub(crate) wal: Arc<Wal>,
     pub(crate) peers: Peers,
     pub(crate) requests: Arc<Requests<R>>,
+    /// Work for the applier thread.
     pub(crate) applier: std_mpsc::Sender<Work>,
     pub(crate) status: watch::Sender<NodeStatus>,
-    pub(crate) tick: Duration,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) inbound: InboundReceiver,
     pub(crate) events: mpsc::UnboundedReceiver<Event>,
+    pub(crate) metrics: Arc<NodeMetrics>,
+    pub(crate) progress: Arc<AppliedProgress>,
+    pub(crate) membership: watch::Sender<MembershipView>,
+    pub(crate) snapshot_candidates: Arc<SnapshotCandidates>,
+    pub(crate) stalls: Arc<StallReporter>,
+    /// The durable end of the log, as the core was told of it.
+    pub(crate) durable: (LogIndex, Term),
+    /// Every entry up to here is in the state machine.
+    pub(crate) applied: LogIndex,
+}
+
+pub(crate) struct EventLoop<R> {
+    core: RaftCore,
+    wal: Arc<Wal>,
+    peers: Peers,
+    requests: Arc<Requests<R>>,
+    applier: std_mpsc::Sender<Work>,
+    status: watch::Sender<NodeStatus>,
+    tick: Duration,
+    commands: mpsc::Receiver<Command>,
+    inbound: InboundReceiver,
+    events: mpsc::UnboundedReceiver<Event>,
     /// A hard state (or snapshot purge) submitted but not yet durable:
     /// no later output may be carried out before it is.
-    pub(crate) barrier: Option<u64>,
+    barrier: Option<u64>,
     /// Outputs held behind the barrier, in order.
-    pub(crate) held: VecDeque<Output>,
-    pub(crate) outputs: Vec<Output>,
+    held: VecDeque<Output>,
+    outputs: Vec<Output>,
     /// The durable log position last reported to the core.
-    pub(crate) reported: (LogIndex, Term),
+    reported: (LogIndex, Term),
     /// Why the node must stop (the state machine failed).
-    pub(crate) fatal: Option<String>,
-    pub(crate) metrics: Arc<NodeMetrics>,
+    fatal: Option<String>,
+    metrics: Arc<NodeMetrics>,
     /// Logs refused peer messages without flooding the log.
-    pub(crate) refusals: RefusalLog,
-    /// WAL submissions of entries not yet durable: sequence and when.
-    pub(crate) appends_in_flight: VecDeque<(u64, Instant)>,
-    /// A leader's proposals appended but not yet known committed: index
-    /// and when.
-    pub(crate) proposals_in_flight: VecDeque<(LogIndex, Instant)>,
-    /// The last heartbeat round sent to each peer, and when.
-    pub(crate) rounds_sent: BTreeMap<NodeId, (u64, Instant)>,
+    refusals: RefusalLog,
+    /// How long appends, commits and heartbeat rounds take.
+    probes: LatencyProbes,
     /// The last entry handed to the applier or appended for a client's
     /// proposal, and the last entry applied.
-    pub(crate) handed_out: LogIndex,
-    pub(crate) applied_seen: LogIndex,
+    handed_out: LogIndex,
+    applied_seen: LogIndex,
     /// The applier's progress, read without waiting for its report.
-    pub(crate) progress: Arc<AppliedProgress>,
+    progress: Arc<AppliedProgress>,
     /// The handle asked the node to stop.
-    pub(crate) stopping: bool,
+    stopping: bool,
     /// Entries a follower submitted for writing on this task's thread.
-    pub(crate) write_inline: Option<crate::storage::Ticket>,
+    write_inline: Option<crate::storage::Ticket>,
     /// See [`crate::node::NodeOptions::max_apply_backlog`].
-    pub(crate) max_apply_backlog: u64,
+    max_apply_backlog: u64,
     /// The configurations last published.
-    pub(crate) membership: watch::Sender<MembershipView>,
+    membership: watch::Sender<MembershipView>,
     /// The members' addresses the node was started with.
-    pub(crate) seed_addresses: BTreeMap<NodeId, String>,
+    seed_addresses: BTreeMap<NodeId, String>,
     /// Received snapshots waiting for the core's decision.
-    pub(crate) snapshot_candidates: Arc<SnapshotCandidates>,
+    snapshot_candidates: Arc<SnapshotCandidates>,
     /// The snapshots whose messages were stepped since outputs were last
     /// taken: the core restores each or it is dropped.
-    pub(crate) snapshots_stepped: Vec<SnapshotMetadata>,
+    snapshots_stepped: Vec<SnapshotMetadata>,
     /// How late the clock and the heartbeats are.
-    pub(crate) stalls: StallWatch,
+    stalls: StallWatch,
+}
+
+impl<R> EventLoop<R> {
+    /// An event loop over `wiring`, timed and bounded by `options`.
+    pub(crate) fn new(wiring: EventLoopWiring<R>, options: &NodeOptions) -> EventLoop<R> {
+        EventLoop {
+            core: wiring.core,
+            wal: wiring.wal,
+            peers: wiring.peers,
+            requests: wiring.requests,
+            applier: wiring.applier,
+            status: wiring.status,
+            tick: options.tick,
+            commands: wiring.commands,
+            inbound: wiring.inbound,
+            events: wiring.events,
+            barrier: None,
+            held: VecDeque::new(),
+            outputs: Vec::new(),
+            reported: wiring.durable,
+            fatal: None,
+            probes: LatencyProbes::new(wiring.metrics.clone()),
+            metrics: wiring.metrics,
+            refusals: RefusalLog::default(),
+            handed_out: wiring.applied,
+            applied_seen: wiring.applied,
+            progress: wiring.progress,
+            stopping: false,
+            write_inline: None,
+            max_apply_backlog: options.max_apply_backlog,
+            membership: wiring.membership,
+            seed_addresses: options.members.clone(),
+            snapshot_candidates: wiring.snapshot_candidates,
+            snapshots_stepped: Vec::new(),
+            stalls: StallWatch::new(
+                wiring.stalls,
+                options.tick,
+                options.raft.heartbeat_ticks,
+                options.raft.election_ticks_min,
+            ),
+        }
+    }
 }
 
 impl<R> EventLoop<R> {
@@ -255,11 +304,7 @@ impl<R> EventLoop<R> {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Durable(durable) => {
-                observe_through(
-                    &mut self.appends_in_flight,
-                    durable.sequence,
-                    &self.metrics.append_latency_seconds,
-                );
+                self.probes.appends_durable(durable.sequence);
                 if self
                     .barrier
                     .is_some_and(|barrier| durable.sequence >= barrier)
@@ -296,19 +341,7 @@ impl<R> EventLoop<R> {
     /// Steps a peer's message, timing the answer to a heartbeat round.
     fn step_message(&mut self, message: Message) {
         if let MessageBody::AppendEntriesResponse(response) = &message.body {
-            if let Some((round, sent)) = self.rounds_sent.get(&message.from) {
-                if *round == response.round {
-                    let labels = PeerLabels {
-                        peer: message.from.0,
-                    };
-                    let seconds = sent.elapsed().as_secs_f64();
-                    self.metrics
-                        .peer_round_trip_seconds
-                        .get_or_create(&labels)
-                        .observe(seconds);
-                    self.rounds_sent.remove(&message.from);
-                }
-            }
+            self.probes.round_answered(message.from, response.round);
         }
         if let MessageBody::InstallSnapshot(metadata) = &message.body {
             self.snapshots_stepped.push(metadata.clone());
@@ -319,28 +352,17 @@ impl<R> EventLoop<R> {
     /// Steps a client's command.
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Propose {
-                request_id,
-                command,
-            } => {
-                fault::arm();
-                fault::panic_if_injected(FaultPoint::EventLoop);
-                self.core.step(Input::Propose {
-                    request_id,
-                    command,
-                })
+            Command::Step(input) => {
+                if let Input::Propose { .. } = input {
+                    fault::arm();
+                    fault::panic_if_injected(FaultPoint::EventLoop);
+                }
+                self.core.step(input)
             }
-            Command::Read { request_id } => self.core.step(Input::Read { request_id }),
             Command::Status(reply) => {
                 self.step_applied(self.progress.applied());
                 let _ = reply.send(self.core.status());
             }
-            Command::TransferLeadership { target } => {
-                self.core.step(Input::TransferLeadership { target })
-            }
-            Command::ChangeMembership { request_id, change } => self
-                .core
-                .step(Input::ChangeMembership { request_id, change }),
         }
     }
 
@@ -405,18 +427,12 @@ impl<R> EventLoop<R> {
                     self.write_inline = Some(ticket);
                     ticket
                 };
-                self.appends_in_flight
-                    .push_back((ticket.sequence, Instant::now()));
+                self.probes.append_submitted(ticket.sequence);
             }
             Output::Send(message) => {
                 if let MessageBody::AppendEntries(append) = &message.body {
-                    let newer = self
-                        .rounds_sent
-                        .get(&message.to)
-                        .is_none_or(|(round, _)| *round < append.round);
-                    if newer {
-                        let now = Instant::now();
-                        self.rounds_sent.insert(message.to, (append.round, now));
+                    let now = Instant::now();
+                    if self.probes.round_sent(message.to, append.round, now) {
                         self.stalls.heartbeat_sent(message.to, message.term, now);
                     }
                 }
@@ -454,7 +470,7 @@ impl<R> EventLoop<R> {
                 term,
             } => {
                 self.handed_out = self.handed_out.max(index);
-                self.proposals_in_flight.push_back((index, Instant::now()));
+                self.probes.proposal_appended(index);
                 self.requests.accepted(request_id, index, term)
             }
             Output::ReadReady {
@@ -511,15 +527,8 @@ impl<R> EventLoop<R> {
     /// Those it appended before losing leadership are forgotten: they may
     /// yet commit under another leader, or be replaced.
     fn observe_commits(&mut self) {
-        if self.core.role() != Role::Leader {
-            self.proposals_in_flight.clear();
-            return;
-        }
-        observe_through(
-            &mut self.proposals_in_flight,
-            self.core.commit_index(),
-            &self.metrics.proposal_commit_seconds,
-        );
+        let leading = self.core.role() == Role::Leader;
+        self.probes.commits(leading, self.core.commit_index());
     }
 
     fn publish_status(&self) {
@@ -550,21 +559,5 @@ impl<R> EventLoop<R> {
                 true
             }
         });
-    }
-}
-
-/// Takes from the front of `in_flight` (keys in increasing order, each with
-/// when it started) everything up to `done`, observing how long each took.
-fn observe_through<K: PartialOrd>(
-    in_flight: &mut VecDeque<(K, Instant)>,
-    done: K,
-    histogram: &Histogram,
-) {
-    while let Some((key, started)) = in_flight.front() {
-        if *key > done {
-            break;
-        }
-        histogram.observe(started.elapsed().as_secs_f64());
-        in_flight.pop_front();
     }
 }

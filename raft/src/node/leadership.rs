@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::event_loop::Command;
 use super::Node;
+use crate::core::input::Input;
 use crate::core::Role;
 use crate::state_machine::StateMachine;
 use crate::types::NodeId;
@@ -76,7 +77,7 @@ impl<M: StateMachine> Node<M> {
         let mut watch = self.watch_status();
         self.shared
             .commands
-            .send(Command::TransferLeadership { target })
+            .send(Command::Step(Input::TransferLeadership { target }))
             .await
             .map_err(|_| TransferFailure::ShuttingDown)?;
         let waited = self.transfer_timeout();

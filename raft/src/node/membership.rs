@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::event_loop::Command;
 use super::{Node, RequestFailure};
+use crate::core::input::Input;
 use crate::core::membership_change::MembershipChange;
 use crate::core::quorum::Membership;
 use crate::state_machine::StateMachine;
@@ -136,8 +137,11 @@ impl<M: StateMachine> Node<M> {
     ) -> Result<LogIndex, RequestFailure> {
         let (reply, answer) = oneshot::channel();
         let request_id = self.shared.requests.register_change(reply);
-        self.submit(request_id, Command::ChangeMembership { request_id, change })
-            .await?;
+        self.submit(
+            request_id,
+            Command::Step(Input::ChangeMembership { request_id, change }),
+        )
+        .await?;
         answer.await.unwrap_or(Err(RequestFailure::ShuttingDown))
     }
 

@@ -1,6 +1,10 @@
 //! A running Raft node on tokio: the [`RaftCore`], the write-ahead log, the
 //! gRPC peer transport and a user's [`StateMachine`], wired together.
 //!
+//! - **Start-up** ([`Node::start`]): `bootstrap.rs` recovers what the
+//!   data directory holds (WAL, latest snapshot, the core built from them);
+//!   `start` then wires the event loop, the applier and the transport
+//!   around it, each built by its own constructor.
 //! - The **event loop** ([`event_loop`]) owns the core. It turns a timer
 //!   into ticks, steps peer messages and client requests, and carries the
 //!   outputs out in order: a hard state is durable before anything after it
@@ -30,7 +34,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::collections::{BTreeMap, VecDeque};
+//! use std::collections::BTreeMap;
 //! use raft::node::{Node, NodeOptions};
 //! use raft::ClusterId;
 //! use raft::{LogIndex, NodeId, SnapshotMetadata, StateMachine, StateMachineSnapshot};
@@ -82,7 +86,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -94,23 +98,25 @@ use tokio::task::JoinHandle;
 
 use self::refusals::RefusalLog;
 use crate::config::Config;
-use crate::core::quorum::Membership;
-use crate::core::{RaftCore, RestoredState, Role, Status};
+use crate::core::input::Input;
+use crate::core::{Role, Status};
 use crate::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use crate::storage::snapshot::SnapshotStore;
-use crate::storage::{LogStore, Wal, WalOptions};
+use crate::storage::{Wal, WalOptions};
 use crate::transport::convert::WireError;
-use crate::transport::{inbound_queue, PeerOptions, PeerService, Peers};
+use crate::transport::{inbound_queue, InboundSender, PeerOptions, PeerService, Peers};
 use crate::types::ClusterId;
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
+mod bootstrap;
 pub mod error;
 pub mod event_loop;
 mod leadership;
 pub mod membership;
 pub mod metrics;
+mod probes;
 mod refusals;
 mod requests;
 mod stalls;
@@ -122,11 +128,12 @@ pub use self::membership::MembershipView;
 pub use self::metrics::NodeMetrics;
 pub use self::status::NodeStatus;
 
-use self::applier::{AppliedProgress, Applier};
-use self::event_loop::{Command, Event, EventLoop};
+use self::applier::{AppliedProgress, Applier, ApplierWiring};
+use self::bootstrap::Recovered;
+use self::event_loop::{Command, Event, EventLoop, EventLoopWiring};
 use self::membership::MemberAdmission;
 use self::requests::Requests;
-use self::stalls::{StallReporter, StallWatch};
+use self::stalls::StallReporter;
 use crate::transport::snapshot_receive::{
     ReceiveLimits, ReceiveSlot, SnapshotCandidates, SnapshotReceiving,
 };
@@ -279,74 +286,22 @@ impl<M: StateMachine> Node<M> {
     /// [`Node::peer_service`] on this node's address for peers to reach it.
     pub fn start(options: NodeOptions, state_machine: M) -> Result<Node<M>, StartError> {
         options.validate()?;
-        let wal_options = WalOptions {
-            cluster_id: options.cluster_id,
-            node_id: options.id,
-            ..options.wal.clone()
-        };
-        let wal = Arc::new(Wal::open(&options.data_directory, wal_options)?);
-        if let Some(torn) = &wal.recovery_report().torn_tail {
-            tracing::warn!(?torn, "recovered from a torn write at the end of the log");
-        }
-        let snapshots = SnapshotStore::open(&options.data_directory)?;
-        let mut state_machine = state_machine;
-        let snapshot = snapshots.latest()?;
-        if let Some(file) = &snapshot {
-            file.restore_into(&mut state_machine)?;
-            let metadata = file.metadata();
-            tracing::info!(index = %metadata.index, term = %metadata.term,
-                "restored the state machine from the latest snapshot");
-            // A snapshot installed from a leader may be ahead of the log or
-            // disagree with an uncommitted suffix of it (a crash came before
-            // the log gave way): the snapshot holds committed state, so the
-            // log gives way now.
-            let held = (wal.first_index() <= metadata.index && metadata.index <= wal.last_index())
-                .then(|| wal.term(metadata.index))
-                .transpose()?;
-            let purged_to = wal.first_index().previous();
-            if held != Some(metadata.term) && purged_to < metadata.index {
-                let ticket = wal.submit_purge(metadata.index, metadata.term)?;
-                wal.wait(ticket)?;
-            }
-        }
-        let entries = if wal.last_index() >= wal.first_index() {
-            wal.entries(wal.first_index(), wal.last_index().next())?
-        } else {
-            Vec::new()
-        };
-        // The configuration as of the log's base: the snapshot's, or for a
-        // log that starts at 1, the cluster's first (none when joining).
-        let membership = match &snapshot {
-            Some(file) => Membership::clone(&file.metadata().membership),
-            None if options.join => Membership::default(),
-            None => Membership::with_addressed_voters(&options.members),
-        };
-        let applied = snapshot
-            .as_ref()
-            .map_or(LogIndex(0), |file| file.metadata().index);
-        let restored = RestoredState {
-            hard_state: wal.hard_state(),
-            entries,
-            membership: membership.clone(),
+        let Recovered {
+            wal,
+            snapshots,
+            snapshot,
+            state_machine,
+            core,
+            base_membership,
             applied,
-            snapshot: snapshot.as_ref().map(|file| file.metadata().clone()),
-        };
-        let seed = options.id.0 ^ wal.hard_state().term.0.rotate_left(32) ^ seed_from_clock();
-        let core = RaftCore::new(options.raft.clone(), restored, seed)?;
-        let latest = core.membership();
-        if !latest.is_empty() && !latest.contains(options.id) {
-            tracing::error!(node = %options.id, voters = ?latest.voters.iter().map(|id| id.get()).collect::<Vec<_>>(),
-                "this node is not in the cluster's configuration in its log: it was removed, and \
-                 the members refuse its messages. To bring the machine back, add it as a new \
-                 member under a new id with an empty data directory (never reuse a removed id)");
-        }
+            durable,
+        } = bootstrap::recover(&options, state_machine)?;
         let initial_view = MembershipView::new(
             core.membership(),
             core.membership_at(core.commit_index()),
             &options.members,
         );
         let (membership_sender, membership_watch) = watch::channel(initial_view.clone());
-        let reported = (wal.last_index(), wal.last_term()?);
 
         let (commands, command_receiver) = mpsc::channel(options.max_queued_requests);
         let (inbound, inbound_receiver) = inbound_queue(
@@ -354,101 +309,47 @@ impl<M: StateMachine> Node<M> {
             options.max_queued_message_bytes,
         );
         let (events, event_receiver) = mpsc::unbounded_channel();
-        let listener_events = events.clone();
         let stop_events = events.clone();
-        wal.set_durable_listener(move |durable| {
-            let _ = listener_events.send(Event::Durable(durable));
-        });
-        // A WAL that failed stops the node at once, even one with nothing
-        // more to write (a leader whose clients wait, say).
-        let failure_events = events.clone();
-        wal.set_failure_observer(move |error| {
-            let _ = failure_events.send(Event::Fatal(format!("the WAL failed: {error}")));
-        });
-
         let metrics = Arc::new(NodeMetrics::default());
         let stall_reporter = Arc::new(StallReporter::new(metrics.clone()));
-        let fsync_latency = metrics.fsync_latency_seconds.clone();
-        let sync_stalls = stall_reporter.clone();
-        wal.set_sync_observer(move |took| {
-            fsync_latency.observe(took.as_secs_f64());
-            sync_stalls.fdatasync(took, std::time::Instant::now());
-        });
+        observe_wal(&wal, &events, &metrics, &stall_reporter);
         let requests = Arc::new(Requests::new(metrics.clone()));
         let state_machine = Arc::new(RwLock::new(state_machine));
         let (applied_sender, applied_watch) = watch::channel(applied);
         let (work, work_receiver) = std::sync::mpsc::channel();
         let progress = Arc::new(AppliedProgress::new(applied));
-        let applier = Applier {
-            state_machine: state_machine.clone(),
-            requests: requests.clone(),
-            events: events.clone(),
-            applied: applied_sender,
-            progress: progress.clone(),
-            applied_index: applied,
-            last_command: snapshot.as_ref().map_or((LogIndex(0), Term(0)), |file| {
-                (file.metadata().index, file.metadata().term)
-            }),
-            snapshots: snapshots.clone(),
-            policy: options.snapshots,
-            membership,
-            latest_snapshot: applied,
-            latest_snapshot_bytes: Arc::new(std::sync::atomic::AtomicU64::new(
-                snapshot.as_ref().map_or(0, |file| file.size_bytes()),
-            )),
-            applied_bytes: 0,
-            snapshot_in_progress: Arc::default(),
-            metrics: metrics.clone(),
-            stalls: stall_reporter.clone(),
-        };
+        let applier = Applier::new(
+            ApplierWiring {
+                state_machine: state_machine.clone(),
+                requests: requests.clone(),
+                events: events.clone(),
+                applied: applied_sender,
+                progress: progress.clone(),
+                snapshots: snapshots.clone(),
+                snapshot: snapshot
+                    .as_ref()
+                    .map(|file| (file.metadata().clone(), file.size_bytes())),
+                membership: base_membership,
+                metrics: metrics.clone(),
+                stalls: stall_reporter.clone(),
+            },
+            options.snapshots,
+        );
         let applier = std::thread::Builder::new()
             .name(format!("raft-applier-{}", options.id))
             .spawn(move || applier.run_guarded(work_receiver))
             .map_err(|error| StartError::Options(format!("cannot start the applier: {error}")))?;
 
         let candidates = Arc::new(SnapshotCandidates::default());
-        let sending = Arc::new(SnapshotSending::new(
-            options.cluster_id,
-            snapshots.clone(),
-            options.snapshots.chunk_size_bytes,
-        ));
-        let receiving = Arc::new(SnapshotReceiving {
-            store: snapshots,
-            limits: ReceiveLimits {
-                max_bytes: options.snapshots.max_receive_bytes,
-                idle_timeout: options
-                    .tick
-                    .saturating_mul(options.raft.election_ticks_max)
-                    .saturating_mul(10),
-            },
-            slot: ReceiveSlot::default(),
-            candidates: candidates.clone(),
-        });
-        let mut peers = Peers::start(
-            options.cluster_id,
-            &BTreeMap::new(),
-            &options.peers,
-            sending,
-            metrics.peers.clone(),
+        let (mut peers, peer_service) = start_transport(
+            &options,
+            &snapshots,
+            &candidates,
+            inbound,
+            membership_watch.clone(),
+            &metrics,
         );
         initial_view.update_peers(options.id, &mut peers, &options.members);
-        let admission = Arc::new(MemberAdmission {
-            node: options.id,
-            cluster: options.cluster_id,
-            view: membership_watch.clone(),
-        });
-        // Streams the transport refuses are counted and logged as the
-        // core's refusals are.
-        let stream_refusals = Mutex::new(RefusalLog::default());
-        let refusal_metrics = metrics.clone();
-        let peer_service = PeerService::new(admission, inbound, receiving).with_refusal_observer(
-            Arc::new(move |error: &WireError| {
-                refusal_metrics.count_refusal(error.reason());
-                if let Ok(mut log) = stream_refusals.lock() {
-                    log.refused(error.reason(), error, Instant::now());
-                }
-            }),
-        );
 
         let initial_status = NodeStatus {
             id: options.id,
@@ -458,44 +359,27 @@ impl<M: StateMachine> Node<M> {
             commit_index: LogIndex(0),
         };
         let (status_sender, status) = watch::channel(initial_status);
-        let event_loop = EventLoop {
-            core,
-            wal: wal.clone(),
-            peers,
-            requests: requests.clone(),
-            applier: work,
-            status: status_sender,
-            tick: options.tick,
-            commands: command_receiver,
-            inbound: inbound_receiver,
-            events: event_receiver,
-            barrier: None,
-            held: Default::default(),
-            outputs: Vec::new(),
-            reported,
-            fatal: None,
-            metrics: metrics.clone(),
-            refusals: Default::default(),
-            appends_in_flight: VecDeque::new(),
-            rounds_sent: BTreeMap::new(),
-            handed_out: applied,
-            applied_seen: applied,
-            progress,
-            stopping: false,
-            write_inline: None,
-            proposals_in_flight: VecDeque::new(),
-            max_apply_backlog: options.max_apply_backlog,
-            membership: membership_sender,
-            seed_addresses: options.members.clone(),
-            snapshot_candidates: candidates,
-            snapshots_stepped: Vec::new(),
-            stalls: StallWatch::new(
-                stall_reporter,
-                options.tick,
-                options.raft.heartbeat_ticks,
-                options.raft.election_ticks_min,
-            ),
-        };
+        let event_loop = EventLoop::new(
+            EventLoopWiring {
+                core,
+                wal: wal.clone(),
+                peers,
+                requests: requests.clone(),
+                applier: work,
+                status: status_sender,
+                commands: command_receiver,
+                inbound: inbound_receiver,
+                events: event_receiver,
+                metrics: metrics.clone(),
+                progress,
+                membership: membership_sender,
+                snapshot_candidates: candidates,
+                stalls: stall_reporter,
+                durable,
+                applied,
+            },
+            &options,
+        );
         let node_id = options.id;
         let (failure_sender, failure) = watch::channel(None);
         let running = tokio::spawn(event_loop.run());
@@ -557,10 +441,10 @@ impl<M: StateMachine> Node<M> {
         let request_id = self.shared.requests.register_proposal(reply);
         self.submit(
             request_id,
-            Command::Propose {
+            Command::Step(Input::Propose {
                 request_id,
                 command,
-            },
+            }),
         )
         .await?;
         answer.await.unwrap_or(Err(RequestFailure::ShuttingDown))
@@ -574,7 +458,7 @@ impl<M: StateMachine> Node<M> {
     pub async fn read_index(&self) -> Result<LogIndex, RequestFailure> {
         let (reply, answer) = oneshot::channel();
         let request_id = self.shared.requests.register_read(reply);
-        self.submit(request_id, Command::Read { request_id })
+        self.submit(request_id, Command::Step(Input::Read { request_id }))
             .await?;
         let read_index = answer.await.unwrap_or(Err(RequestFailure::ShuttingDown))?;
         self.wait_applied(read_index).await?;
@@ -702,11 +586,85 @@ impl<M: StateMachine> Node<M> {
     }
 }
 
-/// Election timeouts must differ between nodes and between restarts, so the
-/// seed mixes in the clock; the core itself stays deterministic for a given
-/// seed.
-fn seed_from_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+/// Ties the WAL's reports to the event loop (what became durable, a
+/// failure that stops the node) and to the metrics (fdatasync latency and
+/// stalls).
+fn observe_wal(
+    wal: &Wal,
+    events: &mpsc::UnboundedSender<Event>,
+    metrics: &NodeMetrics,
+    stalls: &Arc<StallReporter>,
+) {
+    let listener_events = events.clone();
+    wal.set_durable_listener(move |durable| {
+        let _ = listener_events.send(Event::Durable(durable));
+    });
+    // A WAL that failed stops the node at once, even one with nothing more
+    // to write (a leader whose clients wait, say).
+    let failure_events = events.clone();
+    wal.set_failure_observer(move |error| {
+        let _ = failure_events.send(Event::Fatal(format!("the WAL failed: {error}")));
+    });
+    let fsync_latency = metrics.fsync_latency_seconds.clone();
+    let sync_stalls = stalls.clone();
+    wal.set_sync_observer(move |took| {
+        fsync_latency.observe(took.as_secs_f64());
+        sync_stalls.fdatasync(took, std::time::Instant::now());
+    });
+}
+
+/// The transport of a node: a sender per peer (none yet: the event loop's
+/// configuration adds them) with its snapshot sending, and the peer
+/// service, which admits what the configuration `view` allows, queues
+/// messages on `inbound` and keeps received snapshots in `candidates`.
+fn start_transport(
+    options: &NodeOptions,
+    snapshots: &SnapshotStore,
+    candidates: &Arc<SnapshotCandidates>,
+    inbound: InboundSender,
+    view: watch::Receiver<MembershipView>,
+    metrics: &Arc<NodeMetrics>,
+) -> (Peers, PeerService) {
+    let sending = Arc::new(SnapshotSending::new(
+        options.cluster_id,
+        snapshots.clone(),
+        options.snapshots.chunk_size_bytes,
+    ));
+    let receiving = Arc::new(SnapshotReceiving {
+        store: snapshots.clone(),
+        limits: ReceiveLimits {
+            max_bytes: options.snapshots.max_receive_bytes,
+            idle_timeout: options
+                .tick
+                .saturating_mul(options.raft.election_ticks_max)
+                .saturating_mul(10),
+        },
+        slot: ReceiveSlot::default(),
+        candidates: candidates.clone(),
+    });
+    let peers = Peers::start(
+        options.cluster_id,
+        &BTreeMap::new(),
+        &options.peers,
+        sending,
+        metrics.peers.clone(),
+    );
+    let admission = Arc::new(MemberAdmission {
+        node: options.id,
+        cluster: options.cluster_id,
+        view,
+    });
+    // Streams the transport refuses are counted and logged as the
+    // core's refusals are.
+    let stream_refusals = Mutex::new(RefusalLog::default());
+    let refusal_metrics = metrics.clone();
+    let peer_service = PeerService::new(admission, inbound, receiving).with_refusal_observer(
+        Arc::new(move |error: &WireError| {
+            refusal_metrics.count_refusal(error.reason());
+            if let Ok(mut log) = stream_refusals.lock() {
+                log.refused(error.reason(), error, Instant::now());
+            }
+        }),
+    );
+    (peers, peer_service)
 }
