@@ -27,7 +27,7 @@ use raft::transport::tls::{Reloading, ServerStream, TlsError};
 use tonic::service::interceptor::InterceptedService;
 
 use self::authority::AuthorityRepair;
-use self::tls::{NodeTls, PeerGate};
+use self::tls::{LoadedTls, NodeTls, PeerGate};
 use raft::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
@@ -303,6 +303,64 @@ fn client_services(
         .add_service(LeaseServer::new(UnbuiltLease))
 }
 
+/// The cluster a joining node runs in: the one its data directory joined
+/// before, or the one the members it was given answer for.
+async fn joined_cluster_id(
+    options: &ServerOptions,
+    joined: Option<ClusterId>,
+    tls: &LoadedTls,
+) -> Result<ClusterId, ServerError> {
+    if let Some(cluster) = joined {
+        return Ok(cluster);
+    }
+    join::check_not_bootstrapped(&options.data_directory)?;
+    join::join(
+        options.id,
+        &options.members,
+        &options.data_directory,
+        tls.peer_connect.as_ref(),
+    )
+    .await
+}
+
+/// Serves `node`'s metrics at `http://<address>/metrics`.
+async fn serve_metrics(
+    address: SocketAddr,
+    node: &Node<KvStateMachine>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    node.metrics().register(&mut registry);
+    let task = metrics_http::serve_metrics(address, registry)
+        .await
+        .map_err(|source| ServerError::Metrics { address, source })?;
+    tracing::info!(%address, "serving metrics at /metrics");
+    Ok(task)
+}
+
+/// What the services of `node` share.
+fn context(
+    options: &ServerOptions,
+    node: &Node<KvStateMachine>,
+    cluster: ClusterId,
+    tls: &LoadedTls,
+) -> Context {
+    let context = Context::new(
+        node.clone(),
+        cluster.0,
+        options.members.clone(),
+        options.limits.clone(),
+        options.data_directory.clone(),
+        tls.peer_connect.clone(),
+    )
+    .serving_tls(tls.server.is_some());
+    match &options.peer_port {
+        Some(port) => {
+            context.with_peer_port(tls.peer_connect.is_some(), port.client_address.clone())
+        }
+        None => context,
+    }
+}
+
 /// Runs a node until `shutdown` completes, then stops it cleanly: a leader
 /// hands leadership to its most up-to-date voter (waiting at most about an
 /// election timeout), then the node stops accepting requests, fails those
@@ -328,19 +386,7 @@ pub async fn serve(
         None => None,
     };
     if options.join {
-        node_options.cluster_id = match joined {
-            Some(cluster) => cluster,
-            None => {
-                join::check_not_bootstrapped(&options.data_directory)?;
-                join::join(
-                    options.id,
-                    &options.members,
-                    &options.data_directory,
-                    tls.peer_connect.as_ref(),
-                )
-                .await?
-            }
-        };
+        node_options.cluster_id = joined_cluster_id(&options, joined, &tls).await?;
     }
     let cluster = node_options.cluster_id;
     let node = Node::start(node_options, KvStateMachine::default())?;
@@ -354,33 +400,13 @@ pub async fn serve(
         "node started"
     );
     let metrics_server = match options.metrics_address {
-        Some(address) => {
-            let mut registry = prometheus_client::registry::Registry::default();
-            node.metrics().register(&mut registry);
-            let task = metrics_http::serve_metrics(address, registry)
-                .await
-                .map_err(|source| ServerError::Metrics { address, source })?;
-            tracing::info!(%address, "serving metrics at /metrics");
-            Some(task)
-        }
+        Some(address) => Some(serve_metrics(address, &node).await?),
         None => None,
     };
     let peer_service = node
         .peer_service()
         .ok_or_else(|| ServerError::Options("the peer service was taken".to_string()))?;
-    let mut context = Context::new(
-        node.clone(),
-        cluster.0,
-        options.members.clone(),
-        options.limits.clone(),
-        options.data_directory.clone(),
-        tls.peer_connect.clone(),
-    )
-    .serving_tls(tls.server.is_some());
-    if let Some(port) = &options.peer_port {
-        context = context.with_peer_port(tls.peer_connect.is_some(), port.client_address.clone());
-    }
-    let context = Arc::new(context);
+    let context = Arc::new(context(&options, &node, cluster, &tls));
     let proposer = Arc::new(Proposer::new(context.clone()));
     let publisher = tokio::spawn(publish::publish_client_urls(proposer.clone()));
     // On shutdown the node stops first: requests in flight fail, the WAL is
