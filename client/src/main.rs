@@ -10,10 +10,10 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
-use raft_client::cli::endpoints::{ClientTlsFiles, Endpoints};
-use raft_client::cli::logging::init_logging;
-use raft_client::cli::pki::ThrowawayPki;
-use raft_client::cli::run::{run_node, RunArguments, RunError};
+use raft_client::connect::endpoints::{ClientTlsFiles, Endpoints};
+use raft_client::logging::init_logging;
+use raft_client::pki::ThrowawayPki;
+use raft_client::run::{run_node, RunArguments, RunError};
 use raft_client::server::ServerError;
 
 /// A node allocates and frees small buffers for every request on several

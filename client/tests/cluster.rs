@@ -552,7 +552,7 @@ async fn a_forwarding_stream_from_another_cluster_is_refused() {
     use raft_proto::forward::{ForwardBatch, ForwardedRequest};
     let cluster = Cluster::start(3).await;
     let leader = cluster.wait_for_leader().await;
-    let channel = raft_client::cli::endpoints::channel(&cluster.clients(leader).endpoint);
+    let channel = raft_client::connect::endpoints::channel(&cluster.clients(leader).endpoint);
     let batch = ForwardBatch {
         requests: vec![ForwardedRequest {
             id: 1,

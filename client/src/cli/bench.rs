@@ -6,7 +6,7 @@
 
 use raft::transport::tls::TlsConnect;
 
-use crate::cli::endpoints::Endpoints;
+use crate::connect::endpoints::Endpoints;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use raft_proto::etcd::etcdserverpb::{PutRequest, PutResponse, RangeRequest, RangeResponse};
 use tokio::sync::Mutex;
 
-use crate::cli::unary_channel::{UnaryChannel, UnaryError};
+use crate::connect::unary_channel::{UnaryChannel, UnaryError};
 
 const PUT: &str = "/etcdserverpb.KV/Put";
 const RANGE: &str = "/etcdserverpb.KV/Range";

@@ -11,7 +11,7 @@ use raft_proto::etcd::etcdserverpb::{
 };
 use tonic::{Code, Status};
 
-use crate::cli::endpoints::{Clients, Endpoints};
+use crate::connect::endpoints::{Clients, Endpoints};
 use crate::kv::prefix_end;
 
 /// How long a command keeps retrying an unavailable cluster.

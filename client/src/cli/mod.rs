@@ -1,10 +1,6 @@
-//! The command line of `raft_client`: the node (`run`), the human commands
-//! the load generator, and a throwaway PKI for TLS demos and tests.
+//! The command line's client side: the human commands (`put`, `get`,
+//! `members ...`, `transfer-leader`, ...) and the load generator. Running a
+//! node is [`crate::run`]; connections are [`crate::connect`].
 
 pub mod bench;
 pub mod commands;
-pub mod endpoints;
-pub mod logging;
-pub mod pki;
-pub mod run;
-pub mod unary_channel;

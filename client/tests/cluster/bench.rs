@@ -196,7 +196,7 @@ async fn the_load_generator_runs_against_etcd_itself() {
     crate::support::eventually("etcd to answer", || {
         let endpoint = endpoint.clone();
         async move {
-            let mut kv = raft_client::cli::endpoints::Clients::new(&endpoint).kv;
+            let mut kv = raft_client::connect::endpoints::Clients::new(&endpoint).kv;
             kv.put(crate::support::requests::put_request("ready", "yes"))
                 .await
                 .map_err(|status| status.to_string())

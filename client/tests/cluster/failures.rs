@@ -6,7 +6,7 @@
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::Duration;
 
-use raft_client::cli::run::PANIC_EXIT_STATUS;
+use raft_client::run::PANIC_EXIT_STATUS;
 use raft_proto::etcd::etcdserverpb::PutRequest;
 
 use crate::support::cluster::Cluster;

@@ -113,8 +113,10 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
         .expect("a header")
         .cluster_id;
     for cluster_id in [cluster_id ^ 1, cluster_id] {
-        let channel =
-            raft_client::cli::endpoints::channel(&format!("http://{}", cluster.node(1).address));
+        let channel = raft_client::connect::endpoints::channel(&format!(
+            "http://{}",
+            cluster.node(1).address
+        ));
         let forged = wire::PeerMessage {
             body: Some(wire::peer_message::Body::TimeoutNow(
                 wire::TimeoutNowRequest {

@@ -4,8 +4,8 @@
 //! the log so that `MemberList` (and `etcdctl endpoint status --cluster`)
 //! names it, and peers may speak TLS while clients do not.
 
-use raft_client::cli::endpoints::{channel, Clients};
-use raft_client::cli::pki::ThrowawayPki;
+use raft_client::connect::endpoints::{channel, Clients};
+use raft_client::pki::ThrowawayPki;
 use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
 use raft_proto::etcd::etcdserverpb::{Member, MemberAddRequest, MemberListRequest};
 use raft_proto::forward::kv_forward_client::KvForwardClient;

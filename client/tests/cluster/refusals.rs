@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use raft_client::cli::endpoints::channel;
+use raft_client::connect::endpoints::channel;
 use raft_proto::etcd::etcdserverpb::lease_client::LeaseClient;
 use raft_proto::etcd::etcdserverpb::watch_client::WatchClient;
 use raft_proto::etcd::etcdserverpb::{

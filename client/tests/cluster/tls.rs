@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use raft::transport::tls::{client_config, Reloading, TlsConnect};
-use raft_client::cli::pki::ThrowawayPki;
+use raft_client::pki::ThrowawayPki;
 use raft_proto::raft as wire;
 use raft_proto::raft::raft_peer_client::RaftPeerClient;
 use tonic::transport::Endpoint;

@@ -8,8 +8,8 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use raft_client::cli::endpoints::{Clients, Endpoints};
-use raft_client::cli::pki::ThrowawayPki;
+use raft_client::connect::endpoints::{Clients, Endpoints};
+use raft_client::pki::ThrowawayPki;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, StatusRequest, StatusResponse};
 use rustix::process::Signal;
 use tempfile::TempDir;

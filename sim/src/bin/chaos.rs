@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use raft_client::cli::logging::init_logging;
-use raft_client::cli::run::shutdown_signal;
+use raft_client::logging::init_logging;
+use raft_client::run::shutdown_signal;
 use sim::chaos::{namespaces_available, run, ChaosOptions, NetworkMode};
 use sim::local_cluster::node_process::{launcher_main, NodeArguments};
 

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use raft_client::cli::logging::init_logging;
-use raft_client::cli::run::shutdown_signal;
+use raft_client::logging::init_logging;
+use raft_client::run::shutdown_signal;
 use sim::local_cluster::node_process::{launcher_main, NodeArguments};
 use sim::local_cluster::reach;
 use sim::local_cluster::{run, LocalCluster, RunnerOptions};

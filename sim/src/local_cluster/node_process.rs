@@ -1,12 +1,12 @@
 //! The node side of a local cluster: `run_n_clients node <id> <address>
 //! <members> ...` runs one node exactly as `raft_client run` does (the same
-//! arguments, from `raft_client::cli::run`), and dies with its launcher.
+//! arguments, from `raft_client::run`), and dies with its launcher.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use raft_client::cli::run::{run_node, RunArguments, RunError};
+use raft_client::run::{run_node, RunArguments, RunError};
 use thiserror::Error;
 
 /// The hidden `node` subcommand's arguments.

@@ -11,8 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use raft_client::cli::endpoints::Endpoints;
-use raft_client::cli::pki::ThrowawayPki;
+use raft_client::connect::endpoints::Endpoints;
+use raft_client::pki::ThrowawayPki;
 use tonic::transport::{Channel, Endpoint};
 
 /// The launcher's TLS, when it runs with it.

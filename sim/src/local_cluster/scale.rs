@@ -10,7 +10,7 @@
 //! down), then followers. A removed node is stopped with SIGTERM.
 
 use super::reach;
-use raft_client::cli::endpoints::Endpoints;
+use raft_client::connect::endpoints::Endpoints;
 use std::time::{Duration, Instant};
 
 use raft::NodeId;

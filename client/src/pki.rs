@@ -14,7 +14,7 @@ use rcgen::{
 
 use raft::transport::tls::Identity;
 
-use crate::cli::endpoints::ClientTlsFiles;
+use crate::connect::endpoints::ClientTlsFiles;
 
 /// The PEM files of a throwaway PKI.
 #[derive(Clone, Debug)]
