@@ -7,29 +7,27 @@
 //! exactly: `cargo run --release --bin sim -- replay --seed S --nodes N`.
 
 #![deny(missing_docs)]
+//!
+//! Three rooms:
+//!
+//! - [`simulator`]: the deterministic simulator (the `sim` binary, the
+//!   scenario tests): cores in one process, a seeded network, disk and
+//!   clock, and the invariants checked on every step;
+//! - [`processes`]: harnesses of real `raft_client` processes:
+//!   [`processes::local_cluster`] behind `run_n_clients`, and
+//!   [`processes::chaos`] behind `chaos`; they start nodes through
+//!   `raft_client`'s library ([`raft_client::run`], [`raft_client::connect`]);
+//! - what both use: the [`linearizability`] checker; and [`core_bench`],
+//!   the cores alone with the thinnest driver, for `core_bench` and the
+//!   allocation-budget test.
 
-pub mod chaos;
-pub mod cluster;
 pub mod core_bench;
-pub mod corruption;
-pub mod disk;
-mod disk_faults;
-pub mod invariants;
-pub mod kv;
 pub mod linearizability;
-pub mod local_cluster;
-pub mod log_view;
-mod nemesis;
-pub mod network;
-pub mod random;
-pub mod scenario;
-mod scripted;
-mod snapshots;
-pub mod trace;
-mod workload;
+pub mod processes;
+pub mod simulator;
 
-pub use cluster::{Cluster, RunOptions, RunOutcome, RunStats};
-pub use scenario::{InjectedBug, Scenario};
+pub use simulator::cluster::{Cluster, RunOptions, RunOutcome, RunStats};
+pub use simulator::scenario::{InjectedBug, Scenario};
 
 /// Runs one seed.
 pub fn run(options: RunOptions) -> RunOutcome {

@@ -22,7 +22,7 @@ mod simulation_checks;
 use std::collections::BTreeSet;
 
 use raft::{LogIndex, NodeId, Term};
-use sim::random::{pick, uniform};
+use sim::simulator::random::{pick, uniform};
 use sim::Cluster;
 
 use lab_support::{

@@ -21,8 +21,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use raft_client::logging::init_logging;
 use raft_client::run::shutdown_signal;
-use sim::chaos::{namespaces_available, run, ChaosOptions, NetworkMode};
-use sim::local_cluster::node_process::{launcher_main, NodeArguments};
+use sim::processes::chaos::{namespaces_available, run, ChaosOptions, NetworkMode};
+use sim::processes::local_cluster::node_process::{launcher_main, NodeArguments};
 
 /// Runs real nodes under injected faults and checks linearizability.
 #[derive(Parser, Debug)]

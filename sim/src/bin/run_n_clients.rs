@@ -19,9 +19,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use raft_client::logging::init_logging;
 use raft_client::run::shutdown_signal;
-use sim::local_cluster::node_process::{launcher_main, NodeArguments};
-use sim::local_cluster::reach;
-use sim::local_cluster::{run, LocalCluster, RunnerOptions};
+use sim::processes::local_cluster::node_process::{launcher_main, NodeArguments};
+use sim::processes::local_cluster::reach;
+use sim::processes::local_cluster::{run, LocalCluster, RunnerOptions};
 
 /// Runs a local cluster of RustyRaft nodes under a write workload, killing
 /// the leader at intervals, and checks it.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sim::chaos::namespaces_available;
+use sim::processes::chaos::namespaces_available;
 
 /// Runs the harness with `arguments`, its folder under `data`.
 fn chaos(data: &Path, arguments: &[&str]) -> Output {

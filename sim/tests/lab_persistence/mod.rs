@@ -2,7 +2,7 @@
 //! its disk flushed), the Figure 8 scenarios and churn.
 
 use raft::{LogIndex, NodeId};
-use sim::random::{chance, pick, uniform};
+use sim::simulator::random::{chance, pick, uniform};
 use sim::Cluster;
 
 use crate::lab_support::{

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 use raft::{LogIndex, NodeId, Term};
-use sim::random::pick;
+use sim::simulator::random::pick;
 use sim::Cluster;
 
 /// The longest election timeout of the default configuration, in ticks.

@@ -40,8 +40,8 @@ use std::ops::Range;
 
 use raft::{Entries, HardState, LogIndex, SnapshotMetadata, Term};
 
-use crate::kv::KvStore;
-use crate::log_view::LogView;
+use crate::simulator::kv::KvStore;
+use crate::simulator::log_view::LogView;
 
 /// A snapshot as the simulator stores it: the state machine, plus the terms
 /// and hashes of the log prefix it covers (for the safety checks).
@@ -206,7 +206,7 @@ impl Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log_view::tests::entry;
+    use crate::simulator::log_view::tests::entry;
 
     fn entries(indexes: Range<u64>, term: u64) -> Entries {
         indexes.map(|index| entry(index, term)).collect()

@@ -1,7 +1,7 @@
 //! The checks of a chaos run: the tally of outcomes, the final reads that
 //! join the history, and the linearizability check of every key.
 
-use crate::local_cluster::reach;
+use crate::processes::local_cluster::reach;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

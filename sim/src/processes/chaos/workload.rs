@@ -8,7 +8,7 @@
 //! (the client's number and a counter), so a value read names its write.
 //!
 //! A put or compare-and-set that fails or times out (after
-//! [`REQUEST_TIMEOUT`](crate::local_cluster::workload::REQUEST_TIMEOUT)) is
+//! [`REQUEST_TIMEOUT`](crate::processes::local_cluster::workload::REQUEST_TIMEOUT)) is
 //! indeterminate: it
 //! may have taken effect, at any time after its call. A failed read has no
 //! effect and is left out of the check.
@@ -31,8 +31,8 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::linearizability::{Key, KvInput, KvOutput, Operation};
-use crate::local_cluster::workload::channel;
-use crate::random::{chance, uniform};
+use crate::processes::local_cluster::workload::channel;
+use crate::simulator::random::{chance, uniform};
 
 /// Every key the harness uses starts with this.
 pub const KEY_PREFIX: &str = "chaos/";

@@ -21,7 +21,7 @@ use raft::NodeId;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::random::{chance, pick, uniform};
+use crate::simulator::random::{chance, pick, uniform};
 
 /// A fault the nemesis can inject.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use std::process::Command;
 use raft::NodeId;
 use thiserror::Error;
 
-use crate::local_cluster::ports::free_loopback_addresses;
+use crate::processes::local_cluster::ports::free_loopback_addresses;
 
 /// The port every node listens on inside its own namespace.
 const NAMESPACE_PORT: u16 = 2380;

@@ -1,7 +1,7 @@
 //! The nodes of a chaos run on their hosts, and the faults applied to
 //! them.
 
-use crate::local_cluster::reach;
+use crate::processes::local_cluster::reach;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::nemesis::{ActiveFault, Fault};
 use super::network::Hosts;
 use super::runner::ChaosError;
-use crate::local_cluster::processes::NodeProcesses;
+use crate::processes::local_cluster::processes::NodeProcesses;
 
 /// How long a status question to one node may take.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(300);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::random::{chance, uniform};
+use crate::simulator::random::{chance, uniform};
 use raft::NodeId;
 
 /// How the network misbehaves in one run.

@@ -13,16 +13,16 @@ use raft::{
     RequestId, RestoredState, Role, Term,
 };
 
-use crate::corruption::Corruption;
-use crate::disk::{Disk, StoredSnapshot};
-use crate::invariants::{NodeView, SafetyChecker, Violation};
-use crate::kv::KvStore;
-use crate::log_view::LogView;
-use crate::network::Network;
-use crate::random::{chance, uniform};
-use crate::scenario::{InjectedBug, Scenario, TICK_US};
-use crate::trace::describe;
-use crate::workload::{History, SimClient};
+use crate::simulator::corruption::Corruption;
+use crate::simulator::disk::{Disk, StoredSnapshot};
+use crate::simulator::invariants::{NodeView, SafetyChecker, Violation};
+use crate::simulator::kv::KvStore;
+use crate::simulator::log_view::LogView;
+use crate::simulator::network::Network;
+use crate::simulator::random::{chance, uniform};
+use crate::simulator::scenario::{InjectedBug, Scenario, TICK_US};
+use crate::simulator::trace::describe;
+use crate::simulator::workload::{History, SimClient};
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct RunOptions {
     /// Record a readable trace of every event.
     pub trace: bool,
     /// Let the network garble messages in the seeds that draw it (see
-    /// [`crate::corruption`]).
+    /// [`crate::simulator::corruption`]).
     pub garble_messages: bool,
 }
 

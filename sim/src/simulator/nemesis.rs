@@ -4,10 +4,10 @@
 
 use raft::{Input, MembershipChange, NodeId, RequestId, Role};
 
-use crate::cluster::{position_of, Cluster, Event};
-use crate::network::NetworkFaults;
-use crate::random::{chance, pick, uniform};
-use crate::scenario::TICK_US;
+use crate::simulator::cluster::{position_of, Cluster, Event};
+use crate::simulator::network::NetworkFaults;
+use crate::simulator::random::{chance, pick, uniform};
+use crate::simulator::scenario::TICK_US;
 
 impl Cluster {
     pub(crate) fn nemesis_delay(&mut self) -> u64 {

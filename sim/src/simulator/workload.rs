@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use raft::{Entry, EntryPayload, Input, LogIndex, NodeId, RequestError, RequestId};
 
-use crate::cluster::{position_of, Cluster, Event};
-use crate::invariants::Violation;
-use crate::kv::Command;
 use crate::linearizability::{check_history, KvInput, KvOutput, Operation, Verdict};
-use crate::random::uniform;
-use crate::scenario::TICK_US;
+use crate::simulator::cluster::{position_of, Cluster, Event};
+use crate::simulator::invariants::Violation;
+use crate::simulator::kv::Command;
+use crate::simulator::random::uniform;
+use crate::simulator::scenario::TICK_US;
 
 /// The most states the linearizability search may visit per key.
 const MAX_STATES_PER_KEY: usize = 2_000_000;

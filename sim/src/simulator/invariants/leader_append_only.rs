@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use raft::{Entry, LogIndex, NodeId, Role, Term};
 
 use super::{NodeView, Violation};
-use crate::log_view::LogView;
+use crate::simulator::log_view::LogView;
 
 /// Remembers where each leader's log ended at the previous step.
 #[derive(Debug, Default)]

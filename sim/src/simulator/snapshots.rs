@@ -5,9 +5,9 @@
 
 use raft::{Input, LogIndex, Message, MessageBody, NodeId, SnapshotMetadata};
 
-use crate::cluster::{position_of, Cluster};
-use crate::disk::StoredSnapshot;
-use crate::invariants::Violation;
+use crate::simulator::cluster::{position_of, Cluster};
+use crate::simulator::disk::StoredSnapshot;
+use crate::simulator::invariants::Violation;
 
 impl Cluster {
     /// Takes a snapshot at `applied` when enough entries were applied since

@@ -10,11 +10,11 @@ use rand_core::SeedableRng;
 
 use raft::{EntryPayload, Input, LogIndex, NodeId, RequestId, Role, Status, Term};
 
-use crate::cluster::{position_of, Cluster, RunOptions};
-use crate::invariants::Violation;
-use crate::kv::Command;
-use crate::network::NetworkFaults;
-use crate::scenario::{Scenario, TICK_US};
+use crate::simulator::cluster::{position_of, Cluster, RunOptions};
+use crate::simulator::invariants::Violation;
+use crate::simulator::kv::Command;
+use crate::simulator::network::NetworkFaults;
+use crate::simulator::scenario::{Scenario, TICK_US};
 
 /// The key every scripted proposal writes; values identify proposals.
 const SCRIPTED_KEY: u64 = 0;

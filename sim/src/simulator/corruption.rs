@@ -14,7 +14,7 @@ use raft::{Message, MessageBody, NodeId, Term, MESSAGE_NUMBER_LIMIT};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use crate::random::{chance, pick, uniform};
+use crate::simulator::random::{chance, pick, uniform};
 
 /// Mixed into the run's seed for this generator's stream.
 const STREAM: u64 = 0x6275_6767_795f_6e65;

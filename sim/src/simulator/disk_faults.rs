@@ -1,12 +1,12 @@
 //! Disk faults: what a crash does to the writes in flight (a torn write
 //! keeps a prefix of them), and a bit flipped in a durable record while a
 //! node is down, which its recovery detects, so that it refuses to start
-//! for the rest of the run. The disk model itself is in [`crate::disk`].
+//! for the rest of the run. The disk model itself is in [`crate::simulator::disk`].
 
 use raft::{LogIndex, NodeId};
 
-use crate::cluster::{position_of, Cluster, Event};
-use crate::random::{chance, uniform};
+use crate::simulator::cluster::{position_of, Cluster, Event};
+use crate::simulator::random::{chance, uniform};
 
 impl Cluster {
     /// Now and then, aims a crash at `node` before a write it just started

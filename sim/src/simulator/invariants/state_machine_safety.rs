@@ -6,7 +6,7 @@
 use raft::{Entry, NodeId};
 
 use super::{CommittedLog, NodeView, Violation};
-use crate::log_view::LogView;
+use crate::simulator::log_view::LogView;
 
 /// Checks commits and applies against the committed prefix.
 #[derive(Debug, Default)]

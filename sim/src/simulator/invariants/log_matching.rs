@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use raft::{Entry, LogIndex, NodeId, Term};
 
 use super::Violation;
-use crate::log_view::LogView;
+use crate::simulator::log_view::LogView;
 
 /// The chained hash first seen for every (index, term).
 #[derive(Debug, Default)]

@@ -5,8 +5,8 @@ use rand_chacha::ChaCha8Rng;
 
 use raft::NodeId;
 
-use crate::network::NetworkFaults;
-use crate::random::{chance, pick, uniform};
+use crate::simulator::network::NetworkFaults;
+use crate::simulator::random::{chance, pick, uniform};
 
 /// Simulated microseconds per tick.
 pub const TICK_US: u64 = 1_000;

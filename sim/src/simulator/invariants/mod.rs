@@ -13,7 +13,7 @@ use std::fmt;
 
 use raft::{Entry, LogIndex, Membership, NodeId, Role, Term};
 
-use crate::log_view::LogView;
+use crate::simulator::log_view::LogView;
 
 pub use committed_durable::CommittedDurable;
 pub use election_safety::ElectionSafety;

@@ -1,7 +1,7 @@
 //! One chaos run: start the nodes on their hosts, run the workload while
 //! the nemesis injects faults, heal, then check what the clients saw.
 
-use crate::local_cluster::reach;
+use crate::processes::local_cluster::reach;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,9 +18,9 @@ use super::network::{Hosts, NetworkError, NetworkMode};
 use super::report::{save, ChaosReport};
 use super::workload::{ClientRecord, Workload, WorkloadOptions};
 use crate::linearizability::Key;
-use crate::local_cluster::processes::NodeProcesses;
-use crate::local_cluster::verification::wait_for_identical_stores;
-use crate::local_cluster::LocalClusterError;
+use crate::processes::local_cluster::processes::NodeProcesses;
+use crate::processes::local_cluster::verification::wait_for_identical_stores;
+use crate::processes::local_cluster::LocalClusterError;
 
 /// How often the nemesis looks at the clock and the nodes.
 pub(super) const NEMESIS_TICK: Duration = Duration::from_millis(50);
