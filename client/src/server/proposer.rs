@@ -85,17 +85,21 @@ impl Proposer {
     /// Writes `command`, which this member made itself (not a client's
     /// request), here if it leads or at the leader it knows.
     pub async fn write_own(&self, command: Command) -> Result<CommandResponse, Status> {
-        let status = self.context.node.status();
-        let leader = match (status.role, status.leader) {
-            (Role::Leader, _) => None,
-            (_, Some(leader)) => Some(leader),
-            (_, None) => {
-                return Err(failure_status(&RequestFailure::NotLeader {
-                    leader_hint: None,
-                }))
-            }
-        };
+        let leader = self.own_route()?;
         self.write(leader, command).await
+    }
+
+    /// Where this member's own request goes: `None` when it leads, the
+    /// leader it knows otherwise (`Unavailable` while it knows none).
+    fn own_route(&self) -> Result<Option<NodeId>, Status> {
+        let status = self.context.node.status();
+        match (status.role, status.leader) {
+            (Role::Leader, _) => Ok(None),
+            (_, Some(leader)) => Ok(Some(leader)),
+            (_, None) => Err(failure_status(&RequestFailure::NotLeader {
+                leader_hint: None,
+            })),
+        }
     }
 
     /// Proposes `proposal` (a command encoded with [`Command::to_proposal`],
@@ -137,6 +141,13 @@ impl Proposer {
             }
             None => self.read_index_here().await.map(|_| ()),
         }
+    }
+
+    /// [`Proposer::read_barrier`] for this member's own read, at the
+    /// leader it knows.
+    pub async fn read_barrier_own(&self) -> Result<(), Status> {
+        let leader = self.own_route()?;
+        self.read_barrier(leader).await
     }
 
     /// Reads this member's store as it is, with this member's header.

@@ -199,6 +199,29 @@ async fn peer_rpcs_stay_off_the_client_port_and_members_publish_their_client_url
     wait_for_published_urls(&cluster, "http", "http").await;
     let hashes = cluster.converged_hashes().await;
     assert_eq!(hashes.len(), 4, "{hashes:?}");
+
+    // Back on one port (its peer address), a member is listed there for
+    // clients too: the URL it published before does not outlive the move.
+    let status = cluster.terminate(4);
+    assert!(status.success(), "{status}");
+    cluster.move_to_one_port(4);
+    cluster.start_node(4);
+    let one_port = vec![format!("http://{peer_address}")];
+    eventually("member 4 to be listed at its one port", || async {
+        let listed = listed_urls(&cluster, leader).await?;
+        let (_, member) = listed
+            .iter()
+            .find(|(id, _)| *id == 4)
+            .ok_or("member 4 is not listed")?;
+        if member.peer_ur_ls == one_port && member.client_ur_ls == one_port {
+            Ok(())
+        } else {
+            Err(format!("member 4 is listed as {member:?}"))
+        }
+    })
+    .await;
+    let read = range(&mut cluster.clients(4).kv, get_request("split")).await;
+    assert_eq!(values(&read), ["ports"], "read through member 4's one port");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

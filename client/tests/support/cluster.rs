@@ -163,6 +163,16 @@ impl Cluster {
         self
     }
 
+    /// Moves member `id` (stopped) back to one port, its peer address,
+    /// which then serves its clients too: it starts without
+    /// `--peer-address` from now on.
+    pub fn move_to_one_port(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let peer_address = node.peer_address.take().expect("a member with a peer port");
+        node.address = peer_address;
+        node.clients = OnceLock::new();
+    }
+
     /// Runs every member with `arguments` too (TLS flags, say).
     pub fn with_arguments(mut self, arguments: &[String]) -> Cluster {
         self.extra_arguments.extend(arguments.iter().cloned());
