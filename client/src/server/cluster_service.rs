@@ -110,7 +110,7 @@ impl ClusterService {
         let member = |id: NodeId, is_learner: bool| {
             let address = view.addresses.get(&id);
             let peer_urls: Vec<String> = address
-                .map(|address| vec![format!("{}://{address}", self.context.peer_scheme())])
+                .map(|address| vec![self.context.peer_url(address)])
                 .unwrap_or_default();
             // A member that never published its client URLs serves clients
             // at its peer address, on one port; this member knows its own.
@@ -119,7 +119,7 @@ impl ClusterService {
                 .flatten();
             let client_urls = published.get(&id).cloned().or(own).unwrap_or_else(|| {
                 address
-                    .map(|address| vec![format!("{}://{address}", self.context.client_scheme())])
+                    .map(|address| vec![self.context.client_url(address)])
                     .unwrap_or_default()
             });
             Member {
@@ -252,7 +252,7 @@ impl Cluster for ClusterService {
             MembershipChange::AddVoter(id, Some(address.clone()))
         };
         self.change(change).await?;
-        let url = format!("{}://{address}", self.context.peer_scheme());
+        let url = self.context.peer_url(&address);
         // With peer ports, where the new member serves clients is known once
         // it publishes it (etcd lists no client URL until then).
         let client_urls = match self.context.client_address {

@@ -90,14 +90,14 @@ impl Context {
         }
     }
 
-    /// The scheme of this cluster's peer URLs.
-    pub fn peer_scheme(&self) -> &'static str {
-        scheme(self.peer_tls)
+    /// The peer URL of a member at `address` (`host:port`).
+    pub fn peer_url(&self, address: &str) -> String {
+        format!("{}://{address}", scheme(self.peer_tls))
     }
 
-    /// The scheme of this member's client URLs.
-    pub fn client_scheme(&self) -> &'static str {
-        scheme(self.client_tls)
+    /// The client URL of a member serving clients at `address`.
+    pub fn client_url(&self, address: &str) -> String {
+        format!("{}://{address}", scheme(self.client_tls))
     }
 
     /// Marks the client port as speaking TLS (client URLs are `https://`).
@@ -118,7 +118,7 @@ impl Context {
     /// their own.
     pub fn own_client_urls(&self) -> Option<Vec<String>> {
         let address = self.client_address.as_ref()?;
-        Some(vec![format!("{}://{address}", self.client_scheme())])
+        Some(vec![self.client_url(address)])
     }
 
     /// The header fields of this node now.

@@ -27,7 +27,7 @@ use raft::transport::tls::{Reloading, ServerStream, TlsError};
 use tonic::service::interceptor::InterceptedService;
 
 use self::authority::AuthorityRepair;
-use self::tls::{LoadedTls, NodeTls, PeerGate};
+use self::tls::{LoadedTls, NodeTls};
 use raft::ClusterId;
 use raft::{Config, NodeId};
 use raft_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
@@ -273,12 +273,6 @@ async fn became_true(mut flag: tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|value| *value).await;
 }
 
-/// The peer RPCs, each behind the peer certificate check.
-struct PeerServices<Raft, Forward> {
-    raft: InterceptedService<Raft, PeerGate>,
-    forward: InterceptedService<Forward, PeerGate>,
-}
-
 /// The etcd services clients call.
 fn client_services(
     context: &Arc<Context>,
@@ -426,17 +420,14 @@ pub async fn serve(
         stopping_node.shutdown().await;
         let _ = stopped_sender.send(true);
     };
-    let peers = PeerServices {
-        raft: InterceptedService::new(peer_service, tls.peer_gate.clone()),
-        forward: InterceptedService::new(
-            KvForwardServer::new(ForwardService::new(proposer.clone()))
-                .max_decoding_message_size(forward::max_batch_bytes(
-                    options.limits.max_request_bytes,
-                ))
-                .max_encoding_message_size(usize::MAX),
-            tls.peer_gate.clone(),
-        ),
-    };
+    // The peer RPCs, each behind the peer certificate check.
+    let raft_service = InterceptedService::new(peer_service, tls.peer_gate.clone());
+    let forward_service = InterceptedService::new(
+        KvForwardServer::new(ForwardService::new(proposer.clone()))
+            .max_decoding_message_size(forward::max_batch_bytes(options.limits.max_request_bytes))
+            .max_encoding_message_size(usize::MAX),
+        tls.peer_gate.clone(),
+    );
     let client_services = client_services(&context, &proposer, &options.limits);
     let (server, peer_server) = match peer_listener {
         // The client port serves no peer RPC: they are unknown services
@@ -448,8 +439,8 @@ pub async fn serve(
             );
             let peer_server = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
-                .add_service(peers.raft)
-                .add_service(peers.forward)
+                .add_service(raft_service)
+                .add_service(forward_service)
                 .add_service(cluster_for_joining)
                 .serve_with_incoming_shutdown(
                     incoming(peer_listener, tls.peer_server.clone()),
@@ -459,8 +450,8 @@ pub async fn serve(
         }
         None => (
             client_services
-                .add_service(peers.raft)
-                .add_service(peers.forward),
+                .add_service(raft_service)
+                .add_service(forward_service),
             None,
         ),
     };

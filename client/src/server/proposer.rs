@@ -53,16 +53,7 @@ impl Proposer {
     /// forwarded once (as a call of its own, by an older build), or one
     /// that arrives while no leader is known, fails with `Unavailable`.
     pub fn route<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
-        let status = self.context.node.status();
-        if status.role == Role::Leader {
-            return Ok(None);
-        }
-        match status.leader {
-            Some(leader) if !request.metadata().contains_key(FORWARDED_METADATA) => {
-                Ok(Some(leader))
-            }
-            leader_hint => Err(failure_status(&RequestFailure::NotLeader { leader_hint })),
-        }
+        self.route_as(request.metadata().contains_key(FORWARDED_METADATA))
     }
 
     /// Validates and encodes `command`, then writes it here (no `leader`:
@@ -92,13 +83,19 @@ impl Proposer {
     /// Where this member's own request goes: `None` when it leads, the
     /// leader it knows otherwise (`Unavailable` while it knows none).
     fn own_route(&self) -> Result<Option<NodeId>, Status> {
+        self.route_as(false)
+    }
+
+    /// Where a request goes: `None` when this member leads, the leader it
+    /// knows otherwise, unless the request was `forwarded` here already.
+    fn route_as(&self, forwarded: bool) -> Result<Option<NodeId>, Status> {
         let status = self.context.node.status();
-        match (status.role, status.leader) {
-            (Role::Leader, _) => Ok(None),
-            (_, Some(leader)) => Ok(Some(leader)),
-            (_, None) => Err(failure_status(&RequestFailure::NotLeader {
-                leader_hint: None,
-            })),
+        if status.role == Role::Leader {
+            return Ok(None);
+        }
+        match status.leader {
+            Some(leader) if !forwarded => Ok(Some(leader)),
+            leader_hint => Err(failure_status(&RequestFailure::NotLeader { leader_hint })),
         }
     }
 

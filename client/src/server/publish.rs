@@ -39,7 +39,7 @@ pub async fn publish_client_urls(proposer: Arc<Proposer>) {
             let address = node.with_membership(|view| view.addresses.get(&id).cloned());
             match address {
                 Some(address) if published_before => {
-                    vec![format!("{}://{address}", context.client_scheme())]
+                    vec![context.client_url(&address)]
                 }
                 _ => return,
             }

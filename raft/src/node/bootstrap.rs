@@ -29,8 +29,6 @@ pub(crate) struct Recovered<M> {
     pub(crate) core: RaftCore,
     /// The configuration as of the log's base.
     pub(crate) base_membership: Membership,
-    /// Every entry up to here is in the state machine.
-    pub(crate) applied: LogIndex,
     /// The durable end of the log, as the core was told of it.
     pub(crate) durable: (LogIndex, Term),
 }
@@ -66,9 +64,7 @@ pub(crate) fn recover<M: StateMachine>(
         None if options.join => Membership::default(),
         None => Membership::with_addressed_voters(&options.members),
     };
-    let applied = snapshot
-        .as_ref()
-        .map_or(LogIndex(0), |file| file.metadata().index);
+    let applied = applied_by(&snapshot);
     let restored = RestoredState {
         hard_state: wal.hard_state(),
         entries,
@@ -87,9 +83,22 @@ pub(crate) fn recover<M: StateMachine>(
         state_machine,
         core,
         base_membership,
-        applied,
         durable,
     })
+}
+
+impl<M> Recovered<M> {
+    /// Every entry up to here is in the state machine: the snapshot's.
+    pub(crate) fn applied(&self) -> LogIndex {
+        applied_by(&self.snapshot)
+    }
+}
+
+/// The index a state machine restored from `snapshot` has applied.
+fn applied_by(snapshot: &Option<SnapshotFile>) -> LogIndex {
+    snapshot
+        .as_ref()
+        .map_or(LogIndex(0), |file| file.metadata().index)
 }
 
 /// Restores `state_machine` from `file`; a snapshot installed from a
@@ -159,7 +168,7 @@ mod tests {
         let recovered =
             recover(&options(directory.path()), OrderedMapStateMachine::new()).expect("recovered");
         assert!(recovered.snapshot.is_none());
-        assert_eq!(recovered.applied, LogIndex(0));
+        assert_eq!(recovered.applied(), LogIndex(0));
         assert_eq!(recovered.durable, (LogIndex(0), Term(0)));
         assert_eq!(
             recovered
@@ -204,6 +213,6 @@ mod tests {
             (status.term, status.last_index, status.last_term),
             (Term(3), LogIndex(4), Term(3))
         );
-        assert_eq!(recovered.applied, LogIndex(0));
+        assert_eq!(recovered.applied(), LogIndex(0));
     }
 }

@@ -286,6 +286,8 @@ impl<M: StateMachine> Node<M> {
     /// [`Node::peer_service`] on this node's address for peers to reach it.
     pub fn start(options: NodeOptions, state_machine: M) -> Result<Node<M>, StartError> {
         options.validate()?;
+        let recovered = bootstrap::recover(&options, state_machine)?;
+        let applied = recovered.applied();
         let Recovered {
             wal,
             snapshots,
@@ -293,9 +295,8 @@ impl<M: StateMachine> Node<M> {
             state_machine,
             core,
             base_membership,
-            applied,
             durable,
-        } = bootstrap::recover(&options, state_machine)?;
+        } = recovered;
         let initial_view = MembershipView::new(
             core.membership(),
             core.membership_at(core.commit_index()),
