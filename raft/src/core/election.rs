@@ -1,14 +1,11 @@
 //! Elections: follower timeouts, pre-candidates, candidates and voting
 //! (Raft paper §5.2 and §5.4.1; PreVote from dissertation §9.6).
 
-use std::collections::{BTreeMap, VecDeque};
-
 use super::message::{MessageBody, RequestVote, RequestVoteResponse};
-use super::progress::Progress;
-use super::read_index::ReadQueue;
+use super::role::{RoleState, Votes};
 use super::validation::MESSAGE_NUMBER_LIMIT;
-use super::{LeaderState, RaftCore, Role};
-use crate::types::{Entry, EntryPayload, HardState, NodeId, Term};
+use super::{RaftCore, Role};
+use crate::types::{HardState, NodeId, Term};
 
 impl RaftCore {
     /// Followers and candidates count down to an election.
@@ -64,12 +61,13 @@ impl RaftCore {
 
     fn become_pre_candidate(&mut self) {
         tracing::debug!(node = %self.id(), term = %self.hard_state.term, "starting pre-vote");
-        self.role = Role::PreCandidate;
+        let votes = Votes::for_self(self.id());
+        let won = self.membership().is_quorum(votes.granted());
+        self.role = RoleState::PreCandidate(votes);
         self.leader = None;
         self.reset_election_timer();
-        self.votes = BTreeMap::from([(self.id(), true)]);
         let prospective_term = self.hard_state.term.next();
-        if self.membership().is_quorum(self.granted_votes()) {
+        if won {
             self.become_candidate(false);
             return;
         }
@@ -85,23 +83,17 @@ impl RaftCore {
         // The self-vote is durable before any request for votes is sent.
         self.save_hard_state();
         self.pending_acknowledgements.clear();
-        self.role = Role::Candidate;
+        let votes = Votes::for_self(self.id());
+        let won = self.membership().is_quorum(votes.granted());
+        self.role = RoleState::Candidate(votes);
         self.leader = None;
         self.reset_election_timer();
-        self.votes = BTreeMap::from([(self.id(), true)]);
-        if self.membership().is_quorum(self.granted_votes()) {
+        if won {
             self.become_leader();
             return;
         }
         let term = self.hard_state.term;
         self.request_votes(term, false, leadership_transfer);
-    }
-
-    fn granted_votes(&self) -> Vec<&NodeId> {
-        self.votes
-            .iter()
-            .filter_map(|(node, granted)| granted.then_some(node))
-            .collect()
     }
 
     fn request_votes(&mut self, term: Term, pre_vote: bool, leadership_transfer: bool) {
@@ -114,7 +106,7 @@ impl RaftCore {
         let own_id = self.id();
         let voters: Vec<NodeId> = self.membership().voters.iter().copied().collect();
         for voter in voters.into_iter().filter(|voter| *voter != own_id) {
-            self.outputs.push(super::Output::Send(super::Message {
+            self.outbox.push(super::Output::Send(super::Message {
                 from: self.id(),
                 to: voter,
                 term,
@@ -154,7 +146,7 @@ impl RaftCore {
             current
         };
         tracing::trace!(node = %self.id(), candidate = %from, pre_vote = request.pre_vote, granted, "vote request");
-        self.outputs.push(super::Output::Send(super::Message {
+        self.outbox.push(super::Output::Send(super::Message {
             from: self.id(),
             to: from,
             term: response_term,
@@ -171,26 +163,27 @@ impl RaftCore {
         term: Term,
         response: RequestVoteResponse,
     ) {
-        let expected = match self.role {
-            Role::PreCandidate if response.pre_vote => {
+        let current = self.hard_state.term;
+        let is_voter = self.membership().is_voter(from);
+        let (votes, pre_vote) = match &mut self.role {
+            RoleState::PreCandidate(votes) if response.pre_vote => {
                 // Granted pre-votes carry the prospective term; refusals carry
                 // the voter's (equal) term.
-                if response.granted && term != self.hard_state.term.next() {
+                if response.granted && term != current.next() {
                     return;
                 }
-                true
+                (votes, true)
             }
-            Role::Candidate if !response.pre_vote => term == self.hard_state.term,
-            _ => false,
+            RoleState::Candidate(votes) if !response.pre_vote && term == current => (votes, false),
+            _ => return,
         };
-        if !expected || !self.membership().is_voter(from) {
+        if !is_voter {
             return;
         }
-        self.votes.entry(from).or_insert(response.granted);
-        let granted = self.granted_votes().len();
-        let refused = self.votes.len() - granted;
-        if self.membership().is_quorum(self.granted_votes()) {
-            if self.role == Role::PreCandidate {
+        votes.record(from, response.granted);
+        let refused = votes.refused();
+        if self.log.membership().is_quorum(votes.granted()) {
+            if pre_vote {
                 self.become_candidate(false);
             } else {
                 self.become_leader();
@@ -204,40 +197,8 @@ impl RaftCore {
 
     /// Leadership transfer: the current leader asks us to campaign at once.
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.role != Role::Leader && self.leader == Some(from) {
+        if self.role() != Role::Leader && self.leader == Some(from) {
             self.start_campaign(true);
         }
-    }
-
-    /// Raft paper §5.2 and §8: a new leader initialises every follower's
-    /// progress and appends a no-op so that entries of earlier terms commit.
-    pub(super) fn become_leader(&mut self) {
-        tracing::debug!(node = %self.id(), term = %self.hard_state.term, "became leader");
-        self.role = Role::Leader;
-        self.leader = Some(self.id());
-        self.votes.clear();
-        self.heartbeat_elapsed = 0;
-        let next_index = self.log.last_index().next();
-        let progress = self
-            .membership()
-            .members()
-            .filter(|member| *member != self.id())
-            .map(|member| (member, Progress::new(next_index)))
-            .collect();
-        self.leader_state = Some(LeaderState {
-            progress,
-            proposals: VecDeque::new(),
-            round: 0,
-            reads: ReadQueue::default(),
-            check_quorum_elapsed: 0,
-            append_pending: false,
-            heartbeat_pending: false,
-            transfer: None,
-        });
-        self.append_as_leader(Entry {
-            term: self.hard_state.term,
-            index: next_index,
-            payload: EntryPayload::Noop,
-        });
     }
 }

@@ -8,7 +8,7 @@ use crate::types::{LogIndex, NodeId};
 impl RaftCore {
     /// Handles an append from the leader of the current term.
     pub(super) fn handle_append(&mut self, from: NodeId, mut append: AppendEntries) {
-        match self.role {
+        match self.role() {
             Role::Leader => {
                 // Two leaders in one term would break Election Safety; this
                 // cannot happen unless votes were lost from storage.
@@ -17,7 +17,7 @@ impl RaftCore {
                 return;
             }
             Role::Candidate | Role::PreCandidate | Role::Follower => {
-                if self.role != Role::Follower || self.leader != Some(from) {
+                if self.role() != Role::Follower || self.leader != Some(from) {
                     let term = self.hard_state.term;
                     self.become_follower(term, Some(from));
                 }
@@ -58,7 +58,7 @@ impl RaftCore {
                     let replaced_from = first.index;
                     self.pending_acknowledgements
                         .retain(|(required, _)| *required < replaced_from);
-                    self.outputs.push(Output::AppendLog { entries: written });
+                    self.outbox.push(Output::AppendLog { entries: written });
                 }
                 // Raft paper Figure 2: commitIndex = min(leaderCommit, index
                 // of last new entry).
@@ -85,7 +85,7 @@ impl RaftCore {
             self.pending_acknowledgements
                 .push_back((response.match_index, message));
         } else {
-            self.outputs.push(Output::Send(message));
+            self.outbox.push(Output::Send(message));
         }
     }
 

@@ -1,60 +1,268 @@
-//! The leader: accepting proposals, replicating, committing, heartbeats and
-//! CheckQuorum (Raft paper §5.3, §5.4.2; dissertation §6.2).
+//! The leader: accepting proposals, committing, heartbeats and CheckQuorum
+//! (Raft paper §5.3, §5.4.2; dissertation §6.2). Replication to each peer
+//! is in `replication.rs`.
+//!
+//! Everything only a leader may do is a method of [`Leader`], a handle that
+//! exists only while the node leads ([`RaftCore::leading`]): it borrows the
+//! leader's own state together with the parts of the core leader rules use,
+//! so "only a leader does this" is checked by the compiler, not asserted.
+//! What ends leadership (a lost quorum, a committed removal) is reported
+//! back as [`Leadership::Lost`]; the core then becomes a follower.
 
-use std::ops::Bound;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::message::{AppendEntries, AppendEntriesResponse, ConflictHint, MessageBody};
+use super::leadership_transfer::LeadershipTransfer;
+use super::log::RaftLog;
+use super::message::MessageBody;
+use super::outbox::Outbox;
 use super::output::Output;
-use super::snapshot::SNAPSHOT_RETRY_ROUNDS;
-use super::validation::Refusal;
-use super::{LeaderState, RaftCore, Role};
-use crate::entries::Entries;
+use super::progress::Progress;
+use super::quorum::Membership;
+use super::read_index::ReadQueue;
+use super::role::RoleState;
+use super::snapshot::SnapshotMetadata;
+use super::{RaftCore, Role};
+use crate::config::Config;
 use crate::error::RequestError;
-use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
+use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId, Term};
+
+/// State only a leader has.
+#[derive(Debug)]
+pub(super) struct LeaderState {
+    /// Replication progress of every other member.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Accepted proposals not yet handed out for applying, by index, so that
+    /// they can be failed if leadership is lost.
+    pub(super) proposals: VecDeque<(LogIndex, RequestId)>,
+    /// The current heartbeat round; followers echo it back.
+    pub(super) round: u64,
+    /// Reads waiting for leadership confirmation or for the state machine.
+    pub(super) reads: ReadQueue,
+    /// Ticks since the leader last sent heartbeats.
+    pub(super) heartbeat_elapsed: u32,
+    /// Ticks since the last CheckQuorum round.
+    pub(super) check_quorum_elapsed: u32,
+    /// Peers that need an append (new entries or commit) at the next flush.
+    pub(super) append_pending: bool,
+    /// A heartbeat with a new round is needed at the next flush (for reads).
+    pub(super) heartbeat_pending: bool,
+    /// The leadership transfer in progress, if any.
+    pub(super) transfer: Option<LeadershipTransfer>,
+}
+
+impl LeaderState {
+    /// A new leader's state: every other member is probed from `next_index`.
+    fn new(peers: impl Iterator<Item = NodeId>, next_index: LogIndex) -> LeaderState {
+        LeaderState {
+            progress: peers
+                .map(|peer| (peer, Progress::new(next_index)))
+                .collect(),
+            proposals: VecDeque::new(),
+            round: 0,
+            reads: ReadQueue::default(),
+            heartbeat_elapsed: 0,
+            check_quorum_elapsed: 0,
+            append_pending: false,
+            heartbeat_pending: false,
+            transfer: None,
+        }
+    }
+
+    /// The replication progress of `peer`, which must be another member.
+    pub(super) fn progress_of(&mut self, peer: NodeId) -> &mut Progress {
+        self.progress.get_mut(&peer).expect("peer has progress")
+    }
+
+    /// The voter leadership is being handed to, if any.
+    pub(super) fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|transfer| transfer.target)
+    }
+
+    /// Fails every request the leader was holding, as it stops leading.
+    fn fail_requests(mut self, outbox: &mut Outbox, new_leader: Option<NodeId>) {
+        for (_, request_id) in self.proposals.drain(..) {
+            outbox.push(Output::RequestFailed {
+                request_id,
+                error: RequestError::LeadershipLost {
+                    leader_hint: new_leader,
+                },
+            });
+        }
+        for request_id in self.reads.drain() {
+            outbox.push(Output::RequestFailed {
+                request_id,
+                error: RequestError::NotLeader {
+                    leader_hint: new_leader,
+                },
+            });
+        }
+    }
+}
+
+/// Whether a leader rule left the node leading.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Leadership {
+    /// The node still leads.
+    Kept,
+    /// The node must step down (it becomes a follower in its term).
+    Lost,
+}
+
+/// A leader at work: its own state and the parts of the core that leader
+/// rules read or change. Only [`RaftCore::leading`] makes one.
+pub(super) struct Leader<'core> {
+    pub(super) state: &'core mut LeaderState,
+    pub(super) config: &'core Config,
+    pub(super) term: Term,
+    pub(super) log: &'core mut RaftLog,
+    pub(super) outbox: &'core mut Outbox,
+    pub(super) latest_snapshot: Option<&'core SnapshotMetadata>,
+    /// The index the state machine has reported applied.
+    pub(super) applied: LogIndex,
+}
 
 impl RaftCore {
+    /// The leader's handle, while this node leads.
+    pub(super) fn leading(&mut self) -> Option<Leader<'_>> {
+        let RoleState::Leader(state) = &mut self.role else {
+            return None;
+        };
+        Some(Leader {
+            state,
+            config: &self.config,
+            term: self.hard_state.term,
+            log: &mut self.log,
+            outbox: &mut self.outbox,
+            latest_snapshot: self.latest_snapshot.as_ref(),
+            applied: self.applied,
+        })
+    }
+
+    /// The leader's state, while this node leads.
+    pub(super) fn leader_state(&self) -> Option<&LeaderState> {
+        match &self.role {
+            RoleState::Leader(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// Raft paper §5.2 and §8: a new leader initialises every follower's
+    /// progress and appends a no-op so that entries of earlier terms commit.
+    pub(super) fn become_leader(&mut self) {
+        tracing::debug!(node = %self.id(), term = %self.hard_state.term, "became leader");
+        let own = self.id();
+        let next_index = self.log.last_index().next();
+        let peers = self.membership().members().filter(|member| *member != own);
+        self.role = RoleState::Leader(LeaderState::new(peers, next_index));
+        self.leader = Some(own);
+        let mut leader = self.leading().expect("just became leader");
+        let term = leader.term;
+        leader.append(Entry {
+            term,
+            index: next_index,
+            payload: EntryPayload::Noop,
+        });
+    }
+
+    /// Ends this node's leadership, failing every request it was holding.
+    pub(super) fn step_down_as_leader(&mut self, new_leader: Option<NodeId>) {
+        self.outbox.seal(&mut self.log);
+        if let RoleState::Leader(state) = std::mem::replace(&mut self.role, RoleState::Follower) {
+            state.fail_requests(&mut self.outbox, new_leader);
+        }
+    }
+
+    /// A client's proposal: appended if this node leads and takes
+    /// proposals, failed otherwise.
+    pub(super) fn propose(&mut self, request_id: RequestId, command: Bytes) {
+        if let Some(mut leader) = self.leading_for(request_id) {
+            leader.propose(request_id, command);
+        }
+    }
+
+    /// The leader's handle for a client's request; when this node does not
+    /// lead, the request fails at once, with a hint of who does.
+    pub(super) fn leading_for(&mut self, request_id: RequestId) -> Option<Leader<'_>> {
+        if self.role() != Role::Leader {
+            let error = self.not_leader_error();
+            self.outbox
+                .push(Output::RequestFailed { request_id, error });
+            return None;
+        }
+        self.leading()
+    }
+
+    /// One tick of a leader: heartbeats, the transfer's clock and
+    /// CheckQuorum.
     pub(super) fn tick_leader(&mut self) {
+        self.lead(|leader| leader.tick());
+    }
+
+    /// Applies a leader rule that may end leadership, if this node leads;
+    /// when it does end it, the node becomes a follower in its term.
+    pub(super) fn lead(&mut self, rule: impl FnOnce(&mut Leader<'_>) -> Leadership) {
+        let Some(mut leader) = self.leading() else {
+            return;
+        };
+        if rule(&mut leader) == Leadership::Lost {
+            let term = self.hard_state.term;
+            self.become_follower(term, None);
+        }
+    }
+}
+
+impl Leader<'_> {
+    pub(super) fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration in effect (the latest in the log).
+    pub(super) fn membership(&self) -> &Membership {
+        self.log.membership()
+    }
+
+    /// Sends `body` to `to` in the leader's term.
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.outbox.send(self.config.id, to, self.term, body);
+    }
+
+    fn tick(&mut self) -> Leadership {
         self.tick_transfer();
-        self.heartbeat_elapsed += 1;
-        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
-            self.heartbeat_elapsed = 0;
+        self.state.heartbeat_elapsed += 1;
+        if self.state.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.state.heartbeat_elapsed = 0;
             self.send_heartbeats();
         }
         if !self.config.check_quorum {
-            return;
+            return Leadership::Kept;
         }
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        state.check_quorum_elapsed += 1;
-        if state.check_quorum_elapsed < self.config.election_ticks_min {
-            return;
+        self.state.check_quorum_elapsed += 1;
+        if self.state.check_quorum_elapsed < self.config.election_ticks_min {
+            return Leadership::Kept;
         }
-        state.check_quorum_elapsed = 0;
+        self.state.check_quorum_elapsed = 0;
         let mut active = vec![self.config.id];
-        for (node, progress) in state.progress.iter_mut() {
+        for (node, progress) in self.state.progress.iter_mut() {
             if progress.recently_active {
                 active.push(*node);
             }
             progress.recently_active = false;
         }
-        if !self.membership().is_quorum(&active) {
-            tracing::info!(node = %self.id(), term = %self.hard_state.term,
-                "stepping down: no contact with a quorum for an election timeout");
-            let term = self.hard_state.term;
-            self.become_follower(term, None);
+        if self.membership().is_quorum(&active) {
+            return Leadership::Kept;
         }
+        tracing::info!(node = %self.id(), term = %self.term,
+            "stepping down: no contact with a quorum for an election timeout");
+        Leadership::Lost
     }
 
-    pub(super) fn propose(&mut self, request_id: RequestId, command: Bytes) {
-        if self.role != Role::Leader {
-            let error = self.not_leader_error();
-            self.outputs
-                .push(Output::RequestFailed { request_id, error });
-            return;
-        }
-        if let Some(error) = self.transfer_refusal() {
-            self.outputs
+    fn propose(&mut self, request_id: RequestId, command: Bytes) {
+        if let Some(target) = self.state.transfer_target() {
+            let error = RequestError::TransferringLeadership { target };
+            self.outbox
                 .push(Output::RequestFailed { request_id, error });
             return;
         }
@@ -65,298 +273,70 @@ impl RaftCore {
             // acknowledge the removal hold the whole log and one can take
             // over at once (`step_down_if_removed`).
             let error = RequestError::NotLeader { leader_hint: None };
-            self.outputs
+            self.outbox
                 .push(Output::RequestFailed { request_id, error });
             return;
         }
         let index = self.log.last_index().next();
-        let term = self.hard_state.term;
-        let append_position = self.append_as_leader(Entry {
+        let term = self.term;
+        let append_position = self.append(Entry {
             term,
             index,
             payload: EntryPayload::Command(command),
         });
-        self.outputs.push(Output::ProposalAccepted {
+        self.outbox.push(Output::ProposalAccepted {
             request_id,
             index,
             term,
         });
-        self.proposal_append = Some((append_position, self.outputs.len()));
-        self.leader_state_mut()
-            .proposals
-            .push_back((index, request_id));
+        self.outbox.proposal_appended(append_position);
+        self.state.proposals.push_back((index, request_id));
     }
 
     /// Appends an entry this leader created; followers receive it at the
     /// next flush, so that proposals arriving together share messages.
-    /// Returns the position in `outputs` of the `AppendLog` that will hold
-    /// it.
-    pub(super) fn append_as_leader(&mut self, entry: Entry) -> usize {
-        // Join the unsealed entries' append when nothing but acceptances of
-        // proposals came after it, so storage sees one write per batch.
-        let extendable = match (self.unsealed_append, self.proposal_append) {
-            (Some(position), Some((proposals_position, outputs_len)))
-                if proposals_position == position && outputs_len == self.outputs.len() =>
-            {
-                Some(position)
-            }
-            (Some(position), _) if position + 1 == self.outputs.len() => Some(position),
-            _ => None,
-        };
-        let position = extendable.unwrap_or_else(|| {
-            self.seal_appends();
-            self.outputs.push(Output::AppendLog {
-                entries: Entries::new(),
-            });
-            let position = self.outputs.len() - 1;
-            self.unsealed_append = Some(position);
-            position
-        });
+    /// Returns the position in the outputs of the `AppendLog` that will
+    /// hold it.
+    pub(super) fn append(&mut self, entry: Entry) -> usize {
+        let position = self.outbox.append_position(self.log);
         self.log.push(entry);
-        self.leader_state_mut().append_pending = true;
+        self.state.append_pending = true;
         position
-    }
-
-    /// Makes the entries appended since the last call one shared run and
-    /// puts it in the `AppendLog` waiting for it. Done before entries are
-    /// sent or outputs taken, and when leadership ends.
-    #[inline]
-    pub(super) fn seal_appends(&mut self) {
-        // Called before every send: nearly always there is nothing to seal.
-        let Some(position) = self.unsealed_append.take() else {
-            return;
-        };
-        let run = self
-            .log
-            .seal()
-            .expect("an AppendLog waits only for unsealed entries");
-        self.outputs[position] = Output::AppendLog { entries: run };
-    }
-
-    fn leader_state_mut(&mut self) -> &mut LeaderState {
-        self.leader_state.as_mut().expect("leader has leader state")
-    }
-
-    /// Sends what the last inputs made necessary: appends carrying new
-    /// entries or commit, and heartbeats for reads waiting on confirmation.
-    pub(super) fn flush_leader_messages(&mut self) {
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        if state.heartbeat_pending {
-            state.heartbeat_pending = false;
-            state.append_pending = false;
-            self.send_heartbeats();
-            self.confirm_reads();
-            return;
-        }
-        if state.append_pending {
-            state.append_pending = false;
-            let mut next = self.peer_after(None);
-            while let Some(peer) = next {
-                self.send_entries(peer);
-                next = self.peer_after(Some(peer));
-            }
-        }
-    }
-
-    /// The peer this leader replicates to after `peer` in id order (the
-    /// first with `None`): a walk over the peers that allocates nothing
-    /// and leaves `self` free to send.
-    fn peer_after(&self, peer: Option<NodeId>) -> Option<NodeId> {
-        let progress = &self.leader_state.as_ref()?.progress;
-        let after = match peer {
-            Some(peer) => (Bound::Excluded(peer), Bound::Unbounded),
-            None => (Bound::Unbounded, Bound::Unbounded),
-        };
-        progress.range(after).next().map(|(peer, _)| *peer)
-    }
-
-    /// Sends `peer` every batch it needs next, as far as the in-flight
-    /// window allows (one in probe state).
-    pub(super) fn send_entries(&mut self, peer: NodeId) {
-        while self.send_append(peer, false) {}
-    }
-
-    /// Starts a new round and sends every peer an append (empty unless the
-    /// peer is waiting for entries): the heartbeat that keeps followers from
-    /// starting elections and confirms leadership for reads.
-    pub(super) fn send_heartbeats(&mut self) {
-        self.leader_state_mut().round += 1;
-        let mut next = self.peer_after(None);
-        while let Some(peer) = next {
-            self.send_append(peer, true);
-            next = self.peer_after(Some(peer));
-        }
-    }
-
-    /// Sends `peer` the next batch of entries it needs, if the replication
-    /// window allows; with `heartbeat`, sends an empty append even when not.
-    /// Returns whether entries were sent.
-    fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
-        self.seal_appends();
-        let max_in_flight = self.config.max_inflight_messages;
-        let max_count = self.config.max_entries_per_message;
-        let max_bytes = self.config.max_message_bytes;
-        let leader_commit = self.log.committed();
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        let round = state.round;
-        let progress = state.progress.get_mut(&peer).expect("peer has progress");
-        progress.expire_lost_snapshot(round, SNAPSHOT_RETRY_ROUNDS);
-        if progress.next_index.previous() < self.log.base_index() {
-            // The entries the follower needs are compacted: it gets the
-            // snapshot; a heartbeat still goes out at the log's start.
-            if heartbeat {
-                self.send_heartbeat_at_base(peer);
-            }
-            self.send_snapshot(peer);
-            return false;
-        }
-        let entries = if progress.can_send(max_in_flight) {
-            self.log
-                .entries_from(progress.next_index, max_count, max_bytes)
-        } else {
-            Entries::new()
-        };
-        if entries.is_empty() && !heartbeat {
-            return false;
-        }
-        let sent_entries = !entries.is_empty();
-        let prev_log_index = progress.next_index.previous();
-        if let Some(last) = entries.last() {
-            progress.record_sent(last.index);
-        }
-        let prev_log_term = self
-            .log
-            .term_at(prev_log_index)
-            .expect("the leader holds every entry a follower needs");
-        self.send(
-            peer,
-            MessageBody::AppendEntries(AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-                round,
-            }),
-        );
-        sent_entries
-    }
-
-    /// A heartbeat for a follower that is waiting for a snapshot.
-    fn send_heartbeat_at_base(&mut self, peer: NodeId) {
-        let round = self
-            .leader_state
-            .as_ref()
-            .expect("leader has leader state")
-            .round;
-        let prev_log_index = self.log.base_index();
-        let prev_log_term = self
-            .log
-            .term_at(prev_log_index)
-            .expect("the base term is known");
-        let leader_commit = self.log.committed();
-        self.send(
-            peer,
-            MessageBody::AppendEntries(AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries: Entries::new(),
-                leader_commit,
-                round,
-            }),
-        );
-    }
-
-    pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendEntriesResponse) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let last_index = self.log.last_index();
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        // What no answer to this leader's own appends can say.
-        let refusal = if response.round > state.round {
-            Some(Refusal::RoundNotSent)
-        } else if response.success && response.match_index > last_index {
-            Some(Refusal::MatchPastLog)
-        } else if !response.success && response.rejected_index > last_index {
-            Some(Refusal::RejectionPastLog)
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            self.refuse(from, refusal);
-            return;
-        }
-        let Some(progress) = state.progress.get_mut(&from) else {
-            return;
-        };
-        progress.recently_active = true;
-        progress.acknowledged_round = progress.acknowledged_round.max(response.round);
-        if response.success {
-            if progress.snapshot_in_flight.is_some()
-                && response.match_index >= self.log.base_index()
-            {
-                // The follower caught up from the log after all: the
-                // snapshot is not needed.
-                progress.snapshot_in_flight = None;
-            }
-            // Only an index past the commit index can move it.
-            if progress.record_match(response.match_index)
-                && response.match_index > self.log.committed()
-            {
-                self.advance_commit();
-            }
-            self.send_entries(from);
-            if self.transfer_target() == Some(from) {
-                self.send_timeout_now_if_caught_up();
-            }
-        } else if progress.snapshot_in_flight.is_some() {
-            // Waiting for the snapshot's answer: appends cannot help yet.
-        } else if response.rejected_index > progress.match_index {
-            let next_index = match response.conflict {
-                Some(ConflictHint::LogTooShort { last_index }) => last_index.next(),
-                Some(ConflictHint::TermMismatch { term, first_index }) => {
-                    // Skip the follower's whole conflicting term: if we have
-                    // entries of that term, continue after our last one;
-                    // otherwise jump before the follower's run of it.
-                    match self.log.last_index_of_term(term) {
-                        Some(last) => last.next(),
-                        None => first_index,
-                    }
-                }
-                None => response.rejected_index,
-            };
-            let next_index = next_index.min(response.rejected_index);
-            progress.become_probe(next_index);
-            tracing::trace!(node = %self.id(), follower = %from, next = %next_index, "append rejected; probing");
-            self.send_entries(from);
-        }
-        self.confirm_reads();
     }
 
     /// Raft paper §5.3 and §5.4.2: commit the highest index stored on a
     /// majority, but only when that entry is of the current term (Figure 8).
     pub(super) fn advance_commit(&mut self) {
-        let state = self.leader_state.as_ref().expect("leader has leader state");
         let own_id = self.config.id;
         let own_match = self.log.persisted();
-        let quorum_index = self.membership().committed_index(|node| {
+        let progress = &self.state.progress;
+        let quorum_index = self.log.membership().committed_index(|node| {
             if node == own_id {
                 own_match
             } else {
-                state
-                    .progress
+                progress
                     .get(&node)
                     .map_or(LogIndex(0), |progress| progress.match_index)
             }
         });
-        let current_term_entry = self.log.term_at(quorum_index) == Some(self.hard_state.term);
+        let current_term_entry = self.log.term_at(quorum_index) == Some(self.term);
         #[cfg(feature = "bug-injection")]
         let current_term_entry =
             current_term_entry || self.config.bug_injection.commit_previous_term_by_counting;
         if current_term_entry && self.log.commit_to(quorum_index) {
             self.on_commit_advanced();
+        }
+    }
+
+    /// Entries up to `applied_up_to` were handed out for applying: their
+    /// proposals are answered by the state machine, no longer by failing.
+    pub(super) fn handed_out(&mut self, applied_up_to: LogIndex) {
+        let proposals = &mut self.state.proposals;
+        while proposals
+            .front()
+            .is_some_and(|(index, _)| *index <= applied_up_to)
+        {
+            proposals.pop_front();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! a chosen voter, for maintenance or to move load.
 //!
 //! The leader stops accepting proposals (they fail with
-//! [`RequestError::TransferringLeadership`] and had no effect), so its log
+//! [`crate::RequestError::TransferringLeadership`] and had no effect), so its log
 //! stops growing; it replicates to the target as usual, and once the
 //! target's log matches its own it sends `TimeoutNow`. The target then
 //! campaigns at once, without a pre-vote and with the transfer flag that
@@ -17,9 +17,9 @@
 //! quorum's votes and an up-to-date log); the transfer only decides who
 //! campaigns first.
 
+use super::leader::Leader;
 use super::message::MessageBody;
-use super::{RaftCore, Role};
-use crate::error::RequestError;
+use super::RaftCore;
 use crate::types::NodeId;
 
 /// A transfer in progress.
@@ -38,20 +38,32 @@ impl RaftCore {
     /// unless this node leads and `target` is another voter; a transfer to
     /// another target replaces the one in progress.
     pub(super) fn transfer_leadership(&mut self, target: NodeId) {
-        if self.role != Role::Leader {
-            tracing::debug!(node = %self.id(), %target, "not the leader: ignoring a leadership transfer");
-            return;
+        match self.leading() {
+            Some(mut leader) => leader.transfer_leadership(target),
+            None => {
+                tracing::debug!(node = %self.id(), %target, "not the leader: ignoring a leadership transfer")
+            }
         }
+    }
+
+    /// The voter leadership is being handed to, if any.
+    pub(super) fn transfer_target(&self) -> Option<NodeId> {
+        self.leader_state()
+            .and_then(|state| state.transfer_target())
+    }
+}
+
+impl Leader<'_> {
+    fn transfer_leadership(&mut self, target: NodeId) {
         if target == self.id() || !self.membership().is_voter(target) {
             tracing::info!(node = %self.id(), %target, "ignoring a leadership transfer to a node that is not another voter");
             return;
         }
-        if self.transfer_target() == Some(target) {
+        if self.state.transfer_target() == Some(target) {
             return;
         }
-        tracing::info!(node = %self.id(), term = %self.hard_state.term, %target, "transferring leadership");
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        state.transfer = Some(LeadershipTransfer {
+        tracing::info!(node = %self.id(), term = %self.term, %target, "transferring leadership");
+        self.state.transfer = Some(LeadershipTransfer {
             target,
             elapsed: 0,
             timeout_now_sent_at: None,
@@ -61,37 +73,18 @@ impl RaftCore {
         }
     }
 
-    /// The voter leadership is being handed to, if any.
-    pub(super) fn transfer_target(&self) -> Option<NodeId> {
-        self.leader_state
-            .as_ref()
-            .and_then(|state| state.transfer)
-            .map(|transfer| transfer.target)
-    }
-
-    /// Why a proposal must be refused now, if a transfer is in progress.
-    pub(super) fn transfer_refusal(&self) -> Option<RequestError> {
-        self.transfer_target()
-            .map(|target| RequestError::TransferringLeadership { target })
-    }
-
     /// One tick of a transfer: abandoned after an election timeout; while
     /// the target is caught up, `TimeoutNow` is sent again every heartbeat
     /// interval in case it was lost.
     pub(super) fn tick_transfer(&mut self) {
-        let election_timeout = self.config.election_ticks_min;
-        let Some(transfer) = self
-            .leader_state
-            .as_mut()
-            .and_then(|state| state.transfer.as_mut())
-        else {
+        let Some(transfer) = self.state.transfer.as_mut() else {
             return;
         };
         transfer.elapsed += 1;
-        if transfer.elapsed >= election_timeout {
+        if transfer.elapsed >= self.config.election_ticks_min {
             let target = transfer.target;
-            self.leader_state.as_mut().expect("checked above").transfer = None;
-            tracing::info!(node = %self.id(), term = %self.hard_state.term, %target,
+            self.state.transfer = None;
+            tracing::info!(node = %self.id(), term = %self.term, %target,
                 "leadership transfer abandoned after an election timeout; accepting proposals again");
             return;
         }
@@ -104,9 +97,7 @@ impl RaftCore {
     pub(super) fn send_timeout_now_if_caught_up(&mut self) -> bool {
         let last_index = self.log.last_index();
         let heartbeat = self.config.heartbeat_ticks;
-        let Some(state) = self.leader_state.as_mut() else {
-            return false;
-        };
+        let state = &mut *self.state;
         let Some(transfer) = state.transfer.as_mut() else {
             return false;
         };

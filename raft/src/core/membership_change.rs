@@ -32,11 +32,12 @@
 
 use thiserror::Error;
 
+use super::leader::{Leader, Leadership};
 use super::message::MessageBody;
 use super::output::Output;
 use super::progress::Progress;
 use super::quorum::Membership;
-use super::{RaftCore, Role};
+use super::RaftCore;
 use crate::error::RequestError;
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, RequestId};
 
@@ -179,34 +180,44 @@ impl RaftCore {
     /// A client asks for `change`; answered like a proposal (accepted at an
     /// index, complete when that entry is applied) or refused.
     pub(super) fn change_membership(&mut self, request_id: RequestId, change: MembershipChange) {
-        let refusal = if self.role != Role::Leader {
-            Some(self.not_leader_error())
-        } else if let Some(error) = self.transfer_refusal() {
-            Some(error)
-        } else {
-            self.check_change(&change)
+        if let Some(mut leader) = self.leading_for(request_id) {
+            leader.change_membership(request_id, change);
+        }
+    }
+
+    /// A leader whose removal has committed steps down (dissertation
+    /// §4.2.2); the others elect a leader among themselves.
+    pub(super) fn step_down_if_removed(&mut self) {
+        self.lead(|leader| leader.hand_over_if_removed());
+    }
+}
+
+impl Leader<'_> {
+    fn change_membership(&mut self, request_id: RequestId, change: MembershipChange) {
+        let refusal = match self.state.transfer_target() {
+            Some(target) => Some(RequestError::TransferringLeadership { target }),
+            None => self
+                .check_change(&change)
                 .err()
-                .map(RequestError::MembershipChangeRefused)
+                .map(RequestError::MembershipChangeRefused),
         };
-        let membership = match refusal {
-            Some(error) => {
-                self.outputs
-                    .push(Output::RequestFailed { request_id, error });
-                return;
-            }
-            None => change
-                .apply_to(self.membership())
-                .expect("check_change applied it already"),
-        };
+        if let Some(error) = refusal {
+            self.outbox
+                .push(Output::RequestFailed { request_id, error });
+            return;
+        }
+        let membership = change
+            .apply_to(self.membership())
+            .expect("check_change applied it already");
         let index = self.log.last_index().next();
-        let term = self.hard_state.term;
+        let term = self.term;
         tracing::info!(node = %self.id(), %term, %index, ?change, "appending a configuration change");
-        self.append_as_leader(Entry {
+        self.append(Entry {
             term,
             index,
             payload: EntryPayload::Configuration(membership.into()),
         });
-        self.outputs.push(Output::ProposalAccepted {
+        self.outbox.push(Output::ProposalAccepted {
             request_id,
             index,
             term,
@@ -217,13 +228,12 @@ impl RaftCore {
             .members()
             .filter(|member| *member != own_id)
             .collect();
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        state.proposals.push_back((index, request_id));
-        state.progress.retain(|peer, _| members.contains(peer));
+        self.state.proposals.push_back((index, request_id));
+        self.state.progress.retain(|peer, _| members.contains(peer));
         for member in members {
             // A new member first gets the change itself; if its log is
             // shorter, the answer leads the leader back.
-            state
+            self.state
                 .progress
                 .entry(member)
                 .or_insert_with(|| Progress::new(index));
@@ -236,7 +246,7 @@ impl RaftCore {
         let one_at_a_time = !self.config.bug_injection.concurrent_membership_changes;
         #[cfg(not(feature = "bug-injection"))]
         let one_at_a_time = true;
-        if one_at_a_time && self.log.term_at(self.log.committed()) != Some(self.hard_state.term) {
+        if one_at_a_time && self.log.term_at(self.log.committed()) != Some(self.term) {
             return Err(MembershipRefusal::LeaderNotReady);
         }
         if let Some(pending) = self
@@ -249,9 +259,9 @@ impl RaftCore {
         let changed = change.apply_to(self.membership())?;
         if let MembershipChange::PromoteLearner(node) = *change {
             let matched = self
-                .leader_state
-                .as_ref()
-                .and_then(|state| state.progress.get(&node))
+                .state
+                .progress
+                .get(&node)
                 .map_or(LogIndex(0), |progress| progress.match_index);
             let behind = self.log.last_index().0.saturating_sub(matched.0);
             if behind > self.config.max_promotion_lag {
@@ -265,41 +275,38 @@ impl RaftCore {
         Ok(changed)
     }
 
-    /// A leader whose removal has committed steps down (dissertation
-    /// §4.2.2); the others elect a leader among themselves.
-    pub(super) fn step_down_if_removed(&mut self) {
-        if self.role != Role::Leader || self.membership().is_voter(self.id()) {
-            return;
+    /// Once this leader's own removal has committed, it hands over on the
+    /// way out (as a transfer would): the voter that holds the whole log
+    /// campaigns at once, so the cluster has a leader in one round of votes
+    /// instead of after an election timeout. Any election is safe; this one
+    /// is only sooner. With none caught up, the others time out as usual.
+    fn hand_over_if_removed(&mut self) -> Leadership {
+        if self.membership().is_voter(self.id()) {
+            return Leadership::Kept;
         }
         let removal_committed = self
             .log
             .latest_configuration_index()
             .is_none_or(|index| index <= self.log.committed());
-        if removal_committed {
-            // Hand over on the way out (as a transfer would): the voter
-            // that holds the whole log campaigns at once, so the cluster
-            // has a leader in one round of votes instead of after an
-            // election timeout. Any election is safe; this one is only
-            // sooner. None caught up: the others time out as usual.
-            let last_index = self.log.last_index();
-            let successor = self.leader_state.as_ref().and_then(|state| {
-                state
-                    .progress
-                    .iter()
-                    .filter(|(peer, progress)| {
-                        self.membership().is_voter(**peer) && progress.match_index == last_index
-                    })
-                    .map(|(peer, _)| *peer)
-                    .next()
-            });
-            tracing::info!(node = %self.id(), term = %self.hard_state.term, ?successor,
-                "stepping down: this node's removal is committed");
-            if let Some(successor) = successor {
-                self.send(successor, MessageBody::TimeoutNow);
-            }
-            let term = self.hard_state.term;
-            self.become_follower(term, None);
+        if !removal_committed {
+            return Leadership::Kept;
         }
+        let last_index = self.log.last_index();
+        let successor = self
+            .state
+            .progress
+            .iter()
+            .filter(|(peer, progress)| {
+                self.membership().is_voter(**peer) && progress.match_index == last_index
+            })
+            .map(|(peer, _)| *peer)
+            .next();
+        tracing::info!(node = %self.id(), term = %self.term, ?successor,
+            "stepping down: this node's removal is committed");
+        if let Some(successor) = successor {
+            self.send(successor, MessageBody::TimeoutNow);
+        }
+        Leadership::Lost
     }
 }
 

@@ -4,11 +4,19 @@
 //! an ordered list of [`Output`]s, taken with [`RaftCore::take_outputs`]. The
 //! role-specific rules live in one file each: `election.rs` (followers,
 //! candidates and voting), `follower.rs` (accepting appends), `leader.rs`
-//! (replication, commit, CheckQuorum), `leadership_transfer.rs`,
+//! (proposals, commit, CheckQuorum) and `replication.rs` (appends and
+//! heartbeats to each peer), `leadership_transfer.rs`,
 //! `membership_change.rs` (one server at a time; `configuration.rs` tracks
 //! the configurations along the log) and `read_index.rs` (linearizable
-//! reads). `validation.rs` holds every message to the rules a correct peer
-//! keeps before any handler sees it.
+//! reads). `role.rs` holds the role with what only that role has (a
+//! campaign's votes, a leader's state): the rules only a leader may apply
+//! are methods of the `Leader` handle, which exists only while the node
+//! leads. `outbox.rs` collects the outputs; `validation.rs` holds every
+//! message to the rules a correct peer keeps before any handler sees it.
+//!
+//! Only this crate's driver side (`node/`, or a driver of your own through
+//! the public API) calls into the core; the core calls nothing outside
+//! `types`, `entries`, `config` and `error`.
 
 mod configuration;
 mod election;
@@ -19,17 +27,20 @@ mod leadership_transfer;
 mod log;
 pub mod membership_change;
 pub mod message;
+mod outbox;
 pub mod output;
 pub mod progress;
 pub mod quorum;
 mod read_index;
+mod replication;
+mod role;
 pub mod snapshot;
 mod status;
 #[cfg(test)]
 mod tests;
 pub mod validation;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -37,15 +48,15 @@ use rand_core::{RngCore, SeedableRng};
 use crate::config::Config;
 use crate::entries::Entries;
 use crate::error::{CoreError, RequestError};
-use crate::types::{Entry, HardState, LogIndex, NodeId, RequestId, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 
 use self::input::Input;
 use self::log::RaftLog;
 use self::message::{Message, MessageBody};
+use self::outbox::Outbox;
 use self::output::Output;
-use self::progress::Progress;
 use self::quorum::Membership;
-use self::read_index::ReadQueue;
+use self::role::RoleState;
 use self::snapshot::SnapshotMetadata;
 pub use self::status::{Role, Status};
 
@@ -86,35 +97,14 @@ impl RestoredState {
     }
 }
 
-/// State only a leader has.
-#[derive(Debug)]
-struct LeaderState {
-    /// Replication progress of every other member.
-    progress: BTreeMap<NodeId, Progress>,
-    /// Accepted proposals not yet handed out for applying, by index, so that
-    /// they can be failed if leadership is lost.
-    proposals: VecDeque<(LogIndex, RequestId)>,
-    /// The current heartbeat round; followers echo it back.
-    round: u64,
-    /// Reads waiting for leadership confirmation or for the state machine.
-    reads: ReadQueue,
-    /// Ticks since the last CheckQuorum round.
-    check_quorum_elapsed: u32,
-    /// Peers that need an append (new entries or commit) at the next flush.
-    append_pending: bool,
-    /// A heartbeat with a new round is needed at the next flush (for reads).
-    heartbeat_pending: bool,
-    /// The leadership transfer in progress, if any.
-    transfer: Option<leadership_transfer::LeadershipTransfer>,
-}
-
 /// One Raft node's algorithm. See the crate documentation for how to drive
 /// it.
 #[derive(Debug)]
 pub struct RaftCore {
     config: Config,
     hard_state: HardState,
-    role: Role,
+    /// The role, with what only that role holds.
+    role: RoleState,
     /// The leader of the current term, if known.
     leader: Option<NodeId>,
     log: RaftLog,
@@ -125,31 +115,16 @@ pub struct RaftCore {
     election_elapsed: u32,
     /// This round's election timeout, drawn from the configured range.
     randomized_election_timeout: u32,
-    /// Ticks since the leader last sent heartbeats.
-    heartbeat_elapsed: u32,
-    /// Votes (or pre-votes) received in the current campaign.
-    votes: BTreeMap<NodeId, bool>,
-    /// Present exactly while this node is the leader.
-    leader_state: Option<LeaderState>,
     /// Append acknowledgements that wait until the entries they acknowledge
     /// are durable, oldest first: (index that must be durable, message).
     pending_acknowledgements: VecDeque<(LogIndex, Message)>,
     /// The index the state machine has reported applied.
     applied: LogIndex,
     /// Produced outputs, in order.
-    outputs: Vec<Output>,
+    outbox: Outbox,
     /// The newest snapshot the driver holds, sent to followers that need
     /// compacted entries.
     latest_snapshot: Option<SnapshotMetadata>,
-    /// While proposals arrive back to back: the position in `outputs` of
-    /// the `AppendLog` they extend, and the length `outputs` had right after
-    /// the last of them. Each proposal also emits a `ProposalAccepted`, so
-    /// without this every proposal would need its own write.
-    proposal_append: Option<(usize, usize)>,
-    /// The position in `outputs` of the `AppendLog` that the entries this
-    /// leader appended but has not sealed yet will fill: present exactly
-    /// while there are such entries (see [`RaftCore::seal_appends`]).
-    unsealed_append: Option<usize>,
 }
 
 impl RaftCore {
@@ -183,21 +158,16 @@ impl RaftCore {
         }
         let mut core = RaftCore {
             hard_state: restored.hard_state,
-            role: Role::Follower,
+            role: RoleState::Follower,
             leader: None,
             log,
             latest_snapshot: restored.snapshot,
             rng: ChaCha8Rng::seed_from_u64(seed),
             election_elapsed: 0,
             randomized_election_timeout: 0,
-            heartbeat_elapsed: 0,
-            votes: BTreeMap::new(),
-            leader_state: None,
             pending_acknowledgements: VecDeque::new(),
             applied: restored.applied,
-            outputs: Vec::new(),
-            proposal_append: None,
-            unsealed_append: None,
+            outbox: Outbox::default(),
             config,
         };
         core.reset_election_timer();
@@ -244,7 +214,9 @@ impl RaftCore {
             Input::Applied { index } => {
                 if index > self.applied {
                     self.applied = index;
-                    self.release_reads_ready_to_serve();
+                    if let Some(mut leader) = self.leading() {
+                        leader.release_reads_ready_to_serve();
+                    }
                 }
             }
         }
@@ -259,20 +231,18 @@ impl RaftCore {
     /// made necessary are batched into one message here.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         self.log.age_released();
-        self.seal_appends();
+        self.outbox.seal(&mut self.log);
         self.flush_leader_messages();
-        self.proposal_append = None;
-        std::mem::take(&mut self.outputs)
+        self.outbox.take(&mut self.log)
     }
 
     /// Like [`RaftCore::take_outputs`], appending to `outputs` so that a
     /// driver can reuse one allocation.
     pub fn drain_outputs_into(&mut self, outputs: &mut Vec<Output>) {
         self.log.age_released();
-        self.seal_appends();
+        self.outbox.seal(&mut self.log);
         self.flush_leader_messages();
-        self.proposal_append = None;
-        outputs.append(&mut self.outputs);
+        self.outbox.drain_into(&mut self.log, outputs);
     }
 
     /// The entries compactions (after [`Input::SnapshotTaken`]) and
@@ -287,7 +257,7 @@ impl RaftCore {
     }
 
     fn tick(&mut self) {
-        if self.role == Role::Leader {
+        if self.role() == Role::Leader {
             self.tick_leader();
         } else {
             self.tick_election();
@@ -406,7 +376,7 @@ impl RaftCore {
         if !self.config.check_quorum {
             return false;
         }
-        match self.role {
+        match self.role() {
             Role::Leader => true,
             _ => self.leader.is_some() && self.election_elapsed < self.config.election_ticks_min,
         }
@@ -414,28 +384,16 @@ impl RaftCore {
 
     /// Drops a message that broke a rule, and says so.
     fn refuse(&mut self, from: NodeId, refusal: validation::Refusal) {
-        tracing::debug!(node = %self.id(), %from, %refusal, "refusing a message");
-        self.outputs.push(Output::MessageRefused { from, refusal });
+        self.outbox.refuse(self.config.id, from, refusal);
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
-        let message = Message {
-            from: self.id(),
-            to,
-            term: self.hard_state.term,
-            body,
-        };
-        self.outputs.push(Output::Send(message));
+        self.outbox
+            .send(self.config.id, to, self.hard_state.term, body);
     }
 
     fn save_hard_state(&mut self) {
-        // A save right after another supersedes it (e.g. a higher term, then
-        // a vote in it): one durable write instead of two.
-        if let Some(Output::SaveHardState(previous)) = self.outputs.last_mut() {
-            *previous = self.hard_state;
-        } else {
-            self.outputs.push(Output::SaveHardState(self.hard_state));
-        }
+        self.outbox.save_hard_state(self.hard_state);
     }
 
     /// Becomes a follower in `term`. A higher term clears the vote and is
@@ -450,40 +408,15 @@ impl RaftCore {
             // Acknowledgements of an earlier term would only confuse.
             self.pending_acknowledgements.clear();
         }
-        if self.role == Role::Leader {
+        if self.role() == Role::Leader {
             self.step_down_as_leader(leader);
         }
-        if self.role != Role::Follower || self.leader != leader {
+        if self.role() != Role::Follower || self.leader != leader {
             tracing::debug!(node = %self.id(), term = %term, leader = ?leader, "became follower");
         }
-        self.role = Role::Follower;
+        self.role = RoleState::Follower;
         self.leader = leader;
-        self.votes.clear();
         self.reset_election_timer();
-    }
-
-    /// Fails every request a leader was holding when it stops leading.
-    fn step_down_as_leader(&mut self, new_leader: Option<NodeId>) {
-        self.seal_appends();
-        let Some(mut state) = self.leader_state.take() else {
-            return;
-        };
-        for (_, request_id) in state.proposals.drain(..) {
-            self.outputs.push(Output::RequestFailed {
-                request_id,
-                error: RequestError::LeadershipLost {
-                    leader_hint: new_leader,
-                },
-            });
-        }
-        for request_id in state.reads.drain() {
-            self.outputs.push(Output::RequestFailed {
-                request_id,
-                error: RequestError::NotLeader {
-                    leader_hint: new_leader,
-                },
-            });
-        }
     }
 
     fn reset_election_timer(&mut self) {
@@ -511,34 +444,30 @@ impl RaftCore {
                 .pending_acknowledgements
                 .pop_front()
                 .expect("front was just checked");
-            self.outputs.push(Output::Send(message));
+            self.outbox.push(Output::Send(message));
         }
         // Only an index past the commit index can move it.
-        if self.role == Role::Leader && persisted > self.log.committed() {
-            self.advance_commit();
+        if persisted > self.log.committed() {
+            if let Some(mut leader) = self.leading() {
+                leader.advance_commit();
+            }
         }
     }
 
     /// Hands committed, durable entries to the state machine.
     fn emit_committed_entries(&mut self) {
         if self.log.must_seal_to_apply() {
-            self.seal_appends();
+            self.outbox.seal(&mut self.log);
         }
         let entries = self.log.take_entries_to_apply();
         if entries.is_empty() {
             return;
         }
-        if let Some(state) = self.leader_state.as_mut() {
-            let applied_up_to = self.log.applied_up_to();
-            while state
-                .proposals
-                .front()
-                .is_some_and(|(index, _)| *index <= applied_up_to)
-            {
-                state.proposals.pop_front();
-            }
+        let applied_up_to = self.log.applied_up_to();
+        if let Some(mut leader) = self.leading() {
+            leader.handed_out(applied_up_to);
         }
-        self.outputs.push(Output::Apply { entries });
+        self.outbox.push(Output::Apply { entries });
     }
 }
 

@@ -7,8 +7,9 @@
 
 use std::collections::VecDeque;
 
+use super::leader::Leader;
 use super::output::Output;
-use super::{RaftCore, Role};
+use super::RaftCore;
 use crate::types::{LogIndex, RequestId};
 
 /// Reads a leader holds, oldest first.
@@ -42,60 +43,72 @@ impl ReadQueue {
 }
 
 impl RaftCore {
+    /// A client's read: held by a leader until it may be served, failed
+    /// elsewhere.
     pub(super) fn read(&mut self, request_id: RequestId) {
-        if self.role != Role::Leader {
-            let error = self.not_leader_error();
-            self.outputs
-                .push(Output::RequestFailed { request_id, error });
-            return;
+        if let Some(mut leader) = self.leading_for(request_id) {
+            leader.read(request_id);
         }
+    }
+
+    /// The index the state machine must reach before the oldest confirmed
+    /// read can be answered, when it has not yet: a driver that learns of
+    /// applying without being told each time ([`crate::Input::Applied`])
+    /// must make sure to step it by then.
+    pub fn applied_awaited(&self) -> Option<LogIndex> {
+        let state = self.leader_state()?;
+        let read_index = state.reads.confirmed.front()?.read_index?;
+        (read_index > self.applied).then_some(read_index)
+    }
+}
+
+impl Leader<'_> {
+    fn read(&mut self, request_id: RequestId) {
         let read_index = self
             .committed_in_current_term()
             .then(|| self.log.committed());
-        let state = self.leader_state.as_mut().expect("leader has leader state");
         let read = PendingRead {
             request_id,
             // Only acknowledgements of messages sent after this read arrived
             // prove that we were still the leader when it arrived.
-            round: state.round + 1,
+            round: self.state.round + 1,
             read_index,
         };
         #[cfg(feature = "bug-injection")]
         if self.config.bug_injection.read_without_leadership_check {
-            state.reads.confirmed.push_back(PendingRead {
+            self.state.reads.confirmed.push_back(PendingRead {
                 read_index: Some(self.log.committed()),
                 ..read
             });
             self.release_reads_ready_to_serve();
             return;
         }
-        state.reads.unconfirmed.push_back(read);
-        state.heartbeat_pending = true;
+        self.state.reads.unconfirmed.push_back(read);
+        self.state.heartbeat_pending = true;
         // A single voter is a quorum by itself.
         self.confirm_reads();
     }
 
     fn committed_in_current_term(&self) -> bool {
-        self.log.term_at(self.log.committed()) == Some(self.hard_state.term)
+        self.log.term_at(self.log.committed()) == Some(self.term)
     }
 
     /// Moves reads whose round a quorum has acknowledged to the confirmed
     /// queue.
     pub(super) fn confirm_reads(&mut self) {
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
         let own_id = self.config.id;
+        let state = &mut *self.state;
+        let membership = self.log.membership();
         let mut moved = false;
         while let Some(read) = state.reads.unconfirmed.front() {
-            let acknowledged = self.log.membership().voters.iter().filter(|voter| {
+            let acknowledged = membership.voters.iter().filter(|voter| {
                 **voter == own_id
                     || state
                         .progress
                         .get(voter)
                         .is_some_and(|progress| progress.acknowledged_round >= read.round)
             });
-            if !self.log.membership().is_quorum(acknowledged) {
+            if !membership.is_quorum(acknowledged) {
                 break;
             }
             let read = state.reads.unconfirmed.pop_front().expect("front exists");
@@ -113,41 +126,25 @@ impl RaftCore {
             return;
         }
         let committed = self.log.committed();
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        for read in state
-            .reads
+        let reads = &mut self.state.reads;
+        for read in reads
             .unconfirmed
             .iter_mut()
-            .chain(state.reads.confirmed.iter_mut())
+            .chain(reads.confirmed.iter_mut())
         {
             read.read_index.get_or_insert(committed);
         }
         self.release_reads_ready_to_serve();
     }
 
-    /// The index the state machine must reach before the oldest confirmed
-    /// read can be answered, when it has not yet: a driver that learns of
-    /// applying without being told each time ([`crate::Input::Applied`])
-    /// must make sure to step it by then.
-    pub fn applied_awaited(&self) -> Option<LogIndex> {
-        let state = self.leader_state.as_ref()?;
-        let read_index = state.reads.confirmed.front()?.read_index?;
-        (read_index > self.applied).then_some(read_index)
-    }
-
     /// Answers confirmed reads whose read index the state machine reached.
     pub(super) fn release_reads_ready_to_serve(&mut self) {
-        let applied = self.applied;
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        while let Some(read) = state.reads.confirmed.front() {
+        let confirmed = &mut self.state.reads.confirmed;
+        while let Some(read) = confirmed.front() {
             match read.read_index {
-                Some(read_index) if read_index <= applied => {
-                    let read = state.reads.confirmed.pop_front().expect("front exists");
-                    self.outputs.push(Output::ReadReady {
+                Some(read_index) if read_index <= self.applied => {
+                    let read = confirmed.pop_front().expect("front exists");
+                    self.outbox.push(Output::ReadReady {
                         request_id: read.request_id,
                         read_index,
                     });

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::leader::Leader;
 use super::message::{InstallSnapshotResponse, MessageBody};
 use super::output::Output;
 use super::quorum::Membership;
@@ -53,35 +54,16 @@ impl RaftCore {
         );
         self.latest_snapshot = Some(metadata);
         if self.log.compact_to(compact_to) {
-            self.outputs.push(Output::CompactLog {
+            self.outbox.push(Output::CompactLog {
                 up_to: self.log.base_index(),
             });
         }
     }
 
-    /// Sends `peer` the latest snapshot, unless one is already on its way.
-    /// Returns whether it sent one.
-    pub(super) fn send_snapshot(&mut self, peer: NodeId) -> bool {
-        let metadata = self
-            .latest_snapshot
-            .clone()
-            .expect("the log is compacted only after a snapshot");
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        let round = state.round;
-        let progress = state.progress.get_mut(&peer).expect("peer has progress");
-        if progress.snapshot_in_flight.is_some() {
-            return false;
-        }
-        progress.snapshot_in_flight = Some((metadata.index, round));
-        tracing::debug!(node = %self.id(), follower = %peer, index = %metadata.index, "sending snapshot");
-        self.send(peer, MessageBody::InstallSnapshot(metadata));
-        true
-    }
-
     /// A follower receives the leader's snapshot. It installs it unless its
     /// own log already holds everything the snapshot covers.
     pub(super) fn handle_install_snapshot(&mut self, from: NodeId, metadata: SnapshotMetadata) {
-        if self.role != Role::Follower || self.leader != Some(from) {
+        if self.role() != Role::Follower || self.leader != Some(from) {
             let term = self.hard_state.term;
             self.become_follower(term, Some(from));
         }
@@ -108,7 +90,7 @@ impl RaftCore {
         // Acknowledgements waiting for entries of the replaced log are void.
         self.pending_acknowledgements.clear();
         self.latest_snapshot = Some(metadata.clone());
-        self.outputs.push(Output::RestoreSnapshot { metadata });
+        self.outbox.push(Output::RestoreSnapshot { metadata });
         let response = InstallSnapshotResponse {
             accepted: true,
             last_log_index: self.log.last_index(),
@@ -122,11 +104,37 @@ impl RaftCore {
         from: NodeId,
         response: InstallSnapshotResponse,
     ) {
-        if self.role != Role::Leader {
-            return;
+        if let Some(mut leader) = self.leading() {
+            leader.handle_install_snapshot_response(from, response);
         }
-        let state = self.leader_state.as_mut().expect("leader has leader state");
-        let Some(progress) = state.progress.get_mut(&from) else {
+    }
+}
+
+impl Leader<'_> {
+    /// Sends `peer` the latest snapshot, unless one is already on its way.
+    /// Returns whether it sent one.
+    pub(super) fn send_snapshot(&mut self, peer: NodeId) -> bool {
+        let metadata = self
+            .latest_snapshot
+            .expect("the log is compacted only after a snapshot")
+            .clone();
+        let round = self.state.round;
+        let progress = self.state.progress_of(peer);
+        if progress.snapshot_in_flight.is_some() {
+            return false;
+        }
+        progress.snapshot_in_flight = Some((metadata.index, round));
+        tracing::debug!(node = %self.id(), follower = %peer, index = %metadata.index, "sending snapshot");
+        self.send(peer, MessageBody::InstallSnapshot(metadata));
+        true
+    }
+
+    fn handle_install_snapshot_response(
+        &mut self,
+        from: NodeId,
+        response: InstallSnapshotResponse,
+    ) {
+        let Some(progress) = self.state.progress.get_mut(&from) else {
             return;
         };
         progress.recently_active = true;

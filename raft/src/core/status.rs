@@ -56,7 +56,7 @@ impl RaftCore {
     pub fn status(&self) -> Status {
         Status {
             id: self.id(),
-            role: self.role,
+            role: self.role(),
             term: self.hard_state.term,
             voted_for: self.hard_state.voted_for,
             leader: self.leader,
@@ -67,8 +67,7 @@ impl RaftCore {
             last_term: self.log.last_term(),
             membership: self.membership().clone(),
             progress: self
-                .leader_state
-                .as_ref()
+                .leader_state()
                 .map(|state| state.progress.clone())
                 .unwrap_or_default(),
             transfer_target: self.transfer_target(),
@@ -77,7 +76,7 @@ impl RaftCore {
 
     /// The node's role, without building a whole [`Status`].
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
 
     /// The node's current term.
