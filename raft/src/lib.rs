@@ -24,6 +24,8 @@
 //! 3. Carry the outputs out **in order**, with these rules:
 //!    - [`Output::SaveHardState`] must be durable before any later output is
 //!      carried out. (A vote is therefore never sent before it is on disk.)
+//!      [`OutputGate`] implements this rule without I/O; the node's event
+//!      loop and the simulator both carry their outputs out through it.
 //!    - [`Output::AppendLog`] may be written in the background, but appends
 //!      must reach storage in the order given. When they are durable, feed
 //!      [`Input::LogPersisted`]. The core holds back every acknowledgement
@@ -142,6 +144,7 @@ pub mod error;
 pub mod fault;
 #[cfg(feature = "runtime")]
 pub mod node;
+pub mod output_gate;
 #[cfg(feature = "runtime")]
 mod release;
 #[cfg(feature = "runtime")]
@@ -173,6 +176,7 @@ pub use crate::core::validation::{Refusal, MESSAGE_NUMBER_LIMIT};
 pub use crate::core::{RaftCore, RestoredState, Role, Status};
 pub use crate::entries::Entries;
 pub use crate::error::{ConfigError, CoreError, RequestError};
+pub use crate::output_gate::OutputGate;
 #[cfg(feature = "runtime")]
 pub use crate::snapshot_policy::SnapshotPolicy;
 #[cfg(feature = "runtime")]

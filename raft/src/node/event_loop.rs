@@ -3,7 +3,7 @@
 //! completions) and carries its outputs out in the order the crate's driver
 //! contract requires.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::node::requests::Requests;
 use crate::node::stalls::{StallReporter, StallWatch};
 use crate::node::status::NodeStatus;
 use crate::node::NodeOptions;
+use crate::output_gate::OutputGate;
 use crate::storage::{Durable, StorageError, Wal};
 use crate::transport::snapshot_receive::SnapshotCandidates;
 use crate::transport::{InboundReceiver, Peers};
@@ -95,11 +96,9 @@ pub(crate) struct EventLoop<R> {
     commands: mpsc::Receiver<Command>,
     inbound: InboundReceiver,
     events: mpsc::UnboundedReceiver<Event>,
-    /// A hard state (or snapshot purge) submitted but not yet durable:
-    /// no later output may be carried out before it is.
-    barrier: Option<u64>,
-    /// Outputs held behind the barrier, in order.
-    held: VecDeque<Output>,
+    /// Holds every output after a hard state (or a snapshot's purge)
+    /// until that write is durable.
+    gate: OutputGate,
     outputs: Vec<Output>,
     /// The durable log position last reported to the core.
     reported: (LogIndex, Term),
@@ -149,8 +148,7 @@ impl<R> EventLoop<R> {
             commands: wiring.commands,
             inbound: wiring.inbound,
             events: wiring.events,
-            barrier: None,
-            held: VecDeque::new(),
+            gate: OutputGate::new(),
             outputs: Vec::new(),
             reported: wiring.durable,
             fatal: None,
@@ -305,12 +303,7 @@ impl<R> EventLoop<R> {
         match event {
             Event::Durable(durable) => {
                 self.probes.appends_durable(durable.sequence);
-                if self
-                    .barrier
-                    .is_some_and(|barrier| durable.sequence >= barrier)
-                {
-                    self.barrier = None;
-                }
+                self.gate.durable(durable.sequence);
                 let position = (durable.last_index, durable.last_term);
                 if position != self.reported && durable.last_index > LogIndex(0) {
                     self.reported = position;
@@ -369,13 +362,6 @@ impl<R> EventLoop<R> {
     /// Carries out the core's outputs in order, holding everything after a
     /// hard state until it is durable.
     fn carry_out(&mut self) -> Result<(), StorageError> {
-        // Outputs held behind a barrier that has since cleared go first.
-        while self.barrier.is_none() {
-            let Some(output) = self.held.pop_front() else {
-                break;
-            };
-            self.execute(output)?;
-        }
         self.core.drain_outputs_into(&mut self.outputs);
         // A compaction after a snapshot can release millions of entries;
         // freeing them here would hold the loop up for hundreds of ms.
@@ -386,15 +372,11 @@ impl<R> EventLoop<R> {
         if !self.snapshots_stepped.is_empty() {
             self.drop_refused_snapshots();
         }
-        let mut outputs = std::mem::take(&mut self.outputs);
-        for output in outputs.drain(..) {
-            if self.barrier.is_some() {
-                self.held.push_back(output);
-            } else {
-                self.execute(output)?;
-            }
+        // After what the gate still holds, in order.
+        self.gate.admit(self.outputs.drain(..));
+        while let Some(output) = self.gate.next() {
+            self.execute(output)?;
         }
-        self.outputs = outputs;
         Ok(())
     }
 
@@ -417,7 +399,7 @@ impl<R> EventLoop<R> {
         match output {
             Output::SaveHardState(hard_state) => {
                 let ticket = self.wal.submit_hard_state(hard_state)?;
-                self.barrier = Some(ticket.sequence);
+                self.gate.written_pending(ticket.sequence);
             }
             Output::AppendLog { entries } => {
                 let ticket = if self.core.role() == Role::Leader {
@@ -455,7 +437,7 @@ impl<R> EventLoop<R> {
                 )?;
                 candidate.install()?;
                 let ticket = self.wal.submit_purge(metadata.index, metadata.term)?;
-                self.barrier = Some(ticket.sequence);
+                self.gate.written_pending(ticket.sequence);
                 let _ = self.applier.send(Work::Restore(metadata));
             }
             Output::Apply { entries } => {

@@ -184,8 +184,10 @@ fn check(
         totals.messages_garbled
     );
     println!(
-        "disk faults: {} crashes aimed at writes in flight, {} torn writes in {} seeds, {} unacknowledged entries kept by crashes, {} replacements of a suffix cut short, {} disks corrupted, {} refused to start (in {} seeds)",
+        "disk faults: {} crashes aimed at writes in flight, {} at hard states in flight ({} hard states lost), {} torn writes in {} seeds, {} unacknowledged entries kept by crashes, {} replacements of a suffix cut short, {} disks corrupted, {} refused to start (in {} seeds)",
         totals.crashes_aimed_mid_write,
+        totals.crashes_aimed_at_hard_states,
+        totals.hard_states_lost,
         totals.torn_writes,
         seeds_with_torn_writes,
         totals.unacknowledged_entries_kept,
@@ -242,6 +244,8 @@ fn add_stats(totals: &mut sim::RunStats, stats: &sim::RunStats) {
     totals.snapshots_installed += stats.snapshots_installed;
     totals.messages_garbled += stats.messages_garbled;
     totals.crashes_aimed_mid_write += stats.crashes_aimed_mid_write;
+    totals.crashes_aimed_at_hard_states += stats.crashes_aimed_at_hard_states;
+    totals.hard_states_lost += stats.hard_states_lost;
     totals.torn_writes += stats.torn_writes;
     totals.replacements_cut_short += stats.replacements_cut_short;
     totals.unacknowledged_entries_kept += stats.unacknowledged_entries_kept;

@@ -9,8 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use raft::{
-    Config, Entries, Input, LogIndex, Membership, Message, MessageBody, NodeId, Output, RaftCore,
-    RequestId, RestoredState, Role, Term,
+    Config, Entries, Input, LogIndex, Membership, Message, MessageBody, NodeId, Output, OutputGate,
+    RaftCore, RequestId, RestoredState, Role, Term,
 };
 
 use crate::simulator::corruption::Corruption;
@@ -77,6 +77,11 @@ pub struct RunStats {
     pub messages_garbled: u64,
     /// Crashes aimed at a moment when the node had log entries in flight.
     pub crashes_aimed_mid_write: u64,
+    /// Crashes aimed at a moment when the node had a hard state in flight.
+    pub crashes_aimed_at_hard_states: u64,
+    /// Hard states in flight that a crash lost, with the outputs the gate
+    /// held behind them.
+    pub hard_states_lost: u64,
     /// Writes replacing a durable suffix that a crash cut short.
     pub replacements_cut_short: u64,
     /// Crashes that kept some but not all of the log entries in flight.
@@ -141,6 +146,9 @@ pub(crate) struct SimNode {
     pub(crate) restarts: u64,
     /// Found its disk corrupt at a restart: down for the rest of the run.
     pub(crate) refused_to_start: bool,
+    /// Holds the core's outputs behind a hard state not yet durable: the
+    /// node's own ordering rule ([`raft::OutputGate`]).
+    pub(crate) gate: OutputGate,
 }
 
 /// The whole simulated world.
@@ -245,6 +253,7 @@ impl Cluster {
                 accepted: BTreeMap::new(),
                 restarts: 0,
                 refused_to_start: false,
+                gate: OutputGate::new(),
             });
             cluster.start_node(id);
             // Nodes tick at different phases, like real clocks.
@@ -381,9 +390,14 @@ impl Cluster {
             Event::DeliverSnapshot(message, snapshot) => self.deliver_snapshot(message, *snapshot),
             Event::Flush { node, sequence } => {
                 let position = position_of(node);
-                if let Some((index, term)) = self.nodes[position].disk.flush(sequence) {
-                    if self.is_alive(node) {
-                        self.step_node(node, Input::LogPersisted { index, term });
+                let persisted = self.nodes[position].disk.flush(sequence);
+                if self.is_alive(node) {
+                    self.nodes[position].gate.durable(sequence);
+                    match persisted {
+                        Some((index, term)) => {
+                            self.step_node(node, Input::LogPersisted { index, term })
+                        }
+                        None => self.carry_out_outputs(node),
                     }
                 }
             }
@@ -426,10 +440,16 @@ impl Cluster {
             Some(InjectedBug::SkipMessageValidation) => {
                 config.bug_injection.skip_message_validation = true
             }
-            None => {}
+            Some(InjectedBug::ActBeforeHardStateDurable) | None => {}
         }
         let voters = (1..=self.options.nodes as u64).map(NodeId);
         let node = &mut self.nodes[position_of(id)];
+        // A restart begins with nothing held: what was held died with the
+        // process.
+        node.gate = match self.options.bug {
+            Some(InjectedBug::ActBeforeHardStateDurable) => OutputGate::ignoring_durability(),
+            _ => OutputGate::new(),
+        };
         config.snapshot_trailing_entries = scenario.snapshot_trailing_entries;
         let restored = RestoredState {
             hard_state: node.disk.hard_state,
@@ -461,7 +481,7 @@ impl Cluster {
             .as_ref()
             .map(|snapshot| snapshot.kv.clone())
             .unwrap_or_default();
-        node.disk.incoming_snapshot = None;
+        node.disk.drop_incoming_snapshots();
         node.requests.clear();
         node.accepted.clear();
     }
@@ -518,45 +538,19 @@ impl Cluster {
 
     /// A core's panic is one of its internal invariants broken: the run
     /// stops there, as at any other violation, with its seed and trace.
-    fn core_panicked(&mut self, node: NodeId, message: String) {
+    pub(crate) fn core_panicked(&mut self, node: NodeId, message: String) {
         self.violation = Some(Violation {
             property: "Internal invariant",
             detail: format!("{node} panicked: {message}"),
         });
     }
 
-    fn carry_out_outputs(&mut self, node: NodeId) {
-        let position = position_of(node);
-        loop {
-            let Some(core) = self.nodes[position].core.as_mut() else {
-                return;
-            };
-            let outputs = match catch_core_panic(|| core.take_outputs()) {
-                Ok(outputs) => outputs,
-                Err(panic) => {
-                    self.core_panicked(node, panic);
-                    return;
-                }
-            };
-            if outputs.is_empty() {
-                return;
-            }
-            for output in outputs {
-                if self.violation.is_some() {
-                    return;
-                }
-                self.carry_out(node, output);
-            }
-        }
-    }
-
-    fn carry_out(&mut self, node: NodeId, output: Output) {
+    /// Carries out one output the gate let through.
+    pub(crate) fn carry_out(&mut self, node: NodeId, output: Output) {
         let position = position_of(node);
         match output {
-            Output::SaveHardState(hard_state) => {
-                self.nodes[position].disk.hard_state = hard_state;
-            }
-            Output::AppendLog { entries } => self.append_log(node, entries),
+            Output::SaveHardState(hard_state) => self.save_hard_state(node, hard_state),
+            Output::AppendLog { entries } => self.write_append(node, entries),
             Output::Send(message) => {
                 self.stats.messages_sent += 1;
                 if let MessageBody::AppendEntriesResponse(response) = &message.body {
@@ -583,7 +577,11 @@ impl Cluster {
                 sim_node.disk.log.compact(up_to);
                 sim_node.log.compact(up_to);
             }
-            Output::RestoreSnapshot { metadata } => self.restore_snapshot(node, metadata),
+            Output::RestoreSnapshot { metadata } => {
+                // Installed durably at once: what the gate held may follow.
+                self.install_snapshot(node, metadata);
+                self.nodes[position].gate.written_durably();
+            }
             Output::Apply { entries } => self.apply(node, entries),
             Output::ProposalAccepted {
                 request_id,
@@ -601,63 +599,13 @@ impl Cluster {
                 request_id,
                 read_index,
             } => self.answer_read(node, request_id, read_index),
-            Output::MessageRefused { from, refusal } => {
-                // Only a message the network garbled may be refused: any
-                // other refusal means a correct core sent a message its
-                // peers call malformed.
-                if self.refusal_expected == Some(node) {
-                    self.refusal_expected = None;
-                } else {
-                    self.violation = Some(Violation {
-                        property: "Protocol validity",
-                        detail: format!("{node} refused a message from {from}: {refusal}"),
-                    });
-                }
-            }
+            // Judged as the core produced it (`judge_refusals`): the gate
+            // may hold it behind a hard state well after the step.
+            Output::MessageRefused { .. } => {}
             Output::RequestFailed { request_id, error } => {
                 self.answer_failure(node, request_id, error)
             }
         }
-    }
-
-    fn append_log(&mut self, node: NodeId, entries: Entries) {
-        let position = position_of(node);
-        let role = self.nodes[position]
-            .core
-            .as_ref()
-            .map_or(Role::Follower, RaftCore::role);
-        let sim_node = &mut self.nodes[position];
-        if let Some(reason) = sim_node.log.append_shape_error(&entries) {
-            self.violation = Some(Violation {
-                property: "Internal invariant",
-                detail: format!("{node} asked for a malformed append: {reason}"),
-            });
-            return;
-        }
-        let result = self
-            .checker
-            .check_append(node, role, &sim_node.log, &entries)
-            .and_then(|()| {
-                sim_node.log.append(&entries);
-                self.checker.check_appended(node, &sim_node.log, &entries)
-            });
-        if let Err(violation) = result {
-            self.violation = Some(violation);
-            return;
-        }
-        self.trace_line(format!(
-            "{node} append {}..={} (terms {}..={})",
-            entries[0].index,
-            entries[entries.len() - 1].index,
-            entries[0].term,
-            entries[entries.len() - 1].term
-        ));
-        let first_index = entries[0].index;
-        let sequence = self.nodes[position].disk.write(entries);
-        let (low, high) = self.scenario.disk_latency_us;
-        let latency = uniform(&mut self.rng, low, high);
-        self.schedule(latency, Event::Flush { node, sequence });
-        self.maybe_crash_mid_write(node, first_index, latency);
     }
 
     fn apply(&mut self, node: NodeId, entries: Entries) {
@@ -820,7 +768,7 @@ impl Cluster {
 }
 
 /// Runs `call` on a core, turning a panic into its message.
-fn catch_core_panic<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn catch_core_panic<T>(call: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
         payload
             .downcast_ref::<&str>()

@@ -34,17 +34,35 @@ impl Cluster {
         }
     }
 
+    /// Now and then, aims a crash at `node` before the hard state it just
+    /// started writing, due in `latency_us`, is durable: the moment when
+    /// the outputs held behind it (a vote, a campaign's requests) must not
+    /// have left.
+    pub(crate) fn maybe_crash_before_hard_state_durable(&mut self, node: NodeId, latency_us: u64) {
+        if self.faults_active
+            && self.stats.crashes_aimed_at_hard_states < self.scenario.mid_write_crashes_max
+            && chance(&mut self.rng, self.scenario.mid_write_crash_probability)
+        {
+            self.stats.crashes_aimed_at_hard_states += 1;
+            let delay = uniform(&mut self.rng, 0, latency_us);
+            self.schedule(delay, Event::CrashMidWrite(node));
+        }
+    }
+
     /// The crash of `victim`'s disk: it keeps a prefix of its writes in
     /// flight, and may be damaged while the node is down.
     pub(crate) fn crash_disk(&mut self, victim: NodeId) {
-        let in_flight = self.nodes[position_of(victim)].disk.entries_in_flight();
-        let keep = if in_flight > 0 && chance(&mut self.rng, self.scenario.torn_write_probability) {
-            uniform(&mut self.rng, 0, in_flight as u64 + 1) as usize
+        let disk = &self.nodes[position_of(victim)].disk;
+        let in_flight = disk.entries_in_flight();
+        let records = disk.records_in_flight();
+        let keep = if records > 0 && chance(&mut self.rng, self.scenario.torn_write_probability) {
+            uniform(&mut self.rng, 0, records as u64 + 1) as usize
         } else {
             0
         };
         let report = self.nodes[position_of(victim)].disk.crash(keep);
         self.stats.replacements_cut_short += report.replacements_cut_short as u64;
+        self.stats.hard_states_lost += report.hard_states_lost as u64;
         let kept = report.entries_kept;
         self.stats.unacknowledged_entries_kept += kept as u64;
         if 0 < kept && kept < in_flight {
@@ -53,6 +71,12 @@ impl Cluster {
         if in_flight > 0 {
             self.trace_line(format!(
                 "DISK {victim} kept {kept} of the {in_flight} entries in flight"
+            ));
+        }
+        if report.hard_states_kept + report.hard_states_lost > 0 {
+            self.trace_line(format!(
+                "DISK {victim} kept {} and lost {} hard states in flight",
+                report.hard_states_kept, report.hard_states_lost
             ));
         }
         if self.scenario.corrupt_disk == Some(victim) {

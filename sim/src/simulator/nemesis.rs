@@ -88,6 +88,8 @@ impl Cluster {
             return false;
         }
         node.core = None;
+        // The outputs held behind a write in flight die with the process.
+        node.gate.clear();
         self.stats.crashes += 1;
         self.trace_line(format!("NEMESIS crash {victim} {reason}"));
         self.crash_disk(victim);

@@ -28,16 +28,20 @@ pub enum InjectedBug {
     ConcurrentMembershipChanges,
     /// Peer messages are acted on without being validated.
     SkipMessageValidation,
+    /// Outputs after a hard state are carried out before it is durable (a
+    /// vote sent, then forgotten by a crash).
+    ActBeforeHardStateDurable,
 }
 
 impl InjectedBug {
     /// Every injectable bug.
-    pub const ALL: [InjectedBug; 5] = [
+    pub const ALL: [InjectedBug; 6] = [
         InjectedBug::VoteWithoutLogCheck,
         InjectedBug::CommitPreviousTermByCounting,
         InjectedBug::ReadWithoutLeadershipCheck,
         InjectedBug::ConcurrentMembershipChanges,
         InjectedBug::SkipMessageValidation,
+        InjectedBug::ActBeforeHardStateDurable,
     ];
 
     /// The name used on the command line.
@@ -48,6 +52,7 @@ impl InjectedBug {
             InjectedBug::ReadWithoutLeadershipCheck => "read-without-leadership-check",
             InjectedBug::ConcurrentMembershipChanges => "concurrent-membership-changes",
             InjectedBug::SkipMessageValidation => "skip-message-validation",
+            InjectedBug::ActBeforeHardStateDurable => "act-before-hard-state-durable",
         }
     }
 

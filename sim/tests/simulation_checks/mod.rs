@@ -144,6 +144,26 @@ fn finds_garbled_messages_taken_without_validation() {
 }
 
 #[test]
+fn finds_outputs_carried_out_before_their_hard_state_is_durable() {
+    // The driver contract: a hard state is durable before any later output
+    // is carried out. A gate that lets a vote out before its write is
+    // flushed lets a crash forget the vote, and the voter votes twice.
+    let found = first_violation(InjectedBug::ActBeforeHardStateDurable, 3, 1_000);
+    assert!(found.is_some(), "no violation in 1,000 seeds");
+    let (_, violation) = found.unwrap();
+    assert!(violation.starts_with("Election Safety"), "{violation}");
+}
+
+#[test]
+fn hard_states_in_flight_are_lost_by_crashes_in_healthy_seeds() {
+    let mut lost = 0;
+    for seed in 0..40 {
+        lost += healthy_run(options(seed, 3, None)).stats.hard_states_lost;
+    }
+    assert!(lost > 0, "no crash lost a hard state in flight in 40 seeds");
+}
+
+#[test]
 fn garbled_messages_are_refused_in_healthy_seeds() {
     let mut garbled = 0;
     for seed in 0..40 {
