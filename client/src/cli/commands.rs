@@ -1,45 +1,17 @@
 //! The human commands: put, get, del, status, hash, members. Each tries the
 //! endpoints in turn and retries briefly while the cluster has no leader
-//! (status and hash ask every endpoint once instead).
-
-use std::time::Duration;
+//! (status and hash ask every endpoint once instead), and returns the text
+//! to print; the operations behind the member commands are
+//! `crate::connect::operations`.
 
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, HashKvRequest, Member, MemberAddRequest, MemberListRequest,
-    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest,
-    RangeRequest, StatusRequest,
+    DeleteRangeRequest, HashKvRequest, Member, PutRequest, RangeRequest, StatusRequest,
 };
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::connect::endpoints::{Clients, Endpoints};
+use crate::connect::endpoints::Endpoints;
+use crate::connect::operations::{self, with_any};
 use crate::kv::prefix_end;
-
-/// How long a command keeps retrying an unavailable cluster.
-const RETRY_FOR: Duration = Duration::from_secs(10);
-
-/// Runs `call` against each endpoint in turn until one succeeds, retrying
-/// `Unavailable` answers until [`RETRY_FOR`] has passed.
-pub async fn with_any<T, F, Fut>(endpoints: &Endpoints, mut call: F) -> Result<T, Status>
-where
-    F: FnMut(Clients) -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
-{
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
-    let mut last = Status::unavailable("no endpoint was tried");
-    loop {
-        for endpoint in &endpoints.urls {
-            match call(endpoints.clients(endpoint)).await {
-                Ok(value) => return Ok(value),
-                Err(status) if status.code() == Code::Unavailable => last = status,
-                Err(status) => return Err(status),
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The key and range end of a single key, or of every key with a prefix
 /// (the empty prefix is every key: from "\0" to the end, as etcd spells it).
@@ -193,39 +165,8 @@ pub async fn hash(endpoints: &Endpoints) -> Result<String, Status> {
 /// `transfer-leader`: hands leadership to member `target` (any endpoint forwards the request
 /// to the leader) and says who leads now.
 pub async fn transfer_leader(endpoints: &Endpoints, target: u64) -> Result<String, Status> {
-    let response = with_any(endpoints, |mut clients| async move {
-        clients
-            .maintenance
-            .move_leader(MoveLeaderRequest { target_id: target })
-            .await
-    })
-    .await?
-    .into_inner();
-    let term = response.header.map_or(0, |header| header.raft_term);
+    let term = operations::transfer_leader(endpoints, target).await?;
     Ok(format!("member {target} leads now (term {term})"))
-}
-
-/// Retries `call` while the cluster answers that the previous change is
-/// still in progress or a new leader is not ready yet (both pass within a
-/// few heartbeats), for at most [`RETRY_FOR`].
-async fn with_change_retries<T, F, Fut>(endpoints: &Endpoints, mut call: F) -> Result<T, Status>
-where
-    F: FnMut(Clients) -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
-{
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
-    loop {
-        match with_any(endpoints, &mut call).await {
-            Err(status)
-                if status.code() == Code::FailedPrecondition
-                    && status.message().contains("retry")
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// `headline`, then one line per member.
@@ -263,86 +204,26 @@ pub async fn add_member(
     address: &str,
     learner: bool,
 ) -> Result<String, Status> {
-    let request = MemberAddRequest {
-        peer_ur_ls: vec![format!("{}://{address}", endpoints.member_scheme())],
-        is_learner: learner,
-    };
-    let response = with_change_retries(endpoints, |mut clients| {
-        let mut request = tonic::Request::new(request.clone());
-        request.metadata_mut().insert(
-            crate::server::cluster_service::MEMBER_ID_METADATA,
-            id.to_string().parse().expect("digits are valid metadata"),
-        );
-        async move { clients.cluster.member_add(request).await }
-    })
-    .await?
-    .into_inner();
+    let members = operations::add_member(endpoints, id, address, learner).await?;
     let role = if learner { "learner" } else { "voter" };
     Ok(after_change(
         format!("added member {id} at {address} as a {role}; start it with --join"),
-        &response.members,
+        &members,
     ))
 }
 
 /// `members remove ID`.
-///
-/// An attempt that ends unavailable (a leader that removed itself answers
-/// "leader changed; the request may or may not have been applied") is
-/// retried; when the retry finds the member gone, the earlier attempt
-/// removed it, and that is reported as done.
 pub async fn remove_member(endpoints: &Endpoints, id: u64) -> Result<String, Status> {
-    let indeterminate = std::sync::atomic::AtomicBool::new(false);
-    let removed = with_change_retries(endpoints, |mut clients| {
-        let indeterminate = &indeterminate;
-        async move {
-            let answer = clients
-                .cluster
-                .member_remove(MemberRemoveRequest { id })
-                .await;
-            if answer
-                .as_ref()
-                .is_err_and(|status| status.code() == Code::Unavailable)
-            {
-                indeterminate.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            answer
-        }
-    })
-    .await;
-    let members = match removed {
-        Ok(response) => response.into_inner().members,
-        Err(status)
-            if status.code() == Code::NotFound
-                && indeterminate.load(std::sync::atomic::Ordering::Relaxed) =>
-        {
-            with_any(endpoints, |mut clients| async move {
-                clients
-                    .cluster
-                    .member_list(MemberListRequest::default())
-                    .await
-            })
-            .await?
-            .into_inner()
-            .members
-        }
-        Err(status) => return Err(status),
-    };
+    let members = operations::remove_member(endpoints, id).await?;
     Ok(after_change(format!("removed member {id}"), &members))
 }
 
 /// `members promote ID`.
 pub async fn promote_member(endpoints: &Endpoints, id: u64) -> Result<String, Status> {
-    let response = with_change_retries(endpoints, |mut clients| async move {
-        clients
-            .cluster
-            .member_promote(MemberPromoteRequest { id })
-            .await
-    })
-    .await?
-    .into_inner();
+    let members = operations::promote_member(endpoints, id).await?;
     Ok(after_change(
         format!("promoted member {id} to voter"),
-        &response.members,
+        &members,
     ))
 }
 
@@ -352,35 +233,17 @@ pub async fn update_member(
     id: u64,
     address: &str,
 ) -> Result<String, Status> {
-    let request = MemberUpdateRequest {
-        id,
-        peer_ur_ls: vec![format!("{}://{address}", endpoints.member_scheme())],
-    };
-    let response = with_change_retries(endpoints, |mut clients| {
-        let request = request.clone();
-        async move { clients.cluster.member_update(request).await }
-    })
-    .await?
-    .into_inner();
+    let members = operations::update_member(endpoints, id, address).await?;
     Ok(after_change(
         format!("member {id} is now at {address}"),
-        &response.members,
+        &members,
     ))
 }
 
 /// `members`: one line per member.
 pub async fn members(endpoints: &Endpoints) -> Result<String, Status> {
-    let response = with_any(endpoints, |mut clients| async move {
-        clients
-            .cluster
-            .member_list(MemberListRequest {
-                linearizable: false,
-            })
-            .await
-    })
-    .await?
-    .into_inner();
-    Ok(member_lines(&response.members).join("\n"))
+    let members = operations::list_members(endpoints, false).await?;
+    Ok(member_lines(&members).join("\n"))
 }
 
 #[cfg(test)]
@@ -393,6 +256,7 @@ mod tests {
     use std::time::Duration;
 
     use raft::NodeId;
+    use tonic::Code;
 
     use super::*;
     use crate::kv::Limits;

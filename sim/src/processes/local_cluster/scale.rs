@@ -14,7 +14,7 @@ use raft_client::connect::endpoints::Endpoints;
 use std::time::{Duration, Instant};
 
 use raft::NodeId;
-use raft_client::cli::commands;
+use raft_client::connect::operations;
 
 use super::cluster::LocalCluster;
 use super::display::Display;
@@ -80,7 +80,8 @@ pub async fn grow_and_shrink(
             (cluster, display, workload, started),
             |_| format!("add learner {}", id.get()),
             |endpoints| async move {
-                commands::add_member(&endpoints, id.get(), &address.to_string(), true).await
+                operations::add_member(&endpoints, id.get(), &address.to_string(), true).await?;
+                Ok(())
             },
         )
         .await?;
@@ -98,7 +99,10 @@ pub async fn grow_and_shrink(
         let report = change(
             (cluster, display, workload, started),
             |_| format!("promote {}", id.get()),
-            |endpoints| async move { commands::promote_member(&endpoints, id.get()).await },
+            |endpoints| async move {
+                operations::promote_member(&endpoints, id.get()).await?;
+                Ok(())
+            },
         )
         .await?;
         cluster.set_learner(id, false);
@@ -108,7 +112,10 @@ pub async fn grow_and_shrink(
         let report = change(
             (cluster, display, workload, started),
             |_| format!("move leader to {}", last.get()),
-            |endpoints| async move { commands::transfer_leader(&endpoints, last.get()).await },
+            |endpoints| async move {
+                operations::transfer_leader(&endpoints, last.get()).await?;
+                Ok(())
+            },
         )
         .await?;
         reports.push(report);
@@ -120,7 +127,10 @@ pub async fn grow_and_shrink(
                 true => format!("remove leader {}", id.get()),
                 false => format!("remove follower {}", id.get()),
             },
-            |endpoints| async move { commands::remove_member(&endpoints, id.get()).await },
+            |endpoints| async move {
+                operations::remove_member(&endpoints, id.get()).await?;
+                Ok(())
+            },
         )
         .await?;
         reports.push(report);
@@ -158,7 +168,7 @@ async fn change<F, Fut>(
 ) -> Result<ChangeReport, String>
 where
     F: FnOnce(Endpoints) -> Fut,
-    Fut: std::future::Future<Output = Result<String, tonic::Status>>,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
 {
     pause(cluster, display, workload, PAUSE_BETWEEN_CHANGES).await;
     let what = what(current_leader(cluster, display, workload).await);

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use raft::NodeId;
-use raft_client::cli::commands::with_any;
 use raft_client::connect::endpoints::Clients;
+use raft_client::connect::operations::with_any;
 use raft_client::kv::prefix_end;
 use raft_proto::etcd::etcdserverpb::{HashKvRequest, RangeRequest, StatusRequest};
 use tonic::transport::Endpoint;
