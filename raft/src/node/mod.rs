@@ -32,6 +32,25 @@
 //!   [`Node::change_membership`]; a node joins a running cluster with
 //!   [`NodeOptions::join`].
 //!
+//! # The life of a proposal, and why each hand-off is there
+//!
+//! 1. [`Node::propose`] registers a reply channel and queues
+//!    `Command::Step(Input::Propose)` for the event loop: the core has one
+//!    owner, so callers on any task reach it through a bounded queue (its
+//!    bound is the node's backpressure on clients).
+//! 2. The event loop steps the core with a batch of queued inputs and takes
+//!    the outputs once for the batch, so many proposals share one append,
+//!    one WAL write and one message per peer.
+//! 3. The outputs pass the output gate ([`crate::OutputGate`]). The leader
+//!    submits its append to the WAL's writer thread and sends it to the
+//!    followers at once: the fsync, not the network, is the slow step, and
+//!    both run together. The writer reports the write durable as an event.
+//! 4. With a quorum durable, the core commits and emits `Apply`; the event
+//!    loop hands the entries to the applier thread, so the user's state
+//!    machine never holds up heartbeats.
+//! 5. The applier applies the entry and answers the reply channel of step 1
+//!    directly (`requests.rs`), without passing through the event loop again.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::collections::BTreeMap;
