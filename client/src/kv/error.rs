@@ -83,18 +83,6 @@ pub enum InvalidRequest {
 /// Nothing was written.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Unsupported {
-    /// A read at a revision older than the current one: the store keeps only
-    /// the latest value of each key, no history.
-    #[error(
-        "reading at revision {requested} is not supported yet: the store keeps no history and is \
-         at revision {current}; read at revision 0 (the latest)"
-    )]
-    HistoricalRead {
-        /// The revision asked for.
-        requested: i64,
-        /// The store's revision.
-        current: i64,
-    },
     /// A read inside a transaction with a revision other than 0.
     #[error("a range inside a transaction must read the latest revision (revision 0)")]
     RevisionInTransaction,
@@ -129,6 +117,14 @@ pub enum KvError {
         /// The store's revision.
         current: i64,
     },
+    /// A read at a revision whose history was compacted away.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted {
+        /// The revision asked for.
+        requested: i64,
+        /// The compacted revision.
+        compacted: i64,
+    },
     /// The command bytes do not decode to a known write request.
     #[error("the log command is not an encoded write request: {reason}")]
     MalformedCommand {
@@ -155,7 +151,7 @@ impl KvError {
         match self {
             KvError::Invalid(_) => ErrorClass::InvalidArgument,
             KvError::Unsupported(_) => ErrorClass::Unimplemented,
-            KvError::FutureRevision { .. } => ErrorClass::OutOfRange,
+            KvError::FutureRevision { .. } | KvError::Compacted { .. } => ErrorClass::OutOfRange,
             KvError::MalformedCommand { .. } | KvError::AlreadyApplied { .. } => {
                 ErrorClass::Internal
             }

@@ -30,9 +30,12 @@
 //! assert_eq!(read.kvs[0].version, 1);
 //! ```
 //!
+//! The store keeps the history of every change ([`history`]), so a range
+//! with `revision` set answers as of that revision.
+//!
 //! Not built yet, each refused with an [`Unsupported`] error (gRPC
-//! Unimplemented): reads at an earlier revision (the store keeps no history),
-//! leases, and puts with `ignore_value` or `ignore_lease`.
+//! Unimplemented): leases, puts with `ignore_value` or `ignore_lease`, and
+//! reads at an earlier revision inside a transaction.
 
 mod command;
 mod compare;
@@ -40,6 +43,8 @@ mod digest;
 mod entry;
 mod error;
 mod header;
+pub(crate) mod history;
+mod history_records;
 mod key_range;
 pub mod members;
 mod range;

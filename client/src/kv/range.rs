@@ -1,18 +1,20 @@
 //! Reads: a key range with etcd's limit, count, filter and sort options.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use raft_proto::etcd::etcdserverpb::{range_request, RangeRequest, RangeResponse};
 
 use super::entry::Entry;
-use super::error::{KvError, Unsupported};
+use super::error::KvError;
 use super::key_range::KeyRange;
 use super::store::{header, KvStore};
 use super::stored_key::StoredKey;
 use super::validation::validate_range;
 
 impl KvStore {
-    /// Reads the keys in the request's range at the latest revision.
+    /// Reads the keys in the request's range at the request's revision (0
+    /// for the latest).
     ///
     /// `count` is the number of keys in the range, whatever the limit and
     /// filters; `count_only` returns just that. `limit` (0 for none) cuts the
@@ -21,8 +23,9 @@ impl KvStore {
     /// without an order sorts ascending, as etcd does; ties stay in key order.
     ///
     /// A `revision` above the store's is [`KvError::FutureRevision`]; one
-    /// below it (but above 0) needs history the store does not keep:
-    /// [`Unsupported::HistoricalRead`].
+    /// below the compacted revision is [`KvError::Compacted`]. The header
+    /// carries the store's revision, as etcd's does, whatever revision was
+    /// read.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
         validate_range(request)?;
         if request.revision > self.revision {
@@ -31,12 +34,17 @@ impl KvStore {
                 current: self.revision,
             });
         }
-        if request.revision > 0 && request.revision < self.revision {
-            return Err(Unsupported::HistoricalRead {
+        if request.revision > 0 && request.revision < self.history.compacted() {
+            return Err(KvError::Compacted {
                 requested: request.revision,
-                current: self.revision,
-            }
-            .into());
+                compacted: self.history.compacted(),
+            });
+        }
+        if request.revision > 0 && request.revision < self.revision {
+            let range = KeyRange::new(&request.key, &request.range_end);
+            let then = self.entries_at(&range, request.revision);
+            let entries = || then.iter().map(|(key, entry)| (key, entry));
+            return Ok(answer(request, self.revision, entries));
         }
         Ok(self.read(request, self.revision))
     }
@@ -45,59 +53,94 @@ impl KvStore {
     /// header (inside a transaction, the revision its writes so far give).
     pub(super) fn read(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
         let range = KeyRange::new(&request.key, &request.range_end);
-        let mut response = RangeResponse {
-            header: header(revision),
-            kvs: Vec::new(),
-            more: false,
-            count: self.entries_in(&range).count() as i64,
-        };
-        if request.count_only {
-            return response;
-        }
-        let limit = usize::try_from(request.limit)
-            .ok()
-            .filter(|&limit| limit > 0);
-        let matching = self
-            .entries_in(&range)
-            .filter(|(_, entry)| within_revision_bounds(request, entry));
-        let target = request.sort_target();
-        let mut selected: Vec<(&StoredKey, &Entry)> = match (request.sort_order(), target) {
-            // Key order is the map's own: stop one past the limit, which is
-            // enough to know whether there is more.
-            (
-                range_request::SortOrder::None | range_request::SortOrder::Ascend,
-                range_request::SortTarget::Key,
-            ) => matching
-                .take(limit.map_or(usize::MAX, |limit| limit + 1))
-                .collect(),
-            (range_request::SortOrder::Descend, range_request::SortTarget::Key) => {
-                let mut all: Vec<_> = matching.collect();
-                all.reverse();
-                all
-            }
-            (order, target) => {
-                let mut all: Vec<_> = matching.collect();
-                all.sort_by(|(_, left), (_, right)| {
-                    let ordering = compare_by(target, left, right);
-                    if order == range_request::SortOrder::Descend {
-                        ordering.reverse()
-                    } else {
-                        ordering
-                    }
-                });
-                all
-            }
-        };
-        if let Some(limit) = limit.filter(|&limit| selected.len() > limit) {
-            selected.truncate(limit);
-            response.more = true;
-        }
-        response.kvs = selected
-            .into_iter()
-            .map(|(key, entry)| entry.to_key_value(key, !request.keys_only))
-            .collect();
-        response
+        answer(request, revision, || self.entries_in(&range))
     }
+
+    /// The keys in `range` as they were at `revision` (after the compacted
+    /// revision), in key order: the live keys, with every key changed since
+    /// then taken back to its state before its first change after it.
+    fn entries_at(&self, range: &KeyRange, revision: i64) -> Vec<(StoredKey, Entry)> {
+        let mut changed: BTreeMap<&StoredKey, Option<&Entry>> = BTreeMap::new();
+        for change in self.history.after(revision) {
+            if range.contains(&change.key) {
+                changed.entry(&change.key).or_insert(change.prev.as_ref());
+            }
+        }
+        let mut then: Vec<(StoredKey, Entry)> = self
+            .entries_in(range)
+            .filter(|(key, _)| !changed.contains_key(key))
+            .map(|(key, entry)| (key.clone(), entry.clone()))
+            .collect();
+        then.extend(
+            changed
+                .into_iter()
+                .filter_map(|(key, entry)| Some((key.clone(), entry?.clone()))),
+        );
+        then.sort_by(|(left, _), (right, _)| left.cmp(right));
+        then
+    }
+}
+
+/// Answers `request` from `entries`, the keys of its range in key order
+/// (called twice: to count them, and to select).
+fn answer<'store, I>(
+    request: &RangeRequest,
+    revision: i64,
+    entries: impl Fn() -> I,
+) -> RangeResponse
+where
+    I: Iterator<Item = (&'store StoredKey, &'store Entry)>,
+{
+    let mut response = RangeResponse {
+        header: header(revision),
+        kvs: Vec::new(),
+        more: false,
+        count: entries().count() as i64,
+    };
+    if request.count_only {
+        return response;
+    }
+    let limit = usize::try_from(request.limit)
+        .ok()
+        .filter(|&limit| limit > 0);
+    let matching = entries().filter(|(_, entry)| within_revision_bounds(request, entry));
+    let target = request.sort_target();
+    let mut selected: Vec<(&StoredKey, &Entry)> = match (request.sort_order(), target) {
+        // Key order is the source's own: stop one past the limit, which is
+        // enough to know whether there is more.
+        (
+            range_request::SortOrder::None | range_request::SortOrder::Ascend,
+            range_request::SortTarget::Key,
+        ) => matching
+            .take(limit.map_or(usize::MAX, |limit| limit + 1))
+            .collect(),
+        (range_request::SortOrder::Descend, range_request::SortTarget::Key) => {
+            let mut all: Vec<_> = matching.collect();
+            all.reverse();
+            all
+        }
+        (order, target) => {
+            let mut all: Vec<_> = matching.collect();
+            all.sort_by(|(_, left), (_, right)| {
+                let ordering = compare_by(target, left, right);
+                if order == range_request::SortOrder::Descend {
+                    ordering.reverse()
+                } else {
+                    ordering
+                }
+            });
+            all
+        }
+    };
+    if let Some(limit) = limit.filter(|&limit| selected.len() > limit) {
+        selected.truncate(limit);
+        response.more = true;
+    }
+    response.kvs = selected
+        .into_iter()
+        .map(|(key, entry)| entry.to_key_value(key, !request.keys_only))
+        .collect();
+    response
 }
 
 fn within_revision_bounds(request: &RangeRequest, entry: &Entry) -> bool {

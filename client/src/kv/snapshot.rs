@@ -10,11 +10,15 @@
 //!    encoding, by increasing member id;
 //! 3. one record per live key, in key order: an `mvccpb.KeyValue` in protobuf
 //!    encoding;
-//! 4. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
+//! 4. (from format version 3) the history since the compacted revision
+//!    (`history_records.rs`);
+//! 5. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
 //!    the store read back.
 //!
-//! Version 1 (written before members published anything) is read too: it
-//! is version 2 without record 2.
+//! Versions 1 (written before members published anything) and 2 (before
+//! the store kept history) are read too: version 2 is version 3 without
+//! record 4, and a store read from it starts its history there; version 1
+//! also lacks record 2.
 //!
 //! Writing and reading hold one record at a time, never the whole store's
 //! encoding. Reading stops right after the trailer, so a snapshot may be
@@ -32,14 +36,18 @@ use raft_proto::etcd::mvccpb::KeyValue;
 use super::digest::digest_entry;
 use super::entry::Entry;
 use super::error::SnapshotError;
+use super::history::History;
+use super::history_records::{read_history, write_history};
 use super::members::{validate_attributes, MemberAttributes, PublishedMembers};
 use super::store::{KvStore, INITIAL_REVISION};
 use super::stored_key::StoredKey;
 
 const MAGIC: &[u8; 8] = b"RRKVSNAP";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 /// The first version, which has no record of published members.
 const FIRST_FORMAT_VERSION: u32 = 1;
+/// The first version with the history.
+const HISTORY_FORMAT_VERSION: u32 = 3;
 const HEADER_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 4;
 
@@ -77,6 +85,7 @@ impl KvStore {
                 .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
             write_record(&mut output, &payload)?;
         }
+        write_history(&mut output, &self.history, &mut payload)?;
         write_record(&mut output, &digest.to_le_bytes())?;
         output.flush()?;
         Ok(())
@@ -141,9 +150,16 @@ impl KvStore {
             );
         }
 
+        let history = if version >= HISTORY_FORMAT_VERSION {
+            read_history(&mut records, revision)?
+        } else {
+            History::default()
+        };
+
         let recorded = u32::from_le_bytes(records.next_fixed::<TRAILER_BYTES>()?);
         let store = KvStore {
             entries,
+            history,
             revision,
             applied_index,
             published,
@@ -211,7 +227,7 @@ fn check_key_value(
     Ok(())
 }
 
-fn write_record(output: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+pub(super) fn write_record(output: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let length = u32::try_from(payload.len()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -234,14 +250,14 @@ fn read_exact(input: &mut dyn Read, buffer: &mut [u8]) -> Result<(), SnapshotErr
 }
 
 /// Reads records one at a time, counting them for error messages.
-struct RecordReader<'input> {
+pub(super) struct RecordReader<'input> {
     input: &'input mut dyn Read,
     record: u64,
 }
 
 impl RecordReader<'_> {
     /// The next record's verified payload.
-    fn next(&mut self) -> Result<Vec<u8>, SnapshotError> {
+    pub(super) fn next(&mut self) -> Result<Vec<u8>, SnapshotError> {
         let mut length = [0; 4];
         read_exact(self.input, &mut length)?;
         let length = u32::from_le_bytes(length);
@@ -266,7 +282,9 @@ impl RecordReader<'_> {
     }
 
     /// The next record, which must be exactly `LENGTH` bytes long.
-    fn next_fixed<const LENGTH: usize>(&mut self) -> Result<[u8; LENGTH], SnapshotError> {
+    pub(super) fn next_fixed<const LENGTH: usize>(
+        &mut self,
+    ) -> Result<[u8; LENGTH], SnapshotError> {
         let payload = self.next()?;
         payload
             .as_slice()
@@ -278,7 +296,7 @@ impl RecordReader<'_> {
     }
 
     /// An invalid-record error about the record read last.
-    fn invalid(&self, reason: String) -> SnapshotError {
+    pub(super) fn invalid(&self, reason: String) -> SnapshotError {
         SnapshotError::InvalidRecord {
             record: self.record.saturating_sub(1),
             reason,

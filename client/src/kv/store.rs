@@ -13,6 +13,7 @@ use raft_proto::etcd::etcdserverpb::{
 use super::command::{Command, CommandResponse};
 use super::entry::Entry;
 use super::error::KvError;
+use super::history::{Change, History};
 use super::key_range::KeyRange;
 use super::members::MemberAttributes;
 use super::stored_key::StoredKey;
@@ -22,8 +23,10 @@ use super::txn::set_write_revisions;
 /// etcd, where revision 1 is the empty key space).
 pub const INITIAL_REVISION: i64 = 1;
 
-/// A key-value store with etcd v3 semantics, holding the latest value of
-/// each key (no history).
+/// A key-value store with etcd v3 semantics: the latest value of each key,
+/// and the history of every change since the compacted revision
+/// ([`crate::kv::history`]), so that reads at earlier revisions answer as
+/// of then.
 ///
 /// Writes arrive as encoded [`Command`]s through [`KvStore::apply`], in log
 /// order, and change the store deterministically: the same commands at the
@@ -45,6 +48,8 @@ pub struct KvStore {
     /// snapshot is O(1), and writes after the clone copy only the nodes
     /// they touch.
     pub(super) entries: OrdMap<StoredKey, Entry>,
+    /// Every change since the compacted revision.
+    pub(super) history: History,
     pub(super) revision: i64,
     pub(super) applied_index: LogIndex,
     /// Each member's client URLs, as it last published them.
@@ -69,6 +74,7 @@ impl KvStore {
     pub fn new() -> KvStore {
         KvStore {
             entries: OrdMap::new(),
+            history: History::default(),
             revision: INITIAL_REVISION,
             applied_index: LogIndex(0),
             published: BTreeMap::new(),
@@ -78,6 +84,16 @@ impl KvStore {
     /// The revision of the latest write.
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    /// The revision at or below which history was compacted (0: none).
+    pub fn compacted_revision(&self) -> i64 {
+        self.history.compacted()
+    }
+
+    /// How many changes the history keeps.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
     }
 
     /// The index of the last log entry given to [`KvStore::apply`].
@@ -160,13 +176,21 @@ impl KvStore {
         // copies the path only if a snapshot still shares it), not a lookup
         // followed by an insert.
         if let Some(entry) = self.entries.get_mut(request.key.as_slice()) {
+            let prev = entry.clone();
             let prev_kv = request
                 .prev_kv
-                .then(|| entry.to_key_value(&request.key, true));
+                .then(|| prev.to_key_value(&request.key, true));
             entry.value = value;
             entry.mod_revision = pending.revision;
             entry.version += 1;
             entry.lease = request.lease;
+            let change = Change {
+                revision: pending.revision,
+                key: StoredKey::from_slice(&request.key),
+                entry: Some(entry.clone()),
+                prev: Some(prev),
+            };
+            self.history.record(change);
             return PutResponse {
                 header: None,
                 prev_kv,
@@ -179,8 +203,14 @@ impl KvStore {
             version: 1,
             lease: request.lease,
         };
-        self.entries
-            .insert(StoredKey::from_slice(&request.key), entry);
+        let key = StoredKey::from_slice(&request.key);
+        self.history.record(Change {
+            revision: pending.revision,
+            key: key.clone(),
+            entry: Some(entry.clone()),
+            prev: None,
+        });
+        self.entries.insert(key, entry);
         PutResponse {
             header: None,
             prev_kv: None,
@@ -206,11 +236,19 @@ impl KvStore {
             .map(|(key, _)| key.clone())
             .collect();
         let mut prev_kvs = Vec::new();
-        for key in &keys {
-            let removed = self.entries.remove(key.as_slice());
-            if let Some(entry) = removed.filter(|_| request.prev_kv) {
-                prev_kvs.push(entry.to_key_value(key, true));
+        for key in keys.iter() {
+            let Some(removed) = self.entries.remove(key.as_slice()) else {
+                continue;
+            };
+            if request.prev_kv {
+                prev_kvs.push(removed.to_key_value(key, true));
             }
+            self.history.record(Change {
+                revision: pending.revision,
+                key: key.clone(),
+                entry: None,
+                prev: Some(removed),
+            });
         }
         if !keys.is_empty() {
             pending.changed = true;

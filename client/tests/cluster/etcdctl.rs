@@ -225,13 +225,30 @@ async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
     );
     assert_eq!(cluster.wait_for_leader().await, follower);
 
+    // get --rev reads a key as it was at a revision.
+    let first = stdout(&all, &["put", "history", "one", "-w", "json"]);
+    let revision = first
+        .split("\"revision\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("no revision in {first}"));
+    assert_eq!(stdout(&all, &["put", "history", "two"]), "OK\n");
+    let at = format!("--rev={revision}");
+    assert_eq!(stdout(&all, &["get", &at, "history"]), "history\none\n");
+    let before = format!("--rev={}", revision - 1);
+    assert_eq!(stdout(&all, &["get", &before, "history"]), "");
+    assert_eq!(stdout(&all, &["get", "history"]), "history\ntwo\n");
+
     // A refused request is an error with the server's reason.
-    let historical = run(&all, &["get", "--rev=1", "greeting"], "");
-    assert!(!historical.success);
+    let future = run(&all, &["get", "--rev=1000000", "history"], "");
+    assert!(!future.success);
     assert!(
-        historical.stderr.contains("Unimplemented"),
+        future
+            .stderr
+            .contains("etcdserver: mvcc: required revision is a future revision"),
         "{}",
-        historical.stderr
+        future.stderr
     );
 }
 

@@ -67,7 +67,7 @@ async fn bad_requests_get_their_status_code_and_write_nothing() {
         let clients = cluster.clients(id);
         let mut kv = clients.kv;
         let what = |request: &str| format!("{request} through node {id}");
-        use Code::{InvalidArgument, Unimplemented};
+        use Code::{InvalidArgument, OutOfRange, Unimplemented};
         assert_code(
             kv.put(put_request("", "value")).await,
             InvalidArgument,
@@ -125,12 +125,12 @@ async fn bad_requests_get_their_status_code_and_write_nothing() {
         );
         assert_code(
             kv.range(RangeRequest {
-                revision: 1,
+                revision: i64::MAX,
                 ..get_request("existing")
             })
             .await,
-            Unimplemented,
-            &what("a read at an old revision"),
+            OutOfRange,
+            &what("a read at a future revision"),
         );
         assert_code(
             kv.compact(CompactionRequest {

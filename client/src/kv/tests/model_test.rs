@@ -1,6 +1,7 @@
-//! The store against a naive model: random puts, deletes, ranges and simple
-//! transactions over a small key space, where the model keeps an unsorted
-//! list and answers every question by scanning it.
+//! The store against a naive model: random puts, deletes, ranges (at the
+//! latest revision and at earlier ones) and simple transactions over a
+//! small key space, where the model keeps an unsorted list of live keys,
+//! a copy of it at every revision, and answers every question by scanning.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -28,6 +29,8 @@ enum Operation {
         range_end: Vec<u8>,
         limit: i64,
         count_only: bool,
+        /// How many revisions back to read (0: the latest, by revision 0).
+        back: i64,
     },
     /// If `guard_key` is at `version`, put `key`, else delete `key`.
     PutOrDelete {
@@ -63,8 +66,8 @@ fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
         3 => (key(), vec(any::<u8>(), 0..3)).prop_map(|(key, value)| Operation::Put { key, value }),
         1 => key().prop_flat_map(with_range_end).prop_map(|(key, range_end)| Operation::Delete { key, range_end }),
-        2 => (key().prop_flat_map(with_range_end), 0..4i64, any::<bool>()).prop_map(
-            |((key, range_end), limit, count_only)| Operation::Range { key, range_end, limit, count_only }
+        2 => (key().prop_flat_map(with_range_end), 0..4i64, any::<bool>(), 0..6i64).prop_map(
+            |((key, range_end), limit, count_only, back)| Operation::Range { key, range_end, limit, count_only, back }
         ),
         1 => (key(), 0..3i64, key(), vec(any::<u8>(), 0..3)).prop_map(
             |(guard_key, version, key, value)| Operation::PutOrDelete { guard_key, version, key, value }
@@ -77,6 +80,8 @@ struct Model {
     /// Live keys in no particular order.
     entries: Vec<KeyValue>,
     revision: i64,
+    /// The live keys at each revision, from revision 1 (empty) on.
+    at_revision: Vec<Vec<KeyValue>>,
 }
 
 impl Model {
@@ -84,7 +89,20 @@ impl Model {
         Model {
             entries: Vec::new(),
             revision: 1,
+            at_revision: vec![Vec::new(), Vec::new()],
         }
+    }
+
+    /// A write command ended: the live keys at the current revision are
+    /// what they are now.
+    fn seal(&mut self) {
+        self.at_revision.truncate(self.revision as usize);
+        self.at_revision.push(self.entries.clone());
+    }
+
+    /// Everything in range at `revision`, sorted by key.
+    fn range_at(&self, start: &[u8], end: &[u8], revision: i64) -> Vec<KeyValue> {
+        Model::sorted_in_range(&self.at_revision[revision as usize], start, end)
     }
 
     fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
@@ -139,8 +157,11 @@ impl Model {
 
     /// Everything in range, sorted by key.
     fn range(&self, start: &[u8], end: &[u8]) -> Vec<KeyValue> {
-        let mut found: Vec<KeyValue> = self
-            .entries
+        Model::sorted_in_range(&self.entries, start, end)
+    }
+
+    fn sorted_in_range(entries: &[KeyValue], start: &[u8], end: &[u8]) -> Vec<KeyValue> {
+        let mut found: Vec<KeyValue> = entries
             .iter()
             .filter(|entry| Model::in_range(&entry.key, start, end))
             .cloned()
@@ -158,6 +179,7 @@ fn apply_to_both(
     match operation.clone() {
         Operation::Put { key, value } => {
             model.put(&key, &value);
+            model.seal();
             let response = replica.apply(Command::Put(PutRequest {
                 key,
                 value,
@@ -182,6 +204,7 @@ fn apply_to_both(
                 return Ok(());
             }
             let deleted = model.delete(&key, &range_end);
+            model.seal();
             let Ok(CommandResponse::DeleteRange(response)) = response else {
                 return Err(TestCaseError::fail(format!("delete failed: {response:?}")));
             };
@@ -196,12 +219,20 @@ fn apply_to_both(
             range_end,
             limit,
             count_only,
+            back,
         } => {
+            // Revision 0 reads the latest; so does the current revision.
+            let revision = if back == 0 {
+                0
+            } else {
+                (model.revision - back).max(1)
+            };
             let response = replica.store.range(&RangeRequest {
                 key: key.clone(),
                 range_end: range_end.clone(),
                 limit,
                 count_only,
+                revision,
                 ..RangeRequest::default()
             });
             if !Model::valid(&key, &range_end) {
@@ -212,7 +243,10 @@ fn apply_to_both(
                 return Ok(());
             }
             let response = response.map_err(|error| TestCaseError::fail(error.to_string()))?;
-            let mut expected = model.range(&key, &range_end);
+            let mut expected = match revision {
+                0 => model.range(&key, &range_end),
+                revision => model.range_at(&key, &range_end, revision),
+            };
             prop_assert_eq!(response.count, expected.len() as i64);
             let mut more = false;
             if count_only {
@@ -263,6 +297,7 @@ fn apply_to_both(
             } else {
                 model.delete(&key, &[]);
             }
+            model.seal();
             let Ok(CommandResponse::Txn(response)) = response else {
                 return Err(TestCaseError::fail(format!("txn failed: {response:?}")));
             };
@@ -298,6 +333,15 @@ proptest! {
                 range_end: vec![0],
                 ..RangeRequest::default()
             }).kvs, model.range(&[0], &[0]));
+        }
+        // Every revision reads as the model had it.
+        for revision in 1..=model.revision {
+            prop_assert_eq!(replica.range(RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                revision,
+                ..RangeRequest::default()
+            }).kvs, model.range_at(&[0], &[0], revision), "at revision {}", revision);
         }
     }
 

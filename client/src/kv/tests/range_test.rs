@@ -4,8 +4,8 @@
 use raft_proto::etcd::etcdserverpb::range_request::{SortOrder, SortTarget};
 use raft_proto::etcd::etcdserverpb::{RangeRequest, RangeResponse};
 
-use super::support::{range_request, sorted_range_request, Replica};
-use crate::kv::{prefix_end, ErrorClass, KeyRange, KvError, Unsupported};
+use super::support::{delete_request, range_request, sorted_range_request, Replica};
+use crate::kv::{prefix_end, ErrorClass, KeyRange, KvError};
 
 /// Keys "a", "ab", "abc", "b", "b\xff", "c" put in that order (revisions 2 to 7).
 fn replica_with_keys() -> Replica {
@@ -281,14 +281,45 @@ fn a_future_revision_is_out_of_range() {
 }
 
 #[test]
-fn an_earlier_revision_is_not_supported_yet() {
-    let error = read_at_revision(3).unwrap_err();
+fn an_earlier_revision_reads_the_keys_as_they_were_then() {
+    // Revisions: a=2, ab=3, abc=4, b=5, b\xff=6, c=7.
+    let mut replica = replica_with_keys();
+    replica.put("a", "a2");
+    replica.delete(delete_request("ab", ""));
+    let keys_at = |revision: i64| -> Vec<(String, String, i64)> {
+        replica
+            .range(RangeRequest {
+                revision,
+                ..range_request("a", "b")
+            })
+            .kvs
+            .into_iter()
+            .map(|kv| {
+                let key = String::from_utf8(kv.key).unwrap();
+                (key, String::from_utf8(kv.value).unwrap(), kv.version)
+            })
+            .collect()
+    };
+    let entry = |key: &str, value: &str, version| (key.to_string(), value.to_string(), version);
+    assert_eq!(keys_at(1), vec![]);
+    assert_eq!(keys_at(3), vec![entry("a", "a", 1), entry("ab", "ab", 1)]);
     assert_eq!(
-        error,
-        KvError::Unsupported(Unsupported::HistoricalRead {
-            requested: 3,
-            current: 7
-        })
+        keys_at(8),
+        vec![
+            entry("a", "a2", 2),
+            entry("ab", "ab", 1),
+            entry("abc", "abc", 1)
+        ]
     );
-    assert_eq!(error.class(), ErrorClass::Unimplemented);
+    assert_eq!(
+        keys_at(9),
+        vec![entry("a", "a2", 2), entry("abc", "abc", 1)]
+    );
+    // The header names the store's revision, whatever revision was read.
+    let response = replica.range(RangeRequest {
+        revision: 3,
+        ..range_request("a", "")
+    });
+    assert_eq!(response.header.unwrap().revision, 9);
+    assert_eq!(response.kvs[0].mod_revision, 2);
 }

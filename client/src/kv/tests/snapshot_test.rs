@@ -4,6 +4,7 @@ use prost::Message;
 use raft::{LogIndex, NodeId};
 
 use super::support::{delete_request, Replica};
+use crate::kv::history::History;
 use crate::kv::members::{MemberAttributes, PublishedMembers};
 use crate::kv::{Command, KvStore, SnapshotError};
 
@@ -50,29 +51,62 @@ fn a_snapshot_restores_the_same_store() {
     );
 }
 
-/// `bytes` (a version 2 snapshot) as version 1 wrote it: without the
-/// published-members record, which follows the header.
-fn as_first_version(bytes: &[u8]) -> Vec<u8> {
-    let header_end = 8 + 4 + (4 + 24 + 4);
-    let members_length =
-        u32::from_le_bytes(bytes[header_end..header_end + 4].try_into().unwrap()) as usize;
-    let members_end = header_end + 4 + members_length + 4;
-    let mut first = bytes[..header_end].to_vec();
-    first[8..12].copy_from_slice(&1u32.to_le_bytes());
-    first.extend_from_slice(&bytes[members_end..]);
-    first
+/// The records of a snapshot `bytes`, after the magic bytes and version.
+fn records(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut records = Vec::new();
+    let mut position = 12;
+    while position < bytes.len() {
+        let length = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap());
+        let end = position + 4 + length as usize + 4;
+        records.push(&bytes[position..end]);
+        position = end;
+    }
+    records
+}
+
+/// `bytes` (a version 3 snapshot of a store with `changes` changes in its
+/// history) as an older `version` wrote it: version 2 without the history
+/// records, version 1 without the published-members record either.
+fn as_older_version(bytes: &[u8], changes: usize, version: u32) -> Vec<u8> {
+    let records = records(bytes);
+    let history_start = records.len() - 1 - (1 + changes);
+    let mut older = bytes[..8].to_vec();
+    older.extend_from_slice(&version.to_le_bytes());
+    older.extend_from_slice(records[0]);
+    let first_key = if version == 1 { 2 } else { 1 };
+    for record in &records[first_key..history_start] {
+        older.extend_from_slice(record);
+    }
+    older.extend_from_slice(records[records.len() - 1]);
+    older
+}
+
+/// `bytes` without its published-members record, the version unchanged.
+fn without_members(bytes: &[u8]) -> Vec<u8> {
+    let records = records(bytes);
+    let mut without = bytes[..12].to_vec();
+    without.extend_from_slice(records[0]);
+    for record in &records[2..] {
+        without.extend_from_slice(record);
+    }
+    without
 }
 
 #[test]
-fn a_first_version_snapshot_reads_with_no_published_members() {
+fn older_snapshots_read_with_what_their_version_lacks() {
     let mut replica = Replica::new();
     replica.put("a", "1");
     replica.put("b", "2");
     let store = replica.store;
-    let first = as_first_version(&snapshot_bytes(&store));
-    let restored = KvStore::read_snapshot(&mut first.as_slice()).unwrap();
-    assert_eq!(restored, store);
-    assert_eq!(restored.client_urls(NodeId(1)), None);
+    let changes = store.history_len();
+    let mut expected = store.clone();
+    expected.history = History::default();
+    for version in [1, 2] {
+        let older = as_older_version(&snapshot_bytes(&store), changes, version);
+        let restored = KvStore::read_snapshot(&mut older.as_slice()).unwrap();
+        assert_eq!(restored, expected, "version {version}");
+        assert_eq!(restored.client_urls(NodeId(1)), None);
+    }
 }
 
 #[test]
@@ -80,7 +114,7 @@ fn published_members_out_of_order_or_invalid_are_refused() {
     let header_end = 8 + 4 + (4 + 24 + 4);
     let with_members = |members: Vec<MemberAttributes>| {
         let bytes = snapshot_bytes(&KvStore::new());
-        let first = as_first_version(&bytes);
+        let first = without_members(&bytes);
         let mut damaged = bytes[..header_end].to_vec();
         let payload = PublishedMembers { members }.encode_to_vec();
         damaged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -181,7 +215,7 @@ fn foreign_data_is_not_a_snapshot() {
         "{result:?}"
     );
 
-    for version in [0, 3] {
+    for version in [0, 4] {
         let mut other = snapshot_bytes(&KvStore::new());
         other[8] = version;
         let result = KvStore::read_snapshot(&mut other.as_slice());
@@ -190,7 +224,7 @@ fn foreign_data_is_not_a_snapshot() {
                 result,
                 Err(SnapshotError::UnsupportedVersion {
                     found,
-                    supported: 2
+                    supported: 3
                 }) if found == u32::from(version)
             ),
             "{result:?}"

@@ -1,0 +1,144 @@
+//! The key space's history: every change since the compacted revision, in
+//! revision order, each with the key's entry before and after it.
+//!
+//! # Why this structure
+//!
+//! Changes are kept in one persistent vector (`imbl::Vector`, an RRB tree)
+//! in the order they were applied, which is revision order:
+//! - recording a change is a push at the end, amortised O(1), with no
+//!   per-key lookup on the write path (the store's map of live keys already
+//!   did that);
+//! - the changes after a revision, which a watcher catching up and a read
+//!   at an old revision both need, are a contiguous run found by binary
+//!   search;
+//! - compacting drops a prefix;
+//! - cloning the store for a snapshot stays O(1), as for the live keys.
+//!
+//! A read at revision `R` starts from the live keys and undoes what changed
+//! after `R`: for each key changed after `R`, its state at `R` is the `prev`
+//! of its first change after `R`. That costs the live keys in the range plus
+//! the changes after `R`, so recent revisions, the common case (a watcher
+//! or a client reading what it just saw), are cheap. etcd instead indexes
+//! each key's revisions and reads every version from its backend by
+//! revision; with the whole store in memory, the undo walk needs no second
+//! index to keep consistent.
+
+use imbl::Vector;
+
+use super::entry::Entry;
+use super::stored_key::StoredKey;
+
+/// One key changed by one write command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// The revision of the command.
+    pub(crate) revision: i64,
+    /// The key.
+    pub(crate) key: StoredKey,
+    /// The key's entry after the change; `None` when it was deleted.
+    pub(crate) entry: Option<Entry>,
+    /// The key's entry before the change; `None` when it did not exist.
+    pub(crate) prev: Option<Entry>,
+}
+
+/// The changes since the compacted revision, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct History {
+    changes: Vector<Change>,
+    /// History at or below this revision is gone (0: none compacted).
+    compacted: i64,
+}
+
+impl History {
+    /// A history that starts after `compacted`, holding `changes` (in
+    /// revision order, all after `compacted`).
+    pub(crate) fn from_changes(compacted: i64, changes: Vector<Change>) -> History {
+        History { changes, compacted }
+    }
+
+    /// Records a change; its revision is at least the last one's.
+    pub(crate) fn record(&mut self, change: Change) {
+        debug_assert!(self
+            .changes
+            .last()
+            .is_none_or(|last| last.revision <= change.revision));
+        self.changes.push_back(change);
+    }
+
+    /// The revision at or below which history was dropped (0 for none).
+    pub(crate) fn compacted(&self) -> i64 {
+        self.compacted
+    }
+
+    /// How many changes are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Every change kept, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter()
+    }
+
+    /// The changes after `revision`, oldest first.
+    pub(crate) fn after(&self, revision: i64) -> impl Iterator<Item = &Change> {
+        let first = self.first_after(revision);
+        self.changes.iter().skip(first)
+    }
+
+    /// The position of the first change after `revision`.
+    fn first_after(&self, revision: i64) -> usize {
+        let (mut low, mut high) = (0, self.changes.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.changes[middle].revision <= revision {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn change(revision: i64, key: &str) -> Change {
+        Change {
+            revision,
+            key: StoredKey::from_slice(key.as_bytes()),
+            entry: Some(Entry {
+                value: Bytes::from_static(b"v"),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                lease: 0,
+            }),
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn the_changes_after_a_revision_are_found_by_revision() {
+        let mut history = History::default();
+        for (revision, key) in [(2, "a"), (3, "b"), (3, "c"), (5, "d")] {
+            history.record(change(revision, key));
+        }
+        let after = |revision| {
+            history
+                .after(revision)
+                .map(|change| change.revision)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(0), vec![2, 3, 3, 5]);
+        assert_eq!(after(2), vec![3, 3, 5]);
+        assert_eq!(after(3), vec![5]);
+        assert_eq!(after(4), vec![5]);
+        assert_eq!(after(5), Vec::<i64>::new());
+        assert_eq!(history.len(), 4);
+    }
+}
