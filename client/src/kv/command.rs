@@ -7,8 +7,8 @@
 
 use prost::Message;
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
-    TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 
 use super::error::KvError;
@@ -28,6 +28,8 @@ pub enum Command {
     /// A member publishing where its clients reach it (see
     /// [`crate::kv::members`]); proposed by the server, never by a client.
     Publish(MemberAttributes),
+    /// Dropping the history at and before a revision.
+    Compact(CompactionRequest),
 }
 
 impl Command {
@@ -39,6 +41,8 @@ impl Command {
             Command::DeleteRange(request) => validate_delete_range(request),
             Command::Txn(request) => validate_txn(request),
             Command::Publish(attributes) => Ok(validate_attributes(attributes)?),
+            // Whether the revision can be compacted depends on the store.
+            Command::Compact(_) => Ok(()),
         }
     }
 
@@ -95,7 +99,7 @@ impl Command {
 /// never reuse one.
 #[derive(Clone, PartialEq, Message)]
 struct Envelope {
-    #[prost(oneof = "EnvelopeRequest", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "EnvelopeRequest", tags = "1, 2, 3, 4, 5")]
     request: Option<EnvelopeRequest>,
 }
 
@@ -109,6 +113,8 @@ enum EnvelopeRequest {
     Txn(TxnRequest),
     #[prost(message, tag = "4")]
     Publish(MemberAttributes),
+    #[prost(message, tag = "5")]
+    Compact(CompactionRequest),
 }
 
 impl From<Command> for EnvelopeRequest {
@@ -118,6 +124,7 @@ impl From<Command> for EnvelopeRequest {
             Command::DeleteRange(request) => EnvelopeRequest::DeleteRange(request),
             Command::Txn(request) => EnvelopeRequest::Txn(request),
             Command::Publish(attributes) => EnvelopeRequest::Publish(attributes),
+            Command::Compact(request) => EnvelopeRequest::Compact(request),
         }
     }
 }
@@ -129,6 +136,7 @@ impl From<EnvelopeRequest> for Command {
             EnvelopeRequest::DeleteRange(request) => Command::DeleteRange(request),
             EnvelopeRequest::Txn(request) => Command::Txn(request),
             EnvelopeRequest::Publish(attributes) => Command::Publish(attributes),
+            EnvelopeRequest::Compact(request) => Command::Compact(request),
         }
     }
 }
@@ -146,6 +154,8 @@ pub enum CommandResponse {
     Txn(TxnResponse),
     /// Answer to [`Command::Publish`]: the header alone.
     Published(Option<ResponseHeader>),
+    /// Answer to [`Command::Compact`].
+    Compacted(CompactionResponse),
 }
 
 impl CommandResponse {
@@ -156,6 +166,7 @@ impl CommandResponse {
             CommandResponse::DeleteRange(response) => &response.header,
             CommandResponse::Txn(response) => &response.header,
             CommandResponse::Published(header) => header,
+            CommandResponse::Compacted(response) => &response.header,
         };
         header.as_ref().map_or(0, |header| header.revision)
     }
@@ -168,6 +179,7 @@ impl CommandResponse {
             CommandResponse::DeleteRange(response) => fields.fill(&mut response.header),
             CommandResponse::Txn(response) => fields.fill_txn(response),
             CommandResponse::Published(header) => fields.fill(header),
+            CommandResponse::Compacted(response) => fields.fill(&mut response.header),
         }
     }
 }

@@ -65,6 +65,14 @@ impl History {
         self.changes.push_back(change);
     }
 
+    /// Drops every change at or before `revision`, which becomes the
+    /// compacted revision.
+    pub(crate) fn compact(&mut self, revision: i64) {
+        let first = self.first_after(revision);
+        self.changes = self.changes.skip(first);
+        self.compacted = self.compacted.max(revision);
+    }
+
     /// The revision at or below which history was dropped (0 for none).
     pub(crate) fn compacted(&self) -> i64 {
         self.compacted

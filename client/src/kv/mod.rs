@@ -30,8 +30,9 @@
 //! assert_eq!(read.kvs[0].version, 1);
 //! ```
 //!
-//! The store keeps the history of every change ([`history`]), so a range
-//! with `revision` set answers as of that revision.
+//! The store keeps the history of every change ([`history`]) since its
+//! compacted revision, so a range with `revision` set answers as of that
+//! revision; a [`Command::Compact`] drops the history before one.
 //!
 //! Not built yet, each refused with an [`Unsupported`] error (gRPC
 //! Unimplemented): leases, puts with `ignore_value` or `ignore_lease`, and

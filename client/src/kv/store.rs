@@ -7,7 +7,8 @@ use imbl::OrdMap;
 
 use raft::{LogIndex, NodeId};
 use raft_proto::etcd::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    ResponseHeader,
 };
 
 use super::command::{Command, CommandResponse};
@@ -154,6 +155,10 @@ impl KvStore {
                 self.publish(attributes);
                 CommandResponse::Published(None)
             }
+            Command::Compact(request) => {
+                self.compact(request.revision)?;
+                CommandResponse::Compacted(CompactionResponse::default())
+            }
         };
         if pending.changed {
             self.revision = pending.revision;
@@ -163,6 +168,7 @@ impl KvStore {
             CommandResponse::DeleteRange(inner) => inner.header = header(self.revision),
             CommandResponse::Txn(inner) => set_write_revisions(inner, self.revision),
             CommandResponse::Published(inner) => *inner = header(self.revision),
+            CommandResponse::Compacted(inner) => inner.header = header(self.revision),
         }
         Ok(response)
     }
@@ -215,6 +221,35 @@ impl KvStore {
             header: None,
             prev_kv: None,
         }
+    }
+
+    /// Drops the history at and before `revision`: reads at revisions from
+    /// it on still answer, earlier ones are [`KvError::Compacted`]. A
+    /// revision past the store's is [`KvError::FutureRevision`]; one at or
+    /// before the compacted revision is [`KvError::Compacted`] (etcd's
+    /// rules and texts).
+    fn compact(&mut self, revision: i64) -> Result<(), KvError> {
+        self.check_compaction(revision)?;
+        self.history.compact(revision);
+        Ok(())
+    }
+
+    /// Whether a compaction at `revision` would be taken now (see
+    /// [`KvStore::apply`] of a compaction).
+    pub fn check_compaction(&self, revision: i64) -> Result<(), KvError> {
+        if revision > self.revision {
+            return Err(KvError::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            });
+        }
+        if revision <= self.history.compacted() {
+            return Err(KvError::Compacted {
+                requested: revision,
+                compacted: self.history.compacted(),
+            });
+        }
+        Ok(())
     }
 
     /// Records a member's client URLs, replacing what it published before.

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::kv::validation::validate_range;
 use crate::kv::{Command, CommandResponse};
 use crate::server::proposer::Proposer;
-use crate::server::status::{kv_status, not_built};
+use crate::server::status::kv_status;
 
 /// The `KV` service of one node.
 pub struct KvService {
@@ -85,12 +85,28 @@ impl Kv for KvService {
         }
     }
 
+    /// Compaction is a log entry, applied at the same point of the history
+    /// on every member. A revision that cannot be compacted (a future one,
+    /// or one compacted already) is refused before anything is proposed,
+    /// after a read barrier so that the check sees every write committed
+    /// before the request; the store checks again as it applies. `physical`
+    /// changes nothing: the history is dropped when the entry is applied,
+    /// before the answer.
     async fn compact(
         &self,
-        _request: Request<CompactionRequest>,
+        request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        Err(not_built(
-            "compaction (RustyRaft keeps only the latest revision of each key, so there is no history to compact)",
-        ))
+        let leader = self.proposer.route(&request)?;
+        self.proposer.read_barrier(leader).await?;
+        self.proposer
+            .compaction_refusal(request.get_ref().revision)?;
+        match self
+            .proposer
+            .write(leader, Command::Compact(request.into_inner()))
+            .await?
+        {
+            CommandResponse::Compacted(response) => Ok(Response::new(response)),
+            other => Err(Status::internal(format!("a compaction answered {other:?}"))),
+        }
     }
 }

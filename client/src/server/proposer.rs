@@ -147,6 +147,17 @@ impl Proposer {
         self.read_barrier(leader).await
     }
 
+    /// Why a compaction at `revision` would be refused by this member's
+    /// store as it is, if it would: past its revision, or at or before its
+    /// compacted revision. After a read barrier, the answer holds for the
+    /// whole cluster at that moment.
+    pub fn compaction_refusal(&self, revision: i64) -> Result<(), Status> {
+        self.context
+            .node
+            .read_local(|state| state.store.check_compaction(revision))
+            .map_err(|error| kv_status(&error))
+    }
+
     /// Reads this member's store as it is, with this member's header.
     pub fn range_here(&self, request: &RangeRequest) -> Result<RangeResponse, Status> {
         let mut response = self

@@ -238,7 +238,34 @@ async fn etcdctl_puts_gets_deletes_runs_txns_and_reports_members_and_status() {
     assert_eq!(stdout(&all, &["get", &at, "history"]), "history\none\n");
     let before = format!("--rev={}", revision - 1);
     assert_eq!(stdout(&all, &["get", &before, "history"]), "");
+    // Through a follower, too (it forwards what it does not serve).
+    assert_eq!(
+        stdout(&through_follower, &["get", &at, "history"]),
+        "history\none\n"
+    );
     assert_eq!(stdout(&all, &["get", "history"]), "history\ntwo\n");
+
+    // compact drops the history before a revision, as etcd's does.
+    let compacted = format!("compacted revision {revision}\n");
+    assert_eq!(stdout(&all, &["compact", &revision.to_string()]), compacted);
+    assert_eq!(stdout(&all, &["get", &at, "history"]), "history\none\n");
+    let again = run(&all, &["compact", &revision.to_string()], "");
+    assert!(!again.success);
+    assert!(
+        again
+            .stderr
+            .contains("etcdserver: mvcc: required revision has been compacted"),
+        "{}",
+        again.stderr
+    );
+    let gone = run(&all, &["get", &before, "history"], "");
+    assert!(!gone.success);
+    assert!(
+        gone.stderr
+            .contains("etcdserver: mvcc: required revision has been compacted"),
+        "{}",
+        gone.stderr
+    );
 
     // A refused request is an error with the server's reason.
     let future = run(&all, &["get", "--rev=1000000", "history"], "");

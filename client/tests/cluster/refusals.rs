@@ -134,12 +134,12 @@ async fn bad_requests_get_their_status_code_and_write_nothing() {
         );
         assert_code(
             kv.compact(CompactionRequest {
-                revision: 1,
+                revision: i64::MAX,
                 physical: false,
             })
             .await,
-            Unimplemented,
-            &what("Compact"),
+            OutOfRange,
+            &what("a compaction at a future revision"),
         );
         assert_code(
             kv.put(PutRequest {

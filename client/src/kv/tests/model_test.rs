@@ -7,7 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use raft_proto::etcd::etcdserverpb::compare::CompareResult;
 use raft_proto::etcd::etcdserverpb::{
-    request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    request_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
 use raft_proto::etcd::mvccpb::KeyValue;
 
@@ -30,6 +31,10 @@ enum Operation {
         limit: i64,
         count_only: bool,
         /// How many revisions back to read (0: the latest, by revision 0).
+        back: i64,
+    },
+    /// Compacts the history at `back` revisions before the latest.
+    Compact {
         back: i64,
     },
     /// If `guard_key` is at `version`, put `key`, else delete `key`.
@@ -69,6 +74,7 @@ fn operation() -> impl Strategy<Value = Operation> {
         2 => (key().prop_flat_map(with_range_end), 0..4i64, any::<bool>(), 0..6i64).prop_map(
             |((key, range_end), limit, count_only, back)| Operation::Range { key, range_end, limit, count_only, back }
         ),
+        1 => (0..4i64).prop_map(|back| Operation::Compact { back }),
         1 => (key(), 0..3i64, key(), vec(any::<u8>(), 0..3)).prop_map(
             |(guard_key, version, key, value)| Operation::PutOrDelete { guard_key, version, key, value }
         ),
@@ -82,6 +88,8 @@ struct Model {
     revision: i64,
     /// The live keys at each revision, from revision 1 (empty) on.
     at_revision: Vec<Vec<KeyValue>>,
+    /// Reads before this revision are refused (0: none).
+    compacted: i64,
 }
 
 impl Model {
@@ -90,6 +98,7 @@ impl Model {
             entries: Vec::new(),
             revision: 1,
             at_revision: vec![Vec::new(), Vec::new()],
+            compacted: 0,
         }
     }
 
@@ -242,6 +251,16 @@ fn apply_to_both(
                 );
                 return Ok(());
             }
+            if revision > 0 && revision < model.compacted {
+                prop_assert_eq!(
+                    response,
+                    Err(KvError::Compacted {
+                        requested: revision,
+                        compacted: model.compacted
+                    })
+                );
+                return Ok(());
+            }
             let response = response.map_err(|error| TestCaseError::fail(error.to_string()))?;
             let mut expected = match revision {
                 0 => model.range(&key, &range_end),
@@ -261,6 +280,28 @@ fn apply_to_both(
                 response.header.map(|header| header.revision),
                 Some(model.revision)
             );
+        }
+        Operation::Compact { back } => {
+            let revision = model.revision - back;
+            let response = replica.apply(Command::Compact(CompactionRequest {
+                revision,
+                physical: false,
+            }));
+            if revision <= model.compacted {
+                prop_assert_eq!(
+                    response,
+                    Err(KvError::Compacted {
+                        requested: revision,
+                        compacted: model.compacted
+                    })
+                );
+            } else {
+                model.compacted = revision;
+                prop_assert_eq!(
+                    response.map(|response| response.revision()),
+                    Ok(model.revision)
+                );
+            }
         }
         Operation::PutOrDelete {
             guard_key,
@@ -334,8 +375,8 @@ proptest! {
                 ..RangeRequest::default()
             }).kvs, model.range(&[0], &[0]));
         }
-        // Every revision reads as the model had it.
-        for revision in 1..=model.revision {
+        // Every revision not compacted reads as the model had it.
+        for revision in model.compacted.max(1)..=model.revision {
             prop_assert_eq!(replica.range(RangeRequest {
                 key: vec![0],
                 range_end: vec![0],

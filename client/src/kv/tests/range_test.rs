@@ -323,3 +323,59 @@ fn an_earlier_revision_reads_the_keys_as_they_were_then() {
     assert_eq!(response.header.unwrap().revision, 9);
     assert_eq!(response.kvs[0].mod_revision, 2);
 }
+
+#[test]
+fn compaction_keeps_reads_from_its_revision_on_and_refuses_earlier_ones() {
+    use raft_proto::etcd::etcdserverpb::CompactionRequest;
+
+    use crate::kv::Command;
+
+    // Revisions 2 to 7; then "a" again at 8.
+    let mut replica = replica_with_keys();
+    replica.put("a", "a2");
+    let compact = |replica: &mut Replica, revision| {
+        replica.apply(Command::Compact(CompactionRequest {
+            revision,
+            physical: false,
+        }))
+    };
+    let response = compact(&mut replica, 5).unwrap();
+    assert_eq!(response.revision(), 8, "compaction moves no revision");
+    assert_eq!(replica.store.compacted_revision(), 5);
+    let read = |replica: &Replica, revision| {
+        replica.store.range(&RangeRequest {
+            revision,
+            ..range_request("a", "")
+        })
+    };
+    assert_eq!(read(&replica, 5).unwrap().kvs[0].value, b"a");
+    assert_eq!(read(&replica, 8).unwrap().kvs[0].value, b"a2");
+    let error = read(&replica, 4).unwrap_err();
+    assert_eq!(
+        error,
+        KvError::Compacted {
+            requested: 4,
+            compacted: 5
+        }
+    );
+    assert_eq!(error.class(), ErrorClass::OutOfRange);
+    assert_eq!(
+        error.to_string(),
+        "etcdserver: mvcc: required revision has been compacted"
+    );
+    // Again at or before the compacted revision, or past the store's.
+    for revision in [5, 3] {
+        assert!(matches!(
+            compact(&mut replica, revision),
+            Err(KvError::Compacted { .. })
+        ));
+    }
+    assert!(matches!(
+        compact(&mut replica, 9),
+        Err(KvError::FutureRevision { .. })
+    ));
+    // Compacting to the latest keeps the latest readable.
+    compact(&mut replica, 8).unwrap();
+    assert_eq!(replica.store.history_len(), 0);
+    assert_eq!(read(&replica, 8).unwrap().kvs[0].value, b"a2");
+}

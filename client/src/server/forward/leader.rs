@@ -55,6 +55,7 @@ async fn answer(proposer: &Proposer, request: ForwardedRequest) -> ForwardReply 
                         CommandResponse::Published(header) => {
                             ReplyResponse::Published(header.unwrap_or_default())
                         }
+                        CommandResponse::Compacted(response) => ReplyResponse::Compaction(response),
                     }),
                 Err(error) => Err(kv_status(&error)),
             }

@@ -300,6 +300,9 @@ fn reply_outcome(reply: ForwardReply) -> Reply {
         (Code::Ok, Some(ReplyResponse::Published(header))) => {
             Ok(Answer::Applied(CommandResponse::Published(Some(header))))
         }
+        (Code::Ok, Some(ReplyResponse::Compaction(response))) => {
+            Ok(Answer::Applied(CommandResponse::Compacted(response)))
+        }
         (Code::Ok, Some(ReplyResponse::ReadIndex(index))) => Ok(Answer::ReadIndex(LogIndex(index))),
         (Code::Ok, None) => Err(Status::internal(
             "the leader answered a forwarded request without a response",
