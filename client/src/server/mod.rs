@@ -54,6 +54,7 @@ pub mod proposer;
 pub mod publish;
 pub mod state_machine;
 pub mod status;
+pub mod store_metrics;
 pub mod tls;
 pub mod unbuilt_services;
 
@@ -64,6 +65,7 @@ use self::kv_service::KvService;
 use self::maintenance_service::MaintenanceService;
 use self::proposer::Proposer;
 use self::state_machine::KvStateMachine;
+use self::store_metrics::StoreMetrics;
 use self::unbuilt_services::{UnbuiltLease, UnbuiltWatch};
 
 /// How to run a node.
@@ -324,6 +326,7 @@ async fn serve_metrics(
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let mut registry = prometheus_client::registry::Registry::default();
     node.metrics().register(&mut registry);
+    registry.register_collector(Box::new(StoreMetrics::new(node.clone())));
     let task = metrics_http::serve_metrics(address, registry)
         .await
         .map_err(|source| ServerError::Metrics { address, source })?;

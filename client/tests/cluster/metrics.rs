@@ -99,6 +99,11 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
         text.contains("# TYPE raft_heartbeat_delay_seconds histogram"),
         "{text}"
     );
+    // The store: one key, one change kept, nothing compacted yet.
+    assert_eq!(sample(&text, "kv_keys"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "kv_history_changes"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "kv_compacted_revision"), Some(0.0), "{text}");
+    assert!(sample(&text, "kv_revision").is_some_and(|revision| revision >= 2.0));
 
     // Forged peer messages are counted by why they were refused: one of
     // another cluster, one "from" a node that is no other member.
