@@ -12,6 +12,7 @@ use raft::NodeId;
 use thiserror::Error;
 
 use crate::kv::Limits;
+use crate::server::auto_compaction::Retention;
 use crate::server::member_list::{parse_members, MembersError};
 use crate::server::{serve, PeerPort, ServerError, ServerOptions};
 
@@ -72,6 +73,14 @@ pub struct RunArguments {
     /// node whose key space outgrows it cannot catch up by snapshot).
     #[arg(long, default_value_t = raft::SnapshotPolicy::default().max_receive_bytes)]
     pub max_snapshot_bytes: u64,
+    /// How `--auto-compaction-retention` reads: `periodic` (a duration, in
+    /// hours without a unit) or `revision` (a number of revisions), as etcd's.
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// How much history automatic compaction keeps; 0 (the default) turns
+    /// it off.
+    #[arg(long, default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
@@ -133,6 +142,9 @@ pub enum RunError {
         /// The address.
         address: String,
     },
+    /// The automatic compaction flags do not read.
+    #[error("{0}")]
+    AutoCompaction(String),
     /// The node failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -202,6 +214,11 @@ impl RunArguments {
                 peer_trusted_ca: self.peer_trusted_ca_file.clone(),
             },
             peer_port: self.peer_port()?,
+            auto_compaction: Retention::parse(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )
+            .map_err(RunError::AutoCompaction)?,
         })
     }
 

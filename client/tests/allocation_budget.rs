@@ -103,6 +103,7 @@ fn options(id: u64, members: &BTreeMap<NodeId, String>, data: &std::path::Path) 
         join: false,
         tls: Default::default(),
         peer_port: None,
+        auto_compaction: None,
     }
 }
 

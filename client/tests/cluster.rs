@@ -11,6 +11,8 @@ mod support;
 
 #[path = "cluster/bench.rs"]
 mod bench;
+#[path = "cluster/compaction.rs"]
+mod compaction;
 #[cfg(feature = "etcd-client-tests")]
 #[path = "cluster/etcd_client.rs"]
 mod etcd_client_crate;

@@ -297,6 +297,7 @@ mod tests {
             join: false,
             tls: Default::default(),
             peer_port: None,
+            auto_compaction: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(serve(options, async {

@@ -27,6 +27,7 @@ use raft::transport::tls::{Reloading, ServerStream, TlsError};
 use tonic::service::interceptor::InterceptedService;
 
 use self::authority::AuthorityRepair;
+use self::auto_compaction::Retention;
 use self::tls::{LoadedTls, NodeTls};
 use raft::ClusterId;
 use raft::{Config, NodeId};
@@ -42,6 +43,7 @@ use self::member_list::format_members;
 use crate::kv::Limits;
 
 pub mod authority;
+pub mod auto_compaction;
 pub mod cluster_service;
 pub mod context;
 pub mod forward;
@@ -108,6 +110,8 @@ pub struct ServerOptions {
     /// Serve peers on a port of their own; `listen` then serves clients
     /// alone, and `members` are peer addresses.
     pub peer_port: Option<PeerPort>,
+    /// Automatic compaction of the key space's history (off with `None`).
+    pub auto_compaction: Option<Retention>,
 }
 
 /// A listener for peers apart from the clients' (etcd's peer URL).
@@ -406,6 +410,9 @@ pub async fn serve(
     let context = Arc::new(context(&options, &node, cluster, &tls));
     let proposer = Arc::new(Proposer::new(context.clone()));
     let publisher = tokio::spawn(publish::publish_client_urls(proposer.clone()));
+    let compactor = options
+        .auto_compaction
+        .map(|retention| tokio::spawn(auto_compaction::run(proposer.clone(), retention)));
     // On shutdown the node stops first: requests in flight fail, the WAL is
     // flushed and closed, and peer streams end (their next message is
     // refused), so the server's graceful stop does not wait on them.
@@ -480,6 +487,9 @@ pub async fn serve(
         } => Ok(()),
     };
     publisher.abort();
+    if let Some(compactor) = compactor {
+        compactor.abort();
+    }
     node.shutdown().await;
     if let Some(task) = metrics_server {
         task.abort();

@@ -289,6 +289,18 @@ fn bad_flags_exit_non_zero_with_a_clear_message() {
             "the heartbeat interval must be at least 1 ms",
         ),
         (
+            run("1", &members, &["--auto-compaction-mode", "hourly"]),
+            "--auto-compaction-mode \"hourly\" is not one of periodic, revision",
+        ),
+        (
+            run(
+                "1",
+                &members,
+                &["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"],
+            ),
+            "--auto-compaction-retention \"1h\" is not a number of revisions",
+        ),
+        (
             run(
                 "1",
                 &members,
