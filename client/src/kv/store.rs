@@ -230,7 +230,8 @@ impl KvStore {
     /// rules and texts).
     fn compact(&mut self, revision: i64) -> Result<(), KvError> {
         self.check_compaction(revision)?;
-        self.history.compact(revision);
+        let dropped = self.history.compact(revision);
+        release_elsewhere(dropped);
         Ok(())
     }
 
@@ -302,6 +303,19 @@ impl KvStore {
     ) -> impl Iterator<Item = (&'store StoredKey, &'store Entry)> + 'store {
         self.entries.range::<_, [u8]>(range.bounds())
     }
+}
+
+/// Frees `dropped` on a thread of its own when it is large, so that the
+/// apply thread (and so heartbeats and every write) does not wait for it.
+fn release_elsewhere(dropped: imbl::Vector<Change>) {
+    const INLINE_UP_TO: usize = 4096;
+    if dropped.len() <= INLINE_UP_TO {
+        return;
+    }
+    // Should the thread not start, the changes are freed here, as before.
+    let _ = std::thread::Builder::new()
+        .name("kv-history-release".to_string())
+        .spawn(move || drop(dropped));
 }
 
 /// A header carrying only `revision`.
