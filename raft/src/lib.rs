@@ -146,7 +146,7 @@ pub mod fault;
 pub mod node;
 pub mod output_gate;
 #[cfg(feature = "runtime")]
-mod release;
+pub mod release;
 #[cfg(feature = "runtime")]
 pub mod snapshot_policy;
 #[cfg(feature = "runtime")]

@@ -63,6 +63,9 @@ impl Default for KvStore {
     }
 }
 
+/// Dropped history up to this many changes is freed where it is dropped.
+const RELEASE_INLINE_UP_TO: usize = 4096;
+
 /// The changes one write command is making: the revision they get, and
 /// whether any was made (only then does the store's revision move).
 pub(super) struct PendingWrite {
@@ -231,7 +234,11 @@ impl KvStore {
     fn compact(&mut self, revision: i64) -> Result<(), KvError> {
         self.check_compaction(revision)?;
         let dropped = self.history.compact(revision);
-        release_elsewhere(dropped);
+        // Millions of changes take hundreds of milliseconds to free: not on
+        // the apply thread, which heartbeats and every write wait for.
+        if dropped.len() > RELEASE_INLINE_UP_TO {
+            raft::release::elsewhere(dropped);
+        }
         Ok(())
     }
 
@@ -303,19 +310,6 @@ impl KvStore {
     ) -> impl Iterator<Item = (&'store StoredKey, &'store Entry)> + 'store {
         self.entries.range::<_, [u8]>(range.bounds())
     }
-}
-
-/// Frees `dropped` on a thread of its own when it is large, so that the
-/// apply thread (and so heartbeats and every write) does not wait for it.
-fn release_elsewhere(dropped: imbl::Vector<Change>) {
-    const INLINE_UP_TO: usize = 4096;
-    if dropped.len() <= INLINE_UP_TO {
-        return;
-    }
-    // Should the thread not start, the changes are freed here, as before.
-    let _ = std::thread::Builder::new()
-        .name("kv-history-release".to_string())
-        .spawn(move || drop(dropped));
 }
 
 /// A header carrying only `revision`.

@@ -80,8 +80,7 @@ pub async fn grow_and_shrink(
             (cluster, display, workload, started),
             |_| format!("add learner {}", id.get()),
             |endpoints| async move {
-                operations::add_member(&endpoints, id.get(), &address.to_string(), true).await?;
-                Ok(())
+                operations::add_member(&endpoints, id.get(), &address.to_string(), true).await
             },
         )
         .await?;
@@ -99,10 +98,7 @@ pub async fn grow_and_shrink(
         let report = change(
             (cluster, display, workload, started),
             |_| format!("promote {}", id.get()),
-            |endpoints| async move {
-                operations::promote_member(&endpoints, id.get()).await?;
-                Ok(())
-            },
+            |endpoints| async move { operations::promote_member(&endpoints, id.get()).await },
         )
         .await?;
         cluster.set_learner(id, false);
@@ -112,10 +108,7 @@ pub async fn grow_and_shrink(
         let report = change(
             (cluster, display, workload, started),
             |_| format!("move leader to {}", last.get()),
-            |endpoints| async move {
-                operations::transfer_leader(&endpoints, last.get()).await?;
-                Ok(())
-            },
+            |endpoints| async move { operations::transfer_leader(&endpoints, last.get()).await },
         )
         .await?;
         reports.push(report);
@@ -127,10 +120,7 @@ pub async fn grow_and_shrink(
                 true => format!("remove leader {}", id.get()),
                 false => format!("remove follower {}", id.get()),
             },
-            |endpoints| async move {
-                operations::remove_member(&endpoints, id.get()).await?;
-                Ok(())
-            },
+            |endpoints| async move { operations::remove_member(&endpoints, id.get()).await },
         )
         .await?;
         reports.push(report);
@@ -161,14 +151,14 @@ pub fn settle_time() -> Duration {
 /// command retries an unavailable cluster and passing refusals), times it
 /// and says it happened. `what` names it, given the leader as a fresh
 /// status answer names it just before.
-async fn change<F, Fut>(
+async fn change<F, Fut, T>(
     (cluster, display, workload, started): (&LocalCluster, &mut Display, &Workload, Instant),
     what: impl FnOnce(Option<NodeId>) -> String,
     send: F,
 ) -> Result<ChangeReport, String>
 where
     F: FnOnce(Endpoints) -> Fut,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     pause(cluster, display, workload, PAUSE_BETWEEN_CHANGES).await;
     let what = what(current_leader(cluster, display, workload).await);
