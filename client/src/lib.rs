@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod connect;
+pub mod go_duration;
 pub mod kv;
 pub mod logging;
 pub mod pki;

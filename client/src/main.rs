@@ -34,7 +34,7 @@ struct Arguments {
 enum Subcommands {
     /// Run a node that serves the etcd v3 API and talks Raft to its peers,
     /// both on <server_address>.
-    Run(RunArguments),
+    Run(Box<RunArguments>),
     /// Write a throwaway PKI into DIRECTORY for a TLS demo or benchmark (a CA
     /// and one certificate for members and clients, for 127.0.0.1 and
     /// localhost; never for production) and print its files.
@@ -68,6 +68,27 @@ enum Subcommands {
         /// Delete every key that starts with KEY.
         #[arg(long)]
         prefix: bool,
+        #[command(flatten)]
+        endpoints: EndpointArguments,
+    },
+    /// Print changes to a key, or to every key with a prefix, as they
+    /// happen (from a past revision with --rev), resuming on another
+    /// endpoint when one fails; Ctrl-C stops.
+    Watch {
+        /// The key or prefix.
+        key: String,
+        /// Watch every key that starts with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Start at this revision (0: from now on).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Print each key's previous value too.
+        #[arg(long)]
+        prev_kv: bool,
+        /// Stop after this many events (0: never).
+        #[arg(long, default_value_t = 0)]
+        max_events: u64,
         #[command(flatten)]
         endpoints: EndpointArguments,
     },
@@ -226,6 +247,36 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
             prefix,
             endpoints: list,
         } => commands::delete(&endpoints(&list)?, &key, prefix).await,
+        Subcommands::Watch {
+            key,
+            prefix,
+            rev,
+            prev_kv,
+            max_events,
+            endpoints: list,
+        } => {
+            let options = commands::WatchOptions {
+                prefix,
+                start_revision: rev,
+                prev_kv,
+                max_events,
+            };
+            let mut print = |text: &str| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            };
+            let mut reconnecting = |text: &str| eprintln!("{text}");
+            commands::watch(
+                &endpoints(&list)?,
+                &key,
+                options,
+                &mut print,
+                &mut reconnecting,
+            )
+            .await
+        }
         Subcommands::Status { endpoints: list } => commands::status(&endpoints(&list)?).await,
         Subcommands::Hash { endpoints: list } => commands::hash(&endpoints(&list)?).await,
         Subcommands::Members {

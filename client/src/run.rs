@@ -81,6 +81,11 @@ pub struct RunArguments {
     /// it off.
     #[arg(long, default_value = "0")]
     pub auto_compaction_retention: String,
+    /// How often a watcher that asked for progress notifications and has
+    /// had no events is told the revision it is up to (etcd's flag; a Go
+    /// duration such as 10m or 30s).
+    #[arg(long, default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
     /// Serve Prometheus metrics at http://<address>/metrics (off by default).
     #[arg(long)]
     pub metrics_address: Option<String>,
@@ -145,6 +150,9 @@ pub enum RunError {
     /// The automatic compaction flags do not read.
     #[error("{0}")]
     AutoCompaction(String),
+    /// The watch progress interval does not read, or is zero.
+    #[error("--experimental-watch-progress-notify-interval: {0}")]
+    WatchProgressInterval(String),
     /// The node failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -219,7 +227,19 @@ impl RunArguments {
                 &self.auto_compaction_retention,
             )
             .map_err(RunError::AutoCompaction)?,
+            watch_progress_notify_interval: self.watch_progress_notify_interval()?,
         })
+    }
+
+    /// The progress notification interval, which must not be zero.
+    fn watch_progress_notify_interval(&self) -> Result<Duration, RunError> {
+        match crate::go_duration::parse(&self.experimental_watch_progress_notify_interval) {
+            Ok(interval) if interval.is_zero() => Err(RunError::WatchProgressInterval(
+                "must be longer than zero".to_string(),
+            )),
+            Ok(interval) => Ok(interval),
+            Err(reason) => Err(RunError::WatchProgressInterval(reason)),
+        }
     }
 
     /// The peer port, with --peer-address.

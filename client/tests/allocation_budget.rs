@@ -104,6 +104,8 @@ fn options(id: u64, members: &BTreeMap<NodeId, String>, data: &std::path::Path) 
         tls: Default::default(),
         peer_port: None,
         auto_compaction: None,
+        watch_progress_notify_interval: raft_client::server::watch::WatchSettings::default()
+            .progress_notify_interval,
     }
 }
 

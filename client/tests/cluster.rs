@@ -32,6 +32,8 @@ mod peer_port;
 mod refusals;
 #[path = "cluster/tls.rs"]
 mod tls;
+#[path = "cluster/watch.rs"]
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

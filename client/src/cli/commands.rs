@@ -1,4 +1,4 @@
-//! The human commands: put, get, del, status, hash, members. Each tries the
+//! The human commands: put, get, del, watch, status, hash, members. Each tries the
 //! endpoints in turn and retries briefly while the cluster has no leader
 //! (status and hash ask every endpoint once instead), and returns the text
 //! to print; the operations behind the member commands are
@@ -7,10 +7,12 @@
 use raft_proto::etcd::etcdserverpb::{
     DeleteRangeRequest, HashKvRequest, Member, PutRequest, RangeRequest, StatusRequest,
 };
+use raft_proto::etcd::mvccpb::event::EventType;
 use tonic::Status;
 
 use crate::connect::endpoints::Endpoints;
 use crate::connect::operations::{self, with_any};
+use crate::connect::watch::{watch_resuming, Wanted, WatchSpec, WatchUpdate};
 use crate::kv::prefix_end;
 
 /// The key and range end of a single key, or of every key with a prefix
@@ -86,6 +88,76 @@ pub async fn delete(endpoints: &Endpoints, key: &str, prefix: bool) -> Result<St
     .await?
     .into_inner();
     Ok(response.deleted.to_string())
+}
+
+/// What `watch` reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchOptions {
+    /// Every key with the prefix, not the key alone.
+    pub prefix: bool,
+    /// The first revision to report (0: from now on).
+    pub start_revision: i64,
+    /// Print each key's value before the change too.
+    pub prev_kv: bool,
+    /// Stop after this many events (0: never).
+    pub max_events: u64,
+}
+
+/// `watch KEY [--prefix] [--rev N] [--prev-kv]`: prints each event as
+/// etcdctl does (its type, then the previous key and value if asked, then
+/// the key and value, a line each) through `print`, as it comes, resuming
+/// on another endpoint when one fails; `reconnecting` is told why.
+pub async fn watch(
+    endpoints: &Endpoints,
+    key: &str,
+    options: WatchOptions,
+    print: &mut dyn FnMut(&str),
+    reconnecting: &mut dyn FnMut(&str),
+) -> Result<String, Status> {
+    let (key, range_end) = key_and_range_end(key, options.prefix);
+    let spec = WatchSpec {
+        key,
+        range_end,
+        start_revision: options.start_revision,
+        prev_kv: options.prev_kv,
+    };
+    let mut printed = 0u64;
+    watch_resuming(endpoints, spec, |update| match update {
+        WatchUpdate::Events(events) => {
+            for event in events {
+                print(&event_lines(event, options.prev_kv));
+                printed += 1;
+                if printed == options.max_events {
+                    return Wanted::Done;
+                }
+            }
+            Wanted::More
+        }
+        WatchUpdate::Reconnecting { endpoint, reason } => {
+            reconnecting(&format!("watch broke ({reason}); resuming at {endpoint}"));
+            Wanted::More
+        }
+    })
+    .await?;
+    Ok(String::new())
+}
+
+/// One event as etcdctl prints it.
+fn event_lines(event: &raft_proto::etcd::mvccpb::Event, prev_kv: bool) -> String {
+    let kind = match EventType::try_from(event.r#type) {
+        Ok(EventType::Delete) => "DELETE",
+        _ => "PUT",
+    };
+    let mut lines = vec![kind.to_string()];
+    if let (true, Some(prev)) = (prev_kv, &event.prev_kv) {
+        lines.push(printable(&prev.key));
+        lines.push(printable(&prev.value));
+    }
+    if let Some(kv) = &event.kv {
+        lines.push(printable(&kv.key));
+        lines.push(printable(&kv.value));
+    }
+    lines.join("\n")
 }
 
 /// `status`: one line per endpoint with its member id, leader, term and
@@ -298,6 +370,8 @@ mod tests {
             tls: Default::default(),
             peer_port: None,
             auto_compaction: None,
+            watch_progress_notify_interval: crate::server::watch::WatchSettings::default()
+                .progress_notify_interval,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(serve(options, async {

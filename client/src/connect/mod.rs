@@ -3,7 +3,8 @@
 //! clients of each etcd service over them, and a channel that keeps one
 //! HTTP/2 connection per endpoint for unary calls under load, and the
 //! operations a client runs against a cluster (`operations`: member
-//! changes, leader transfer, with retries).
+//! changes, leader transfer, with retries; `watch`: a watch that resumes
+//! on another member when its member fails).
 //!
 //! Used by the command line (`crate::cli`), by the harnesses in `sim/` and
 //! by the tests; nothing here runs a server (`operations` names the
@@ -12,3 +13,4 @@
 pub mod endpoints;
 pub mod operations;
 pub mod unary_channel;
+pub mod watch;

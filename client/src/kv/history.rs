@@ -1,4 +1,5 @@
-//! The key space's history: every change since the compacted revision, in
+//! The key space's history: every change since the compacted revision (and
+//! the puts at it, which etcd keeps), in
 //! revision order, each with the key's entry before and after it.
 //!
 //! # Why this structure
@@ -24,6 +25,7 @@
 //! index to keep consistent.
 
 use imbl::Vector;
+use raft_proto::etcd::mvccpb::{event::EventType, Event, KeyValue};
 
 use super::entry::Entry;
 use super::stored_key::StoredKey;
@@ -41,6 +43,35 @@ pub(crate) struct Change {
     pub(crate) prev: Option<Entry>,
 }
 
+impl Change {
+    /// The change as etcd reports it to watchers: a put carries the key's
+    /// new entry; a deletion only the key, with `mod_revision` set to the
+    /// deletion's revision. `prev_kv` is the entry before, when asked for
+    /// and there was one.
+    pub(crate) fn to_event(&self, with_prev: bool) -> Event {
+        let (kind, kv) = match &self.entry {
+            Some(entry) => (EventType::Put, entry.to_key_value(&self.key, true)),
+            None => (
+                EventType::Delete,
+                KeyValue {
+                    key: self.key.to_vec(),
+                    mod_revision: self.revision,
+                    ..KeyValue::default()
+                },
+            ),
+        };
+        let prev_kv = match (&self.prev, with_prev) {
+            (Some(prev), true) => Some(prev.to_key_value(&self.key, true)),
+            _ => None,
+        };
+        Event {
+            r#type: kind as i32,
+            kv: Some(kv),
+            prev_kv,
+        }
+    }
+}
+
 /// The changes since the compacted revision, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct History {
@@ -50,8 +81,8 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// A history that starts after `compacted`, holding `changes` (in
-    /// revision order, all after `compacted`).
+    /// A history compacted at `compacted`, holding `changes` (in revision
+    /// order, none before `compacted` and no deletion at it).
     pub(crate) fn from_changes(compacted: i64, changes: Vector<Change>) -> History {
         History { changes, compacted }
     }
@@ -65,15 +96,37 @@ impl History {
         self.changes.push_back(change);
     }
 
-    /// Drops every change at or before `revision`, which becomes the
-    /// compacted revision. Returns the dropped changes, for the caller to
-    /// free where the cost holds nothing up (millions of changes take
-    /// hundreds of milliseconds to free).
+    /// Compacts to `revision`, which becomes the compacted revision: drops
+    /// every change before it, and its own deletions. A put at `revision`
+    /// itself is kept, as etcd keeps each key's version at the compacted
+    /// revision (unless a tombstone): a watcher starting there still sees
+    /// it. Returns the dropped changes, for the caller to free where the
+    /// cost holds nothing up (millions of changes take hundreds of
+    /// milliseconds to free).
     pub(crate) fn compact(&mut self, revision: i64) -> Vector<Change> {
-        let first = self.first_after(revision);
-        let kept = self.changes.split_off(first);
+        let first_at = self.first_after(revision.saturating_sub(1));
+        let mut kept = self.changes.split_off(first_at);
+        let mut dropped = std::mem::take(&mut self.changes);
+        let at_revision = kept
+            .iter()
+            .take_while(|change| change.revision == revision)
+            .count();
+        if at_revision > 0 {
+            let later = kept.split_off(at_revision);
+            let mut puts = Vector::new();
+            for change in kept {
+                if change.entry.is_some() {
+                    puts.push_back(change);
+                } else {
+                    dropped.push_back(change);
+                }
+            }
+            puts.append(later);
+            kept = puts;
+        }
+        self.changes = kept;
         self.compacted = self.compacted.max(revision);
-        std::mem::replace(&mut self.changes, kept)
+        dropped
     }
 
     /// The revision at or below which history was dropped (0 for none).
@@ -151,5 +204,47 @@ mod tests {
         assert_eq!(after(4), vec![5]);
         assert_eq!(after(5), Vec::<i64>::new());
         assert_eq!(history.len(), 4);
+    }
+
+    fn deletion(revision: i64, key: &str) -> Change {
+        Change {
+            entry: None,
+            ..change(revision, key)
+        }
+    }
+
+    #[test]
+    fn compacting_keeps_the_puts_at_the_compacted_revision_and_drops_the_rest() {
+        let mut history = History::default();
+        for change in [
+            change(2, "a"),
+            change(3, "b"),
+            deletion(4, "a"),
+            change(4, "c"),
+            change(5, "d"),
+        ] {
+            history.record(change);
+        }
+        let dropped = history.compact(4);
+        let revisions_and_keys = |changes: &mut dyn Iterator<Item = &Change>| {
+            changes
+                .map(|change| (change.revision, change.key.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            revisions_and_keys(&mut history.iter()),
+            vec![(4, b"c".to_vec()), (5, b"d".to_vec())]
+        );
+        assert_eq!(
+            revisions_and_keys(&mut dropped.iter()),
+            vec![(2, b"a".to_vec()), (3, b"b".to_vec()), (4, b"a".to_vec())]
+        );
+        assert_eq!(history.compacted(), 4);
+        // A later compaction drops what an earlier one kept.
+        history.compact(5);
+        assert_eq!(
+            revisions_and_keys(&mut history.iter()),
+            vec![(5, b"d".to_vec())]
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! key with `mod_revision` set to the deletion's revision), with `prev_kv`
 //! the key before the change.
 //!
-//! Reading checks what a correct writer always keeps: revisions after the
-//! compacted one, in order and not past the store's; keys not empty; the
+//! Reading checks what a correct writer always keeps: revisions from the
+//! compacted one on (only puts at it), in order and not past the store's; keys not empty; the
 //! entries' own revisions consistent with the change's.
 
 use std::io::{self, Write};
@@ -36,7 +36,8 @@ pub(super) fn write_history(
     write_record(output, payload)?;
     for change in history.iter() {
         payload.clear();
-        to_event(change)
+        change
+            .to_event(true)
             .encode(payload)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
         write_record(output, payload)?;
@@ -64,7 +65,10 @@ pub(super) fn read_history(
         let event = Event::decode(payload.as_slice())
             .map_err(|error| records.invalid(format!("not an event: {error}")))?;
         let change = from_event(event).map_err(|reason| records.invalid(reason))?;
-        if change.revision <= compacted || change.revision < last || change.revision > revision {
+        // A compacted history keeps the puts at its compacted revision.
+        let before_history =
+            change.revision < compacted || (change.revision == compacted && change.entry.is_none());
+        if before_history || change.revision < last || change.revision > revision {
             return Err(records.invalid(format!(
                 "change at revision {} out of order (after {last}, compacted {compacted}, store \
                  at {revision})",
@@ -75,28 +79,6 @@ pub(super) fn read_history(
         changes.push_back(change);
     }
     Ok(History::from_changes(compacted, changes))
-}
-
-fn to_event(change: &Change) -> Event {
-    let (kind, kv) = match &change.entry {
-        Some(entry) => (EventType::Put, entry.to_key_value(&change.key, true)),
-        None => (
-            EventType::Delete,
-            KeyValue {
-                key: change.key.to_vec(),
-                mod_revision: change.revision,
-                ..KeyValue::default()
-            },
-        ),
-    };
-    Event {
-        r#type: kind as i32,
-        kv: Some(kv),
-        prev_kv: change
-            .prev
-            .as_ref()
-            .map(|prev| prev.to_key_value(&change.key, true)),
-    }
 }
 
 fn from_event(event: Event) -> Result<Change, String> {

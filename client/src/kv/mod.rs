@@ -41,7 +41,7 @@
 mod command;
 mod compare;
 mod digest;
-mod entry;
+pub(crate) mod entry;
 mod error;
 mod header;
 pub(crate) mod history;

@@ -95,6 +95,13 @@ impl KvStore {
         self.history.compacted()
     }
 
+    /// The history since the compacted revision: a copy that costs O(1)
+    /// and stays as it is while the store moves on (watchers read it
+    /// without holding the store).
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
     /// How many changes the history keeps.
     pub fn history_len(&self) -> usize {
         self.history.len()

@@ -7,7 +7,7 @@
 //!
 //! What lives here: [`serve`] (start-up and shut-down), one file per etcd
 //! service (`kv_service`, `cluster_service`, `maintenance_service`,
-//! `unbuilt_services`), the [`proposer::Proposer`] every write and
+//! `watch/`, `unbuilt_services`), the [`proposer::Proposer`] every write and
 //! linearizable read goes through, both sides of forwarding to the leader
 //! (`forward/`), what the services share ([`context::Context`]), TLS per
 //! port, publishing client URLs, and the member list format. The command
@@ -59,6 +59,7 @@ pub mod status;
 pub mod store_metrics;
 pub mod tls;
 pub mod unbuilt_services;
+pub mod watch;
 
 use self::cluster_service::ClusterService;
 use self::context::Context;
@@ -68,7 +69,8 @@ use self::maintenance_service::MaintenanceService;
 use self::proposer::Proposer;
 use self::state_machine::KvStateMachine;
 use self::store_metrics::StoreMetrics;
-use self::unbuilt_services::{UnbuiltLease, UnbuiltWatch};
+use self::unbuilt_services::UnbuiltLease;
+use self::watch::{WatchService, WatchSettings};
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -112,6 +114,8 @@ pub struct ServerOptions {
     pub peer_port: Option<PeerPort>,
     /// Automatic compaction of the key space's history (off with `None`).
     pub auto_compaction: Option<Retention>,
+    /// How often idle watchers that asked for it are told their progress.
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// A listener for peers apart from the clients' (etcd's peer URL).
@@ -284,6 +288,7 @@ fn client_services(
     context: &Arc<Context>,
     proposer: &Arc<Proposer>,
     limits: &Limits,
+    watch_settings: WatchSettings,
 ) -> tonic::transport::server::Router {
     // Leave room above the request limit so that an oversized request
     // reaches our check and gets its reason, rather than a transport error.
@@ -299,7 +304,11 @@ fn client_services(
         .add_service(MaintenanceServer::new(MaintenanceService::new(
             context.clone(),
         )))
-        .add_service(WatchServer::new(UnbuiltWatch))
+        .add_service(
+            WatchServer::new(WatchService::new(context.clone(), watch_settings))
+                .max_decoding_message_size(decode_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
         .add_service(LeaseServer::new(UnbuiltLease))
 }
 
@@ -438,7 +447,11 @@ pub async fn serve(
             .max_encoding_message_size(usize::MAX),
         tls.peer_gate.clone(),
     );
-    let client_services = client_services(&context, &proposer, &options.limits);
+    let watch_settings = WatchSettings {
+        progress_notify_interval: options.watch_progress_notify_interval,
+        max_response_bytes: options.limits.max_request_bytes,
+    };
+    let client_services = client_services(&context, &proposer, &options.limits, watch_settings);
     let (server, peer_server) = match peer_listener {
         // The client port serves no peer RPC: they are unknown services
         // there (Unimplemented).

@@ -1,15 +1,14 @@
-//! The etcd `Watch` and `Lease` services, which are not built yet: every
+//! The etcd `Lease` service, which is not built yet: every
 //! call answers `Unimplemented` with a message that says so, never a wrong
 //! answer.
 
 use std::pin::Pin;
 
 use raft_proto::etcd::etcdserverpb::lease_server::Lease;
-use raft_proto::etcd::etcdserverpb::watch_server::Watch;
 use raft_proto::etcd::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, WatchRequest, WatchResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,21 +17,6 @@ use crate::server::status::not_built;
 
 /// A stream of responses of a streaming call.
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// `Watch`, refusing every call.
-pub struct UnbuiltWatch;
-
-#[tonic::async_trait]
-impl Watch for UnbuiltWatch {
-    type WatchStream = ResponseStream<WatchResponse>;
-
-    async fn watch(
-        &self,
-        _request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_built("Watch"))
-    }
-}
 
 /// `Lease`, refusing every call.
 pub struct UnbuiltLease;

@@ -518,6 +518,12 @@ impl<M: StateMachine> Node<M> {
         *self.shared.applied.borrow()
     }
 
+    /// The index the state machine has applied, as it moves: the receiver
+    /// sees a change once the state machine holds every entry up to it.
+    pub fn watch_applied(&self) -> watch::Receiver<LogIndex> {
+        self.shared.applied.clone()
+    }
+
     /// The node's role, term, leader and commit index now.
     pub fn status(&self) -> NodeStatus {
         *self.shared.status.borrow()
