@@ -206,3 +206,108 @@ async fn etcd_client_crate_adds_promotes_updates_and_removes_a_member() {
         .await
         .expect("the cluster writes on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_client_crate_watches_live_and_past_events_progress_and_fragments() {
+    use etcd_client::{EventType, WatchOptions};
+
+    let cluster = Cluster::new(3).with_arguments(&[
+        "--experimental-watch-progress-notify-interval".to_string(),
+        "200ms".to_string(),
+        "--max-request-bytes".to_string(),
+        "4096".to_string(),
+    ]);
+    let mut cluster = cluster;
+    cluster.start_all();
+    cluster.wait_for_leader().await;
+    let mut client = connect(&cluster).await;
+    let first = client.put("feed/a", "1", None).await.expect("put");
+    let first = first.header().expect("a header").revision();
+
+    // From the past with prev_kv: the first put, then what follows live.
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(first)
+        .with_prev_key()
+        .with_fragment();
+    let mut stream = client.watch("feed/", Some(options)).await.expect("a watch");
+    let created = stream.message().await.expect("a response").expect("open");
+    assert!(created.created());
+    client.put("feed/a", "2", None).await.expect("put");
+    client.delete("feed/a", None).await.expect("delete");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let response = stream.message().await.expect("a response").expect("open");
+        for event in response.events() {
+            let kv = event.kv().expect("a key");
+            let prev = event.prev_kv().map(|prev| text(prev.value()));
+            seen.push((event.event_type(), text(kv.value()), prev));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (EventType::Put, "1".into(), None),
+            (EventType::Put, "2".into(), Some("1".into())),
+            (EventType::Delete, "".into(), Some("2".into())),
+        ]
+    );
+
+    // Idle, a watcher that asked for it is told its progress.
+    let options = WatchOptions::new().with_prefix().with_progress_notify();
+    let (mut requests, mut idle) = client
+        .watch("quiet/", Some(options))
+        .await
+        .expect("a watch")
+        .split();
+    assert!(idle
+        .message()
+        .await
+        .expect("created")
+        .expect("open")
+        .created());
+    let progress = idle.message().await.expect("progress").expect("open");
+    assert!(progress.events().is_empty() && !progress.canceled());
+    let current = client.get("feed/a", None).await.expect("get");
+    let current = current.header().expect("a header").revision();
+    assert_eq!(progress.header().expect("a header").revision(), current);
+    requests
+        .request_progress()
+        .await
+        .expect("a progress request");
+    let answer = idle.message().await.expect("progress").expect("open");
+    assert_eq!(answer.watch_id(), -1);
+
+    // One revision larger than the response limit (4096 bytes here: three
+    // overwrites of 1,000-byte values, each event with its previous value)
+    // reaches the watcher that allowed fragments in several responses.
+    let large = "x".repeat(1000);
+    let keys: Vec<String> = (0..3).map(|index| format!("feed/big{index}")).collect();
+    for key in &keys {
+        client
+            .put(key.as_str(), large.clone(), None)
+            .await
+            .expect("put");
+    }
+    let mut singles = 0;
+    while singles < 3 {
+        let response = stream.message().await.expect("a response").expect("open");
+        singles += response.events().len();
+    }
+    let overwrite: Vec<etcd_client::TxnOp> = keys
+        .iter()
+        .map(|key| etcd_client::TxnOp::put(key.as_str(), large.clone(), None))
+        .collect();
+    client
+        .txn(etcd_client::Txn::new().and_then(overwrite))
+        .await
+        .expect("a txn of three large overwrites");
+    let (mut events, mut responses) = (0, 0);
+    while events < 3 {
+        let response = stream.message().await.expect("a response").expect("open");
+        events += response.events().len();
+        responses += 1;
+    }
+    assert_eq!(events, 3);
+    assert!(responses >= 2, "the revision came in {responses} response");
+}
