@@ -3,16 +3,22 @@
 //! one record per change, oldest first: an `mvccpb.Event` in protobuf
 //! encoding, as a watcher would receive it (for a deletion, `kv` holds the
 //! key with `mod_revision` set to the deletion's revision), with `prev_kv`
-//! the key before the change.
+//! the key before the change. From format 4, `prev_kv` is left out where
+//! the history itself gives it: when the key's entry before the change was
+//! written by a change of the history (the entry after the key's change
+//! before), or the key did not exist. That halves a history's records of
+//! overwritten keys; format 3 wrote every `prev_kv`.
 //!
 //! Reading checks what a correct writer always keeps: revisions from the
 //! compacted one on (only puts at it), in order and not past the store's; keys not empty; the
 //! entries' own revisions consistent with the change's.
 
-use std::io::{self, Write};
+use std::collections::HashMap;
+use std::io::Write;
 
 use bytes::Bytes;
 use imbl::Vector;
+use prost::encoding::{self, WireType};
 use prost::Message;
 use raft_proto::etcd::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -36,10 +42,14 @@ pub(super) fn write_history(
     write_record(output, payload)?;
     for change in history.iter() {
         payload.clear();
-        change
-            .to_event(true)
-            .encode(payload)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+        // The key before the change is written only where the history
+        // cannot give it: a value last written at or before the compacted
+        // revision. Otherwise it is the entry of the key's change before.
+        let prev = change
+            .prev
+            .as_ref()
+            .filter(|prev| prev.mod_revision <= history.compacted());
+        encode_event(change, prev, payload);
         write_record(output, payload)?;
     }
     Ok(())
@@ -60,11 +70,13 @@ pub(super) fn read_history(
     }
     let mut changes = Vector::new();
     let mut last = compacted;
+    // Each key's entry after its latest change read so far.
+    let mut latest: HashMap<StoredKey, Option<Entry>> = HashMap::new();
     for _ in 0..count {
         let payload = records.next()?;
         let event = Event::decode(payload.as_slice())
             .map_err(|error| records.invalid(format!("not an event: {error}")))?;
-        let change = from_event(event).map_err(|reason| records.invalid(reason))?;
+        let change = from_event(event, &latest).map_err(|reason| records.invalid(reason))?;
         // A compacted history keeps the puts at its compacted revision.
         let before_history =
             change.revision < compacted || (change.revision == compacted && change.entry.is_none());
@@ -76,12 +88,15 @@ pub(super) fn read_history(
             )));
         }
         last = change.revision;
+        latest.insert(change.key.clone(), change.entry.clone());
         changes.push_back(change);
     }
     Ok(History::from_changes(compacted, changes))
 }
 
-fn from_event(event: Event) -> Result<Change, String> {
+/// The change an event describes; a missing `prev_kv` is the key's entry
+/// after its change before (`latest`), or nothing if it had none.
+fn from_event(event: Event, latest: &HashMap<StoredKey, Option<Entry>>) -> Result<Change, String> {
     let kv = event.kv.ok_or("an event without a key-value")?;
     if kv.key.is_empty() {
         return Err("an event of the empty key".to_string());
@@ -92,6 +107,7 @@ fn from_event(event: Event) -> Result<Change, String> {
         Ok(EventType::Delete) => None,
         Err(_) => return Err(format!("unknown event type {}", event.r#type)),
     };
+    let derived = latest.get(kv.key.as_slice());
     let prev = match event.prev_kv {
         Some(prev) if prev.key != kv.key => {
             return Err("an event whose previous key-value is of another key".to_string())
@@ -102,8 +118,17 @@ fn from_event(event: Event) -> Result<Change, String> {
                 prev.mod_revision
             ))
         }
-        Some(prev) => Some(checked_entry(&prev)?),
-        None => None,
+        Some(prev) => {
+            let prev = checked_entry(&prev)?;
+            if derived.is_some_and(|derived| derived.as_ref() != Some(&prev)) {
+                return Err(format!(
+                    "the previous key-value of a change at {revision} is not the key's entry \
+                     after its change before"
+                ));
+            }
+            Some(prev)
+        }
+        None => derived.cloned().flatten(),
     };
     if entry.is_none() && prev.is_none() {
         return Err("a deletion of a key that did not exist".to_string());
@@ -114,6 +139,68 @@ fn from_event(event: Event) -> Result<Change, String> {
         entry,
         prev,
     })
+}
+
+/// Appends `change` as an `mvccpb.Event` with `prev` as its `prev_kv`: the
+/// bytes prost would encode for it, without building the messages (whose
+/// keys and values would be copies).
+fn encode_event(change: &Change, prev: Option<&Entry>, output: &mut Vec<u8>) {
+    let deletion = Entry {
+        value: Bytes::new(),
+        create_revision: 0,
+        mod_revision: change.revision,
+        version: 0,
+        lease: 0,
+    };
+    let (kind, kv) = match &change.entry {
+        Some(entry) => (EventType::Put, entry),
+        None => (EventType::Delete, &deletion),
+    };
+    if kind != EventType::Put {
+        encoding::int32::encode(1, &(kind as i32), output);
+    }
+    encode_key_value(2, &change.key, kv, output);
+    if let Some(prev) = prev {
+        encode_key_value(3, &change.key, prev, output);
+    }
+}
+
+/// Appends field `tag`: a `mvccpb.KeyValue` of `key` and `entry`.
+fn encode_key_value(tag: u32, key: &[u8], entry: &Entry, output: &mut Vec<u8>) {
+    let bytes_length = |tag, bytes: &[u8]| match bytes.len() {
+        0 => 0,
+        length => encoding::key_len(tag) + encoding::encoded_len_varint(length as u64) + length,
+    };
+    let number_length = |tag, number: &i64| match number {
+        0 => 0,
+        _ => encoding::int64::encoded_len(tag, number),
+    };
+    let length = bytes_length(1, key)
+        + number_length(2, &entry.create_revision)
+        + number_length(3, &entry.mod_revision)
+        + number_length(4, &entry.version)
+        + bytes_length(5, &entry.value)
+        + number_length(6, &entry.lease);
+    encoding::encode_key(tag, WireType::LengthDelimited, output);
+    encoding::encode_varint(length as u64, output);
+    let bytes = |tag, bytes: &[u8], output: &mut Vec<u8>| {
+        if !bytes.is_empty() {
+            encoding::encode_key(tag, WireType::LengthDelimited, output);
+            encoding::encode_varint(bytes.len() as u64, output);
+            output.extend_from_slice(bytes);
+        }
+    };
+    let number = |tag, number: &i64, output: &mut Vec<u8>| {
+        if *number != 0 {
+            encoding::int64::encode(tag, number, output);
+        }
+    };
+    bytes(1, key, output);
+    number(2, &entry.create_revision, output);
+    number(3, &entry.mod_revision, output);
+    number(4, &entry.version, output);
+    bytes(5, &entry.value, output);
+    number(6, &entry.lease, output);
 }
 
 /// The entry a key-value of a live key describes, if its numbers are
@@ -132,4 +219,53 @@ fn checked_entry(kv: &KeyValue) -> Result<Entry, String> {
         version: kv.version,
         lease: kv.lease,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: &[u8], create: i64, modified: i64, version: i64, lease: i64) -> Entry {
+        Entry {
+            value: Bytes::copy_from_slice(value),
+            create_revision: create,
+            mod_revision: modified,
+            version,
+            lease,
+        }
+    }
+
+    #[test]
+    fn events_encode_as_prost_encodes_them_with_or_without_the_previous_value() {
+        let long_key = vec![b'k'; 300];
+        let changes = [
+            Change {
+                revision: 5,
+                key: StoredKey::from_slice(b"a"),
+                entry: Some(entry(b"value", 3, 5, 2, 0)),
+                prev: Some(entry(b"old", 3, 3, 1, 0)),
+            },
+            Change {
+                revision: 9,
+                key: StoredKey::from_slice(&long_key),
+                entry: None,
+                prev: Some(entry(&[7; 200], 8, 8, 1, 77)),
+            },
+            Change {
+                revision: 1 << 40,
+                key: StoredKey::from_slice(b"z"),
+                entry: Some(entry(b"", 1 << 40, 1 << 40, 1, 0)),
+                prev: None,
+            },
+        ];
+        for change in &changes {
+            for with_prev in [false, true] {
+                let mut encoded = Vec::new();
+                let prev = change.prev.as_ref().filter(|_| with_prev);
+                encode_event(change, prev, &mut encoded);
+                let expected = change.to_event(with_prev).encode_to_vec();
+                assert_eq!(encoded, expected, "{change:?} with_prev={with_prev}");
+            }
+        }
+    }
 }

@@ -11,13 +11,15 @@
 //! 3. one record per live key, in key order: an `mvccpb.KeyValue` in protobuf
 //!    encoding;
 //! 4. (from format version 3) the history since the compacted revision
-//!    (`history_records.rs`);
+//!    (`history_records.rs`; from version 4 without the previous values
+//!    the history itself gives);
 //! 5. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
 //!    the store read back.
 //!
-//! Versions 1 (written before members published anything) and 2 (before
-//! the store kept history) are read too: version 2 is version 3 without
-//! record 4, and a store read from it starts its history there; version 1
+//! Versions 1 (written before members published anything), 2 (before
+//! the store kept history) and 3 are read too: version 3 is version 4 with
+//! every previous value in the history written out, version 2 is version 3
+//! without record 4, and a store read from it starts its history there; version 1
 //! also lacks record 2.
 //!
 //! Writing and reading hold one record at a time, never the whole store's
@@ -43,7 +45,7 @@ use super::store::{KvStore, INITIAL_REVISION};
 use super::stored_key::StoredKey;
 
 const MAGIC: &[u8; 8] = b"RRKVSNAP";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 /// The first version, which has no record of published members.
 const FIRST_FORMAT_VERSION: u32 = 1;
 /// The first version with the history.

@@ -64,7 +64,7 @@ fn records(bytes: &[u8]) -> Vec<&[u8]> {
     records
 }
 
-/// `bytes` (a version 3 snapshot of a store with `changes` changes in its
+/// `bytes` (a version 4 snapshot of a store with `changes` changes in its
 /// history) as an older `version` wrote it: version 2 without the history
 /// records, version 1 without the published-members record either.
 fn as_older_version(bytes: &[u8], changes: usize, version: u32) -> Vec<u8> {
@@ -107,6 +107,66 @@ fn older_snapshots_read_with_what_their_version_lacks() {
         assert_eq!(restored, expected, "version {version}");
         assert_eq!(restored.client_urls(NodeId(1)), None);
     }
+}
+
+/// `store`'s snapshot with its history records replaced by `events` (one
+/// per change), as version `version`.
+fn with_history_events(store: &KvStore, version: u32, events: &[Vec<u8>]) -> Vec<u8> {
+    let bytes = snapshot_bytes(store);
+    let records = records(&bytes);
+    let changes = store.history_len();
+    let history_start = records.len() - 1 - changes;
+    let mut rewritten = bytes[..8].to_vec();
+    rewritten.extend_from_slice(&version.to_le_bytes());
+    for record in &records[..history_start] {
+        rewritten.extend_from_slice(record);
+    }
+    for payload in events {
+        rewritten.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rewritten.extend_from_slice(payload);
+        rewritten.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    }
+    rewritten.extend_from_slice(records[records.len() - 1]);
+    rewritten
+}
+
+#[test]
+fn a_version_3_history_with_every_previous_value_reads_the_same() {
+    let store = sample_store();
+    let every_prev: Vec<Vec<u8>> = store
+        .history
+        .iter()
+        .map(|change| change.to_event(true).encode_to_vec())
+        .collect();
+    let version_3 = with_history_events(&store, 3, &every_prev);
+    assert!(
+        version_3.len() > snapshot_bytes(&store).len(),
+        "version 4 is smaller"
+    );
+    let restored = KvStore::read_snapshot(&mut version_3.as_slice()).unwrap();
+    assert_eq!(restored, store);
+}
+
+#[test]
+fn a_previous_value_the_history_contradicts_is_refused() {
+    let store = sample_store();
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    for change in store.history.iter() {
+        let mut event = change.to_event(true);
+        // The second put of "a" claims a value "a" never had.
+        if let Some(prev) = event.prev_kv.as_mut() {
+            prev.value = b"never".to_vec();
+        }
+        events.push(event.encode_to_vec());
+    }
+    let damaged = with_history_events(&store, 4, &events);
+    let error = KvStore::read_snapshot(&mut damaged.as_slice()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is not the key's entry after its change before"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -215,7 +275,7 @@ fn foreign_data_is_not_a_snapshot() {
         "{result:?}"
     );
 
-    for version in [0, 4] {
+    for version in [0, 5] {
         let mut other = snapshot_bytes(&KvStore::new());
         other[8] = version;
         let result = KvStore::read_snapshot(&mut other.as_slice());
@@ -224,7 +284,7 @@ fn foreign_data_is_not_a_snapshot() {
                 result,
                 Err(SnapshotError::UnsupportedVersion {
                     found,
-                    supported: 3
+                    supported: 4
                 }) if found == u32::from(version)
             ),
             "{result:?}"
