@@ -1,6 +1,6 @@
 //! `raft_client`: the RustyRaft node binary (`run`), human commands over the
-//! etcd v3 API (`put`, `get`, `del`, `status`, `hash`, `members`) and a load
-//! generator (`bench`).
+//! etcd v3 API (`put`, `get`, `del`, `status`, `hash`, `members`) and load
+//! generators (`bench`, `watch-bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,8 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
+use raft_client::cli::watch_bench::{self, WatchBenchOptions};
+use raft_client::cli::watch_streams::WatchPlan;
 use raft_client::connect::endpoints::{ClientTlsFiles, Endpoints};
 use raft_client::logging::init_logging;
 use raft_client::pki::ThrowawayPki;
@@ -122,6 +124,11 @@ enum Subcommands {
     /// A closed-loop load generator; the last line it prints is
     /// `ops=.. ops_per_s=.. p50_us=.. p99_us=.. p999_us=..`.
     Bench(BenchArguments),
+    /// Watch fan-out: watchers on one prefix and open-loop puts under it;
+    /// the last line is `watchers=.. events_per_sec=.. p50_ms=.. p99_ms=..
+    /// ...`. With `--idle`, closed-loop puts elsewhere with the watchers
+    /// attached (compare with `--watchers 0`).
+    WatchBench(WatchBenchArguments),
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +226,54 @@ struct BenchArguments {
     /// keys before any is written again.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     keys_per_client: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct WatchBenchArguments {
+    #[command(flatten)]
+    endpoints: EndpointArguments,
+    /// Watchers, all on --prefix.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Bidirectional Watch streams the watchers are spread over, round-robin
+    /// over the endpoints.
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
+    /// HTTP/2 connections the streams share (a multiple of the endpoint
+    /// count keeps the streams evenly spread over the endpoints).
+    #[arg(long = "watch-conns", default_value_t = 3)]
+    watch_connections: usize,
+    /// Puts per second, open loop.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds of puts.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Longest wait, in milliseconds, for missing events after the puts.
+    #[arg(long, default_value_t = 2000)]
+    drain_ms: u64,
+    /// The watched prefix (the fan-out's puts go under it).
+    #[arg(long, default_value = "watchbench/")]
+    prefix: String,
+    /// Distinct keys the fan-out's puts cycle through.
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Bytes per value (the first eight carry the send time).
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Seconds every watcher may take to be created.
+    #[arg(long, default_value_t = 60)]
+    created_timeout_secs: u64,
+    /// Idle watchers: closed-loop puts under bench/ (as `bench` does them),
+    /// which the watchers do not see.
+    #[arg(long)]
+    idle: bool,
+    /// With --idle: concurrent put clients.
+    #[arg(long, default_value_t = 64, requires = "idle")]
+    clients: usize,
+    /// With --idle: connections the put clients share.
+    #[arg(long, default_value_t = 16, requires = "idle")]
+    conns: usize,
 }
 
 async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
@@ -336,6 +391,10 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
             println!("errors={}", report.errors);
             Ok(report.summary_line())
         }
+        Subcommands::WatchBench(arguments) => {
+            let list = endpoints(&arguments.endpoints)?;
+            Ok(watch_bench_command(arguments, list).await?)
+        }
     };
     match output {
         Ok(text) => {
@@ -346,6 +405,46 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
         }
         Err(status) => bail!("{:?}: {}", status.code(), status.message()),
     }
+}
+
+/// `watch-bench`: the fan-out or idle run; its summary line, or why it
+/// could not run.
+async fn watch_bench_command(
+    arguments: WatchBenchArguments,
+    endpoints: Endpoints,
+) -> anyhow::Result<String> {
+    let options = WatchBenchOptions {
+        watch: WatchPlan {
+            endpoints,
+            watchers: arguments.watchers,
+            streams: arguments.streams,
+            connections: arguments.watch_connections,
+            prefix: arguments.prefix.into_bytes(),
+            created_timeout: Duration::from_secs(arguments.created_timeout_secs),
+        },
+        rate: arguments.rate,
+        duration: Duration::from_secs(arguments.secs),
+        drain: Duration::from_millis(arguments.drain_ms),
+        value_size: arguments.value_size.max(8),
+        keys: arguments.keys,
+        idle: arguments
+            .idle
+            .then_some((arguments.clients, arguments.conns)),
+    };
+    if options.idle.is_some() {
+        let (events, report) = watch_bench::run_idle(&options)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let watchers = options.watch.watchers;
+        return Ok(watch_bench::idle_summary_line(watchers, events, &report));
+    }
+    let report = watch_bench::run_fan_out(&options)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if let Some(reason) = &report.stream_failure {
+        eprintln!("a watch stream failed during the run: {reason}");
+    }
+    Ok(report.summary_line())
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,9 @@
 //! The command line's client side: the human commands (`put`, `get`,
-//! `members ...`, `transfer-leader`, ...) and the load generator. Running a
+//! `members ...`, `transfer-leader`, ...) and the load generators (`bench`,
+//! and for Watch `watch-bench`). Running a
 //! node is [`crate::run`]; connections are [`crate::connect`].
 
 pub mod bench;
 pub mod commands;
+pub mod watch_bench;
+pub mod watch_streams;
