@@ -1,6 +1,6 @@
 //! `raft_client`: the RustyRaft node binary (`run`), human commands over the
 //! etcd v3 API (`put`, `get`, `del`, `status`, `hash`, `members`) and load
-//! generators (`bench`, `watch-bench`).
+//! generators (`bench`, `watch-bench`, `history-bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use raft_client::cli::bench::{self, BenchOptions};
 use raft_client::cli::commands;
+use raft_client::cli::history_bench::{self, HistoryBenchOptions, HistoryStep};
 use raft_client::cli::watch_bench::{self, WatchBenchOptions};
 use raft_client::cli::watch_streams::WatchPlan;
 use raft_client::connect::endpoints::{ClientTlsFiles, Endpoints};
@@ -129,6 +130,9 @@ enum Subcommands {
     /// ...`. With `--idle`, closed-loop puts elsewhere with the watchers
     /// attached (compare with `--watchers 0`).
     WatchBench(WatchBenchArguments),
+    /// History: a range at an old revision, many versions, a compaction;
+    /// one `name=value` line per step.
+    HistoryBench(HistoryBenchArguments),
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +280,42 @@ struct WatchBenchArguments {
     conns: usize,
 }
 
+#[derive(clap::Args, Debug)]
+struct HistoryBenchArguments {
+    #[command(flatten)]
+    endpoints: EndpointArguments,
+    /// Which step to run (all: range, versions, compact in order).
+    #[arg(long, value_enum, default_value_t = HistoryStep::All)]
+    step: HistoryStep,
+    /// Every key written starts with this.
+    #[arg(long, default_value = "historybench/")]
+    prefix: String,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: u64,
+    /// Overwrites of every key after the old revision.
+    #[arg(long, default_value_t = 1)]
+    overwrites: u64,
+    /// Ranges timed at each revision.
+    #[arg(long, default_value_t = 5)]
+    range_repeats: usize,
+    /// Versions the versions step writes.
+    #[arg(long, default_value_t = 1_000_000)]
+    versions: u64,
+    /// Puts per transaction (etcd refuses more than 128 by default).
+    #[arg(long, default_value_t = 100)]
+    puts_per_txn: u64,
+    /// Closed-loop writers.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 64)]
+    value_size: usize,
+    /// Compact without `physical` (answer before the history is dropped).
+    #[arg(long)]
+    no_physical: bool,
+}
+
 async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
     let endpoints = |list: &EndpointArguments| {
         let files = ClientTlsFiles {
@@ -394,6 +434,25 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
         Subcommands::WatchBench(arguments) => {
             let list = endpoints(&arguments.endpoints)?;
             Ok(watch_bench_command(arguments, list).await?)
+        }
+        Subcommands::HistoryBench(arguments) => {
+            let options = HistoryBenchOptions {
+                endpoints: endpoints(&arguments.endpoints)?,
+                prefix: arguments.prefix.into_bytes(),
+                keys: arguments.keys,
+                overwrites: arguments.overwrites,
+                range_repeats: arguments.range_repeats,
+                versions: arguments.versions,
+                puts_per_transaction: arguments.puts_per_txn,
+                clients: arguments.clients,
+                value_size: arguments.value_size,
+                physical: !arguments.no_physical,
+                step: arguments.step,
+            };
+            let lines = history_bench::run(&options)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            Ok(lines.join("\n"))
         }
     };
     match output {
