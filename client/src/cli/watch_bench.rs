@@ -24,15 +24,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use raft_proto::etcd::etcdserverpb::{PutRequest, PutResponse};
+use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
+use raft_proto::etcd::etcdserverpb::PutRequest;
 use tokio::task::JoinSet;
+use tonic::transport::Channel;
 
 use crate::cli::bench::{self, BenchOptions, BenchReport};
-use crate::cli::watch_streams::{latency_histogram, nanoseconds_since, WatchPlan, WatcherStreams};
-use crate::connect::unary_channel::UnaryChannel;
-
-/// The gRPC method of a put.
-const PUT: &str = "/etcdserverpb.KV/Put";
+use crate::cli::watch_streams::{
+    latency_histogram, nanoseconds_since, wide_channel, WatchPlan, WatcherStreams,
+};
 
 /// How long one put may take before it counts as failed.
 const PUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,11 +153,20 @@ fn check_prefix(options: &WatchBenchOptions) -> Result<(), String> {
 pub async fn run_fan_out(options: &WatchBenchOptions) -> Result<FanOutReport, String> {
     check_prefix(options)?;
     let epoch = Instant::now();
+    // tonic's client rather than `bench`'s UnaryChannel: a thousand puts a
+    // second cost it little, and its connections take wide windows.
+    let endpoints = &options.watch.endpoints;
     let mut channels = Vec::new();
-    for url in &options.watch.endpoints.urls {
-        let channel = UnaryChannel::connect(url, options.watch.endpoints.tls.as_ref())
+    for url in &endpoints.urls {
+        let channel = wide_channel(endpoints, url);
+        KvClient::new(channel.clone())
+            .put(PutRequest {
+                key: options.watch.prefix.clone(),
+                value: vec![0; 8],
+                ..Default::default()
+            })
             .await
-            .map_err(|error| format!("put connection to {url}: {error}"))?;
+            .map_err(|status| format!("a put to {url}: {status}"))?;
         channels.push(channel);
     }
     let streams = if options.watch.watchers > 0 {
@@ -260,7 +269,7 @@ struct PutTally {
 /// Sends `options.rate` puts a second for `options.duration`, whatever the
 /// answers do, and waits for every answer.
 async fn put_at_rate(
-    channels: &[UnaryChannel],
+    channels: &[Channel],
     options: &WatchBenchOptions,
     epoch: Instant,
 ) -> PutTally {
@@ -324,13 +333,14 @@ impl PutTally {
 }
 
 /// One put; its latency in microseconds, or `None` if it failed.
-async fn put_once(channel: UnaryChannel, request: PutRequest) -> Option<u64> {
+async fn put_once(channel: Channel, request: PutRequest) -> Option<u64> {
     let began = Instant::now();
-    let answer = tokio::time::timeout(PUT_TIMEOUT, channel.call::<_, PutResponse>(PUT, &request));
+    let mut client = KvClient::new(channel);
+    let answer = tokio::time::timeout(PUT_TIMEOUT, client.put(request));
     match answer.await {
         Ok(Ok(_)) => Some(began.elapsed().as_micros() as u64),
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "a watch benchmark put failed");
+        Ok(Err(status)) => {
+            tracing::debug!(%status, "a watch benchmark put failed");
             None
         }
         Err(_) => None,

@@ -18,6 +18,7 @@ use raft_proto::etcd::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResp
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
 use crate::connect::endpoints::Endpoints;
@@ -26,6 +27,18 @@ use crate::kv::prefix_end;
 /// How long a stream may take to answer its opening (the server's response
 /// headers, which etcd sends with the first `created`).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 receive windows of the benchmark's connections. h2's default,
+/// 64 KiB for a connection and each stream, would have the server wait for
+/// this client's window updates at a million events a second (and the
+/// latency would be the client's); etcd's Go clients grow theirs to
+/// megabytes. h2 also sizes from the connection window its budget for
+/// small DATA frames received and not yet read: with 64 KiB, a client busy
+/// reading events while put answers wait is sent away (GOAWAY
+/// `too_many_data_frames`, from h2 itself).
+const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// See [`STREAM_WINDOW_BYTES`].
+const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 /// The largest latency the histograms hold, in microseconds (ten minutes).
 const LATENCY_US_MAX: u64 = 600_000_000;
@@ -116,10 +129,10 @@ impl WatcherStreams {
             notes,
         };
         let urls = &plan.endpoints.urls;
-        let connections: Vec<(String, tonic::transport::Channel)> = (0..plan.connections.max(1))
+        let connections: Vec<(String, Channel)> = (0..plan.connections.max(1))
             .map(|connection| {
                 let url = urls[connection % urls.len()].clone();
-                let channel = plan.endpoints.channel(&url);
+                let channel = wide_channel(&plan.endpoints, &url);
                 (url, channel)
             })
             .collect();
@@ -188,12 +201,27 @@ impl WatcherStreams {
     }
 }
 
+/// A lazily connected channel to `url` with wide receive windows (see
+/// [`STREAM_WINDOW_BYTES`]), over TLS for an `https://` one.
+pub fn wide_channel(endpoints: &Endpoints, url: &str) -> Channel {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .expect("endpoints are validated when parsed")
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+    match &endpoints.tls {
+        Some(tls) if url.starts_with("https://") => tls.channel_lazy(endpoint),
+        _ => endpoint.connect_lazy(),
+    }
+}
+
 /// Opens one Watch stream on `channel` with `watchers` create requests on
 /// `prefix` queued ahead (etcd answers the stream's headers only with its
 /// first response, so they must be sent before the opening is awaited).
 /// The request side stays open for as long as the responses are read.
 async fn open_stream(
-    channel: tonic::transport::Channel,
+    channel: Channel,
     prefix: &[u8],
     watchers: usize,
 ) -> Result<(Streaming<WatchResponse>, RequestSide), String> {
