@@ -17,6 +17,7 @@ pub mod nemesis;
 pub mod network;
 pub mod report;
 pub mod runner;
+pub mod watch_checks;
 pub mod workload;
 
 pub use nemesis::{Fault, FaultCounts};

@@ -13,7 +13,7 @@
 //! may have taken effect, at any time after its call. A failed read has no
 //! effect and is left out of the check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use raft_proto::etcd::etcdserverpb::kv_client::KvClient;
 use raft_proto::etcd::etcdserverpb::request_op::Request;
 use raft_proto::etcd::etcdserverpb::response_op::Response;
 use raft_proto::etcd::etcdserverpb::{
-    Compare, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    Compare, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseHeader, TxnRequest,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -112,6 +112,9 @@ pub struct ClientRecord {
     /// Answers that break the API (a value no client wrote, several keys
     /// for one); each is a violation.
     pub malformed: Vec<String>,
+    /// The revision each answered write was given (its answer's header),
+    /// by the value it wrote.
+    pub revisions: BTreeMap<u64, i64>,
 }
 
 /// The running clients.
@@ -217,6 +220,12 @@ impl Client {
         });
     }
 
+    fn note_revision(&mut self, value: u64, header: Option<ResponseHeader>) {
+        if let Some(header) = header {
+            self.record.revisions.insert(value, header.revision);
+        }
+    }
+
     async fn read(&mut self, key: Key) -> bool {
         let call_time = clock(self.origin);
         let answer = self
@@ -263,7 +272,8 @@ impl Client {
             .await;
         let input = KvInput::Put { value };
         match answer {
-            Ok(_) => {
+            Ok(response) => {
+                self.note_revision(value, response.into_inner().header);
                 self.push(key, input, call_time, Some(KvOutput::Put));
                 self.last_seen.insert(key, Some(value));
                 true
@@ -330,6 +340,7 @@ impl Client {
                     }),
                 );
                 if response.succeeded {
+                    self.note_revision(new, response.header);
                     self.last_seen.insert(key, Some(new));
                 } else if let Some(Response::ResponseRange(range)) = response
                     .responses
