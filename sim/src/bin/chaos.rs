@@ -1,16 +1,18 @@
 //! `chaos`: runs real RustyRaft nodes under injected faults (kill -9,
 //! SIGSTOP, isolation, minority splits, bridges) while clients read, write
-//! and compare-and-set over the etcd v3 API, then checks every key's history
-//! for linearizability and every member for the same store.
+//! and compare-and-set over the etcd v3 API and watchers follow the keys,
+//! then checks every key's history for linearizability, every watcher's
+//! events against the writes, and every member for the same store.
 //!
 //! ```text
 //! chaos [--nodes N] [--secs S] [--seed S] [--clients C]
 //!       [--network auto|namespaces|loopback] [--serializable-reads]
+//!       [--watchers-per-member W] [--break-watcher skip-one]
 //!       [--data-dir DIR] [--keep]
 //! ```
 //!
 //! The last line is `ops=.. ok=.. indeterminate=.. faults=.. keys=..
-//! violations=..`. Exit status: 0 when every check passed, 1 on a violation
+//! watchers=.. watch_events=.. violations=..`. Exit status: 0 when every check passed, 1 on a violation
 //! (the history and the members' logs are kept in a folder it names), 2
 //! when the run could not be carried out or the checker could not decide.
 
@@ -21,7 +23,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use raft_client::logging::init_logging;
 use raft_client::run::shutdown_signal;
-use sim::processes::chaos::{namespaces_available, run, ChaosOptions, NetworkMode};
+use sim::processes::chaos::{namespaces_available, run, ChaosOptions, NetworkMode, WatcherFault};
 use sim::processes::local_cluster::node_process::{launcher_main, NodeArguments};
 
 /// Runs real nodes under injected faults and checks linearizability.
@@ -50,6 +52,13 @@ enum Network {
     Namespaces,
     /// Loopback ports: process faults only.
     Loopback,
+}
+
+/// A bug to put into the harness's own watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BrokenWatcher {
+    /// Watcher 0 drops the tenth event it is told.
+    SkipOne,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +98,14 @@ struct RunArguments {
     /// client certificate.
     #[arg(long)]
     tls: bool,
+    /// Watchers on each member: the first watches every key, the others
+    /// a part of them; their events are checked against the writes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=100))]
+    watchers_per_member: u64,
+    /// Break the harness's own watcher 0 (not the server) to show that the
+    /// watch checks catch it: the run must then fail.
+    #[arg(long, value_enum)]
+    break_watcher: Option<BrokenWatcher>,
 }
 
 async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
@@ -125,6 +142,10 @@ async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
         heal_time: Duration::from_secs(arguments.heal_secs),
         keep: arguments.keep,
         tls: arguments.tls,
+        watchers_per_member: arguments.watchers_per_member as usize,
+        watcher_fault: arguments
+            .break_watcher
+            .map(|BrokenWatcher::SkipOne| WatcherFault::SkipOne),
     };
     let network_flag = if network == NetworkMode::Loopback {
         " --network loopback"
@@ -137,12 +158,16 @@ async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
         (false, true) => " --tls",
         (true, true) => " --serializable-reads --tls",
     };
+    let mut watch_flags = format!(" --watchers-per-member {}", arguments.watchers_per_member);
+    if arguments.break_watcher.is_some() {
+        watch_flags.push_str(" --break-watcher skip-one");
+    }
     println!(
-        "chaos: seed={seed} nodes={} secs={} clients={} network={network}{reads_flag}",
+        "chaos: seed={seed} nodes={} secs={} clients={} network={network}{reads_flag}{watch_flags}",
         arguments.nodes, arguments.secs, arguments.clients
     );
     println!(
-        "the same plan again: cargo run --release --bin chaos -- --nodes {} --secs {} --clients {} --seed {seed}{network_flag}{reads_flag}",
+        "the same plan again: cargo run --release --bin chaos -- --nodes {} --secs {} --clients {} --seed {seed}{network_flag}{reads_flag}{watch_flags}",
         arguments.nodes, arguments.secs, arguments.clients
     );
     // Dropping the run on Ctrl-C stops every node and removes the hosts.
@@ -169,6 +194,10 @@ async fn launch(arguments: RunArguments) -> anyhow::Result<ExitCode> {
         report.cas_succeeded,
         report.undecided,
         report.faults
+    );
+    println!(
+        "watchers={} watch_events={} watch_reconnects={} watch_violations={}",
+        report.watchers, report.watch_events, report.watch_reconnects, report.watch_violations
     );
     println!("{}", report.last_line());
     Ok(if report.violations > 0 {

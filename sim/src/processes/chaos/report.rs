@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::nemesis::FaultCounts;
 use super::network::NetworkMode;
 use super::runner::ChaosError;
+use super::watch_checks::WatcherLog;
 use crate::linearizability::Operation;
 
 /// What a run found.
@@ -29,6 +30,15 @@ pub struct ChaosReport {
     pub faults: FaultCounts,
     /// Registers used.
     pub keys: u64,
+    /// Watchers that followed the run.
+    pub watchers: u64,
+    /// Events the watchers were told, over all of them.
+    pub watch_events: u64,
+    /// Times a watcher's stream broke and was opened again.
+    pub watch_reconnects: u64,
+    /// Of the violations, the watchers' (events missed, repeated, out of
+    /// order or wrong, watchers that never caught up).
+    pub watch_violations: u64,
     /// Keys whose history has no linearization, wrong answers, nodes that
     /// died on their own, members that did not converge.
     pub violations: u64,
@@ -49,25 +59,58 @@ impl ChaosReport {
     }
 
     /// The summary line: `ops=.. ok=.. indeterminate=.. faults=.. keys=..
-    /// violations=..`.
+    /// watchers=.. watch_events=.. violations=..`.
     pub fn last_line(&self) -> String {
         format!(
-            "ops={} ok={} indeterminate={} faults={} keys={} violations={}",
+            "ops={} ok={} indeterminate={} faults={} keys={} watchers={} watch_events={} violations={}",
             self.operations,
             self.ok,
             self.indeterminate,
             self.faults.total(),
             self.keys,
+            self.watchers,
+            self.watch_events,
             self.violations
         )
     }
 }
 
-/// Writes the history, the fault timeline and the report into `folder`,
+/// The watchers' logs, one event or reconnection a line.
+fn watch_text(watches: &[WatcherLog]) -> String {
+    let mut text = String::from(
+        "# per watcher: its prefix and span, then one event a line: revision key value\n\
+         # (value None: a delete), and 'reconnect from <revision>: <why>' where it reconnected\n",
+    );
+    for log in watches {
+        let _ = writeln!(
+            text,
+            "watcher {} member {} prefix {:?} from {} told up to {}",
+            log.watcher,
+            log.member,
+            String::from_utf8_lossy(&log.prefix),
+            log.start_revision,
+            log.covered_up_to()
+        );
+        for event in &log.events {
+            let _ = writeln!(text, "{} {} {:?}", event.revision, event.key, event.value);
+        }
+        for reconnect in &log.reconnects {
+            let _ = writeln!(
+                text,
+                "reconnect from {}: {}",
+                reconnect.from_revision, reconnect.reason
+            );
+        }
+    }
+    text
+}
+
+/// Writes the history, the watchers' logs, the fault timeline and the report into `folder`,
 /// beside the members' logs.
 pub(super) fn save(
     folder: &Path,
     history: &[Operation],
+    watches: &[WatcherLog],
     timeline: &[String],
     report: &ChaosReport,
 ) -> Result<(), ChaosError> {
@@ -95,6 +138,7 @@ pub(super) fn save(
         );
     }
     write("history.txt", text)?;
+    write("watches.txt", watch_text(watches))?;
     write("faults.txt", timeline.join("\n") + "\n")?;
     let mut summary = report.problems.join("\n\n");
     summary.push('\n');

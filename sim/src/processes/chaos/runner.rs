@@ -2,7 +2,7 @@
 //! the nemesis injects faults, heal, then check what the clients saw.
 
 use crate::processes::local_cluster::reach;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,10 @@ use super::cluster::{status_channel, Cluster};
 use super::nemesis::{ActiveFault, Fault, FaultCounts, Nemesis};
 use super::network::{Hosts, NetworkError, NetworkMode};
 use super::report::{save, ChaosReport};
-use super::workload::{ClientRecord, Workload, WorkloadOptions};
-use crate::linearizability::Key;
+use super::watch_checks::{attempted_writes, check_watches, FinalState, WatcherLog};
+use super::watchers::{plan, WatcherFault, Watchers};
+use super::workload::{ClientRecord, Workload, WorkloadOptions, KEYS_PER_EPOCH};
+use crate::linearizability::{Key, KvOutput, Operation};
 use crate::processes::local_cluster::processes::NodeProcesses;
 use crate::processes::local_cluster::verification::wait_for_identical_stores;
 use crate::processes::local_cluster::LocalClusterError;
@@ -30,6 +32,12 @@ const FIRST_LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the nodes may take to agree once healed.
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the watchers may take to catch up to the final revision.
+const WATCH_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most this many watch violations are described in the report.
+const WATCH_VIOLATIONS_SHOWN: usize = 10;
 
 /// What a run does.
 #[derive(Clone, Debug)]
@@ -59,6 +67,11 @@ pub struct ChaosOptions {
     /// Mutual TLS between members and with clients, from a throwaway PKI
     /// in the run's folder.
     pub tls: bool,
+    /// Watchers on each member (see [`watchers`](super::watchers)).
+    pub watchers_per_member: usize,
+    /// A bug to put into the harness's own watcher 0, to show that the
+    /// watch checks catch it.
+    pub watcher_fault: Option<WatcherFault>,
 }
 
 /// Why a run could not be carried out (as opposed to a violation found).
@@ -186,6 +199,20 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         leader.get()
     ));
 
+    let urls: Vec<(NodeId, String)> = addresses
+        .iter()
+        .map(|(id, address)| (*id, reach::url(*address)))
+        .collect();
+    let run_secs = (options.duration + options.heal_time).as_secs() + 5;
+    let watchers = Watchers::start(
+        plan(
+            &urls,
+            options.watchers_per_member,
+            options.seed,
+            run_secs * KEYS_PER_EPOCH,
+        ),
+        options.watcher_fault,
+    );
     let workload = Workload::start(
         &WorkloadOptions {
             endpoints: addresses
@@ -238,20 +265,30 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     cluster.restart_the_fallen()?;
 
     let mut history = Vec::new();
+    let mut revisions = BTreeMap::new();
     for record in records {
         let ClientRecord {
             operations,
             malformed,
+            revisions: written,
         } = record;
         report.violations += malformed.len() as u64;
         report.problems.extend(malformed);
         history.extend(operations);
+        revisions.extend(written);
     }
     tally(&history, &mut report);
     let keys: BTreeSet<Key> = history.iter().map(|operation| operation.key).collect();
     report.keys = keys.len() as u64;
+    let mut final_state = FinalState {
+        revision: report.converged.map(|(_, revision, _)| revision),
+        values: BTreeMap::new(),
+    };
     match final_reads(&addresses, &keys, origin).await {
-        Ok(reads) => history.extend(reads),
+        Ok(reads) => {
+            final_state.values = read_values(&reads);
+            history.extend(reads);
+        }
         Err(reason) => {
             report.violations += 1;
             report
@@ -260,6 +297,10 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         }
     }
     check(&history, &mut report);
+    let watches = watchers
+        .finish(final_state.revision, WATCH_CATCH_UP_TIMEOUT)
+        .await;
+    check_watchers(&history, &revisions, &watches, &final_state, &mut report);
     report.violations += cluster.problems.len() as u64;
     report.problems.extend(cluster.problems.iter().cloned());
 
@@ -269,10 +310,48 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     drop(cluster);
     if !report.passed() || options.keep {
         let path = folder.keep();
-        save(&path, &history, &timeline, &report)?;
+        save(&path, &history, &watches, &timeline, &report)?;
         report.kept_folder = Some(path);
     }
     Ok(report)
+}
+
+/// The value each final read returned, by register.
+fn read_values(reads: &[Operation]) -> BTreeMap<Key, Option<u64>> {
+    reads
+        .iter()
+        .filter_map(|read| match read.completion {
+            Some((_, KvOutput::Get(value))) => Some((read.key, value)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks the watchers' logs against the history and counts the findings
+/// into `report`.
+fn check_watchers(
+    history: &[Operation],
+    revisions: &BTreeMap<u64, i64>,
+    watches: &[WatcherLog],
+    final_state: &FinalState,
+    report: &mut ChaosReport,
+) {
+    let verdict = check_watches(&attempted_writes(history, revisions), watches, final_state);
+    let mut violations = verdict.violations;
+    for log in watches {
+        violations.extend(log.problems.iter().cloned());
+        report.watch_reconnects += log.reconnects.len() as u64;
+    }
+    report.watchers = watches.len() as u64;
+    report.watch_events = verdict.events_checked;
+    report.watch_violations = violations.len() as u64;
+    report.violations += violations.len() as u64;
+    if violations.len() > WATCH_VIOLATIONS_SHOWN {
+        let hidden = violations.len() - WATCH_VIOLATIONS_SHOWN;
+        violations.truncate(WATCH_VIOLATIONS_SHOWN);
+        violations.push(format!("{hidden} more watch violations (see watches.txt)"));
+    }
+    report.problems.extend(violations);
 }
 
 /// Injects faults for `options.duration`, then undoes the ones still on.
