@@ -1,13 +1,15 @@
 //! The chaos harness end to end: real node processes under faults, every
 //! history checked. A healthy cluster must pass with faults injected, and
 //! the harness must catch the stale reads of a cluster whose reads skip
-//! ReadIndex (its bite test).
+//! ReadIndex, and a watcher of its own broken to drop an event (its bite
+//! tests).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sim::processes::chaos::namespaces_available;
+use tempfile::TempDir;
 
 /// Runs the harness with `arguments`, its folder under `data`.
 fn chaos(data: &Path, arguments: &[&str]) -> Output {
@@ -50,6 +52,11 @@ fn assert_passed(data: &Path, output: &Output) {
     assert!(figures["faults"] >= 1, "no fault was injected\n{report}");
     assert!(figures["ok"] >= 100, "too little work was done\n{report}");
     assert!(figures["keys"] >= 8, "{report}");
+    assert_eq!(figures.get("watchers"), Some(&6), "{report}");
+    assert!(
+        figures["watch_events"] >= figures["ok"] / 4,
+        "the watchers were told too little\n{report}"
+    );
     let left: Vec<_> = std::fs::read_dir(data).unwrap().collect();
     assert!(
         left.is_empty(),
@@ -57,24 +64,29 @@ fn assert_passed(data: &Path, output: &Output) {
     );
 }
 
+/// Runs a cluster of three on `network` for `secs` of faults and two of
+/// heal, with `seed` and `extra` arguments, its folder under `data`.
+fn three_nodes(data: &Path, network: &str, seed: &str, secs: &str, extra: &str) -> Output {
+    let mut arguments = vec![
+        "--nodes",
+        "3",
+        "--secs",
+        secs,
+        "--heal-secs",
+        "2",
+        "--seed",
+        seed,
+        "--network",
+        network,
+    ];
+    arguments.extend(extra.split_whitespace());
+    chaos(data, &arguments)
+}
+
 /// Runs a healthy cluster of three under faults and asserts it passed.
 fn healthy_run(network: &str, seed: &str, secs: &str) {
     let directory = tempfile::tempdir().unwrap();
-    let output = chaos(
-        directory.path(),
-        &[
-            "--nodes",
-            "3",
-            "--secs",
-            secs,
-            "--heal-secs",
-            "2",
-            "--seed",
-            seed,
-            "--network",
-            network,
-        ],
-    );
+    let output = three_nodes(directory.path(), network, seed, secs, "");
     assert_passed(directory.path(), &output);
 }
 
@@ -95,39 +107,49 @@ fn a_healthy_cluster_passes_under_network_faults() {
     healthy_run("namespaces", "12", "10");
 }
 
+/// Runs three loopback nodes for `secs` with `seed` and `extra`
+/// arguments, a run that must fail and keep one folder of evidence;
+/// returns the output and that folder (removed with the directory).
+fn failing_run(secs: &str, seed: &str, extra: &str) -> (String, TempDir, PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let output = three_nodes(directory.path(), "loopback", seed, secs, extra);
+    let (figures, report) = figures(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(figures["violations"] >= 1, "{report}");
+    let kept: Vec<_> = std::fs::read_dir(directory.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{report}");
+    for file in ["history.txt", "watches.txt", "faults.txt", "report.txt"] {
+        assert!(kept[0].join(file).is_file(), "{file} missing\n{report}");
+    }
+    let folder = kept[0].clone();
+    (report, directory, folder)
+}
+
 /// The bite test: reads served from each member's own store, without
 /// ReadIndex, are not linearizable (a member that lags, or that restarts
 /// from its log, answers with old values), and the harness must say so,
 /// keep the evidence and fail.
 #[test]
 fn stale_reads_are_caught() {
-    let directory = tempfile::tempdir().unwrap();
-    let output = chaos(
-        directory.path(),
-        &[
-            "--nodes",
-            "3",
-            "--secs",
-            "10",
-            "--heal-secs",
-            "2",
-            "--seed",
-            "13",
-            "--network",
-            "loopback",
-            "--serializable-reads",
-        ],
-    );
-    let (figures, report) = figures(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
-    assert!(figures["violations"] >= 1, "{report}");
+    let (report, _directory, folder) = failing_run("10", "13", "--serializable-reads");
     assert!(report.contains("is not linearizable"), "{report}");
-    let kept: Vec<_> = std::fs::read_dir(directory.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    assert_eq!(kept.len(), 1, "{report}");
-    for file in ["history.txt", "faults.txt", "report.txt", "node-1.log"] {
-        assert!(kept[0].join(file).is_file(), "{file} missing\n{report}");
-    }
+    assert!(folder.join("node-1.log").is_file(), "{report}");
+}
+
+/// The watch checks' bite test: the harness's own watcher 0 (the first on
+/// member 1, which watches every key) drops the tenth event it is told,
+/// and the run must name that event as missed and fail.
+#[test]
+fn a_watcher_that_skips_an_event_is_caught() {
+    let (report, _directory, folder) = failing_run("6", "14", "--break-watcher skip-one");
+    assert!(
+        report.contains("VIOLATION: watcher 0 (member 1, prefix \"chaos/\"): key "),
+        "{report}"
+    );
+    assert!(report.contains("missed (value Some("), "{report}");
+    let watches = std::fs::read_to_string(folder.join("watches.txt")).unwrap();
+    assert!(watches.contains("watcher 5 member 3"), "{watches}");
 }
