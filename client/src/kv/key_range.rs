@@ -10,7 +10,7 @@ use super::error::InvalidRequest;
 /// `range_end == "\0"` names every key `>= key`; any other `range_end` names
 /// the half-open interval `[key, range_end)`. Prefix queries are intervals
 /// whose end is [`prefix_end`] of the prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyRange {
     /// Exactly one key.
     Single(Vec<u8>),

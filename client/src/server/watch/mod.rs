@@ -2,7 +2,8 @@
 //! state.
 //!
 //! Every member serves watches from what it has applied, as etcd's do, so
-//! followers take their share of watchers. A stream ([`stream`]) holds any
+//! followers take their share of watchers. The member's hub (`hub`) follows
+//! what it applies and wakes only the streams whose keys changed. A stream ([`stream`]) holds any
 //! number of watchers ([`watcher`]); each is told the events of its keys
 //! in revision order, each once, every event of one revision in the same
 //! response (unless the watcher allowed [`response::fragments`]), with no
@@ -24,6 +25,7 @@
 //! Called by the server (`crate::server`), which registers
 //! [`WatchService`] with the client services.
 
+pub(crate) mod hub;
 pub mod response;
 pub mod stream;
 pub(crate) mod watcher;
@@ -36,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::hub::WatchHub;
 pub use self::stream::WatchSettings;
 use crate::server::context::Context;
 
@@ -45,13 +48,20 @@ const RESPONSES_IN_FLIGHT: usize = 16;
 /// The `Watch` service of one member.
 pub struct WatchService {
     context: Arc<Context>,
+    hub: Arc<WatchHub>,
     settings: WatchSettings,
 }
 
 impl WatchService {
-    /// The service serving watches from `context`'s node.
+    /// The service serving watches from `context`'s node (its hub starts
+    /// following the node now).
     pub fn new(context: Arc<Context>, settings: WatchSettings) -> WatchService {
-        WatchService { context, settings }
+        let hub = WatchHub::start(context.clone());
+        WatchService {
+            context,
+            hub,
+            settings,
+        }
     }
 }
 
@@ -66,6 +76,7 @@ impl Watch for WatchService {
         let (sender, receiver) = mpsc::channel(RESPONSES_IN_FLIGHT);
         tokio::spawn(stream::serve(
             self.context.clone(),
+            self.hub.clone(),
             self.settings.clone(),
             request.into_inner(),
             sender,

@@ -1,11 +1,11 @@
 //! One `Watch` stream: its watchers, the requests that create and cancel
 //! them, and the loop that sends each its events.
 //!
-//! The loop wakes when the member applies entries, when a request comes,
-//! or when a progress interval passes. Each time it takes a view of the
-//! store (its revision and a copy of its history, O(1) under the store's
-//! read lock) and sends every watcher what it is owed, reading the events
-//! from that view. Sends wait for the client (gRPC flow control and a
+//! The loop wakes when the member's `WatchHub` says a key it watches
+//! changed, when a request comes, or when a progress interval passes. Each
+//! time it takes the hub's latest view of the store (its revision and a
+//! copy of its history) and sends every watcher what it is owed, reading
+//! the events from that view. Sends wait for the client (gRPC flow control and a
 //! small channel): a slow client holds up only its own stream, never
 //! apply or another stream, and nothing is buffered for it beyond a few
 //! responses, because a watcher that is behind simply reads further back
@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use raft_proto::etcd::etcdserverpb::watch_request::RequestUnion;
 use raft_proto::etcd::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::MissedTickBehavior;
 use tonic::{Status, Streaming};
 
+use super::hub::{StreamId, WatchHub};
 use super::response::{self, fragments, NO_WATCHER};
 use super::watcher::{CreateRefusal, Owed, StoreView, Watcher};
 use crate::server::context::Context;
@@ -61,14 +62,18 @@ type Responses = mpsc::Sender<Result<WatchResponse, Status>>;
 /// stops.
 pub async fn serve(
     context: Arc<Context>,
+    hub: Arc<WatchHub>,
     settings: WatchSettings,
     requests: Streaming<WatchRequest>,
     responses: Responses,
 ) {
     let (command_sender, commands) = mpsc::channel(REQUESTS_IN_FLIGHT);
     let reader = tokio::spawn(read_requests(requests, command_sender));
+    let (id, woken) = hub.add_stream();
     let stream = WatchStream {
         context,
+        hub: hub.clone(),
+        id,
         settings,
         watchers: BTreeMap::new(),
         key_bytes: 0,
@@ -76,7 +81,8 @@ pub async fn serve(
         covered: 0,
         responses,
     };
-    stream.run(commands).await;
+    stream.run(commands, woken).await;
+    hub.remove_stream(id);
     reader.abort();
 }
 
@@ -94,6 +100,9 @@ async fn read_requests(
 
 struct WatchStream {
     context: Arc<Context>,
+    hub: Arc<WatchHub>,
+    /// This stream's number in the hub.
+    id: StreamId,
     settings: WatchSettings,
     watchers: BTreeMap<i64, Watcher>,
     /// Bytes of the watchers' keys.
@@ -106,14 +115,12 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    async fn run(mut self, mut commands: mpsc::Receiver<WatchRequest>) {
-        let mut applied = self.context.node.watch_applied();
+    async fn run(mut self, mut commands: mpsc::Receiver<WatchRequest>, woken: Arc<Notify>) {
         let interval = self.settings.progress_notify_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let client = self.responses.clone();
         loop {
-            applied.borrow_and_update();
             if self.deliver().await.is_err() {
                 return;
             }
@@ -123,7 +130,7 @@ impl WatchStream {
                     // The client closed its side: etcd ends the stream.
                     None => Err(Closed),
                 },
-                changed = applied.changed() => changed.map_err(|_| Closed),
+                () = woken.notified() => Ok(()),
                 _ = ticker.tick() => self.notify_progress().await,
                 () = client.closed() => Err(Closed),
             };
@@ -133,17 +140,14 @@ impl WatchStream {
         }
     }
 
-    /// The store now.
-    fn view(&self) -> StoreView {
-        self.context.node.read_local(|state| StoreView {
-            revision: state.store.revision(),
-            history: state.store.history().clone(),
-        })
+    /// The store as the hub last published it.
+    fn view(&self) -> Arc<StoreView> {
+        self.hub.view()
     }
 
-    /// The store's revision now.
+    /// The store's revision as the hub last published it.
     fn current_revision(&self) -> i64 {
-        self.context.node.read_local(|state| state.store.revision())
+        self.hub.view().revision
     }
 
     async fn send(&self, response: WatchResponse) -> Result<(), Closed> {
@@ -278,6 +282,7 @@ impl WatchStream {
             self.next_id = self.next_id.saturating_add(1);
         }
         self.key_bytes = key_bytes;
+        self.hub.watch(self.id, watcher.range());
         self.watchers.insert(id, watcher);
         Ok(id)
     }
@@ -285,6 +290,7 @@ impl WatchStream {
     fn remove(&mut self, id: i64) -> Option<Watcher> {
         let watcher = self.watchers.remove(&id)?;
         self.key_bytes = self.key_bytes.saturating_sub(watcher.key_bytes);
+        self.hub.unwatch(self.id, watcher.range());
         Some(watcher)
     }
 

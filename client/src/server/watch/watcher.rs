@@ -31,11 +31,21 @@ pub enum CreateRefusal {
 
 /// The store as a watcher sees it at one moment: its revision and the
 /// history (a copy that stays as it was).
-pub struct StoreView {
+pub(crate) struct StoreView {
     /// The store's revision.
-    pub revision: i64,
+    pub(crate) revision: i64,
     /// The history since the compacted revision.
-    pub history: History,
+    pub(crate) history: History,
+}
+
+impl StoreView {
+    /// No store: what the hub holds while nobody watches.
+    pub(crate) fn empty() -> StoreView {
+        StoreView {
+            revision: 0,
+            history: History::default(),
+        }
+    }
 }
 
 /// What a watcher is owed from one view.
@@ -114,6 +124,11 @@ impl Watcher {
         })
     }
 
+    /// The keys it watches.
+    pub fn range(&self) -> &KeyRange {
+        &self.range
+    }
+
     /// Whether the watcher has been told everything up to `revision`.
     pub fn has_seen(&self, revision: i64) -> bool {
         self.next_revision > revision
@@ -122,7 +137,7 @@ impl Watcher {
     /// The events owed from `view`, at most [`REVISIONS_PER_RESPONSE`]
     /// revisions of them, and the watcher now counts them told. Called
     /// again until [`Owed::Nothing`] to catch up completely.
-    pub fn take_owed(&mut self, view: &StoreView) -> Owed {
+    pub(crate) fn take_owed(&mut self, view: &StoreView) -> Owed {
         if self.next_revision > view.revision {
             return Owed::Nothing;
         }
