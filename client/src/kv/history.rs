@@ -144,10 +144,12 @@ impl History {
         self.changes.iter()
     }
 
-    /// The changes after `revision`, oldest first.
+    /// The changes after `revision`, oldest first: O(log n) to find the
+    /// first (an `imbl` iterator's `skip` would step through every change
+    /// before it).
     pub(crate) fn after(&self, revision: i64) -> impl Iterator<Item = &Change> {
         let first = self.first_after(revision);
-        self.changes.iter().skip(first)
+        self.changes.focus().narrow(first..).into_iter()
     }
 
     /// The position of the first change after `revision`.
