@@ -83,9 +83,6 @@ pub enum InvalidRequest {
 /// Nothing was written.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Unsupported {
-    /// A read inside a transaction with a revision other than 0.
-    #[error("a range inside a transaction must read the latest revision (revision 0)")]
-    RevisionInTransaction,
     /// A put that attaches a lease.
     #[error("leases are not supported yet (the put names lease {lease}); put with lease 0")]
     Leases {

@@ -31,12 +31,12 @@
 //! ```
 //!
 //! The store keeps the history of every change ([`history`]) since its
-//! compacted revision, so a range with `revision` set answers as of that
-//! revision; a [`Command::Compact`] drops the history before one.
+//! compacted revision, so a range with `revision` set (alone or inside a
+//! transaction) answers as of that revision; a [`Command::Compact`] drops
+//! the history before one.
 //!
 //! Not built yet, each refused with an [`Unsupported`] error (gRPC
-//! Unimplemented): leases, puts with `ignore_value` or `ignore_lease`, and
-//! reads at an earlier revision inside a transaction.
+//! Unimplemented): leases, and puts with `ignore_value` or `ignore_lease`.
 
 mod command;
 mod compare;

@@ -28,18 +28,7 @@ impl KvStore {
     /// read.
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
         validate_range(request)?;
-        if request.revision > self.revision {
-            return Err(KvError::FutureRevision {
-                requested: request.revision,
-                current: self.revision,
-            });
-        }
-        if request.revision > 0 && request.revision < self.history.compacted() {
-            return Err(KvError::Compacted {
-                requested: request.revision,
-                compacted: self.history.compacted(),
-            });
-        }
+        self.check_read_revision(request.revision)?;
         if request.revision > 0 && request.revision < self.revision {
             let range = KeyRange::new(&request.key, &request.range_end);
             let then = self.entries_at(&range, request.revision);
@@ -47,6 +36,38 @@ impl KvStore {
             return Ok(answer(request, self.revision, entries));
         }
         Ok(self.read(request, self.revision))
+    }
+
+    /// Whether a read at `revision` (0: the latest) can be answered: not a
+    /// future revision, nor one compacted away.
+    pub(super) fn check_read_revision(&self, revision: i64) -> Result<(), KvError> {
+        if revision > self.revision {
+            return Err(KvError::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            });
+        }
+        if revision > 0 && revision < self.history.compacted() {
+            return Err(KvError::Compacted {
+                requested: revision,
+                compacted: self.history.compacted(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A range inside a transaction, its revision checked already: at a
+    /// fixed revision it reads as of then, undoing the transaction's own
+    /// writes so far too (they are in the history already); the header
+    /// carries `revision`, the one the transaction's writes so far give.
+    pub(super) fn read_in_txn(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
+        if request.revision > 0 {
+            let range = KeyRange::new(&request.key, &request.range_end);
+            let then = self.entries_at(&range, request.revision);
+            let entries = || then.iter().map(|(key, entry)| (key, entry));
+            return answer(request, revision, entries);
+        }
+        self.read(request, revision)
     }
 
     /// Serves a validated range request, answering with `revision` in the

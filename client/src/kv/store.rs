@@ -160,7 +160,7 @@ impl KvStore {
             Command::DeleteRange(request) => {
                 CommandResponse::DeleteRange(self.delete_range(request, &mut pending))
             }
-            Command::Txn(request) => CommandResponse::Txn(self.txn(request, &mut pending)),
+            Command::Txn(request) => CommandResponse::Txn(self.txn(request, &mut pending)?),
             Command::Publish(attributes) => {
                 self.publish(attributes);
                 CommandResponse::Published(None)

@@ -5,6 +5,7 @@ use raft_proto::etcd::etcdserverpb::{
     request_op, response_op, ResponseOp, TxnRequest, TxnResponse,
 };
 
+use super::error::KvError;
 use super::store::{header, KvStore, PendingWrite};
 
 /// Which branch a transaction takes, and the decisions of the transactions
@@ -19,10 +20,42 @@ struct Decision {
 impl KvStore {
     /// Runs a validated transaction. Headers of ranges carry the revision
     /// they read at; the others are set by [`set_write_revisions`] once the
-    /// final revision is known.
-    pub(super) fn txn(&mut self, request: &TxnRequest, pending: &mut PendingWrite) -> TxnResponse {
+    /// final revision is known. A range on the branches taken that reads at
+    /// a revision the store cannot give (a future one, or one compacted
+    /// away) fails the whole transaction before anything is written, as in
+    /// etcd; ranges on branches not taken are not checked.
+    pub(super) fn txn(
+        &mut self,
+        request: &TxnRequest,
+        pending: &mut PendingWrite,
+    ) -> Result<TxnResponse, KvError> {
         let decision = self.decide(request);
-        self.run(request, &decision, pending)
+        self.check_reads(request, &decision)?;
+        Ok(self.run(request, &decision, pending))
+    }
+
+    /// Whether every range on the branches `decision` takes can be read.
+    fn check_reads(&self, request: &TxnRequest, decision: &Decision) -> Result<(), KvError> {
+        let branch = if decision.succeeded {
+            &request.success
+        } else {
+            &request.failure
+        };
+        let mut nested_decisions = decision.nested.iter();
+        for operation in branch {
+            match &operation.request {
+                Some(request_op::Request::RequestRange(range)) => {
+                    self.check_read_revision(range.revision)?
+                }
+                Some(request_op::Request::RequestTxn(nested)) => {
+                    if let Some(nested_decision) = nested_decisions.next() {
+                        self.check_reads(nested, nested_decision)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn decide(&self, request: &TxnRequest) -> Decision {
@@ -67,7 +100,7 @@ impl KvStore {
                         self.revision
                     };
                     Some(response_op::Response::ResponseRange(
-                        self.read(range, revision),
+                        self.read_in_txn(range, revision),
                     ))
                 }
                 Some(request_op::Request::RequestPut(put)) => {

@@ -132,12 +132,7 @@ pub fn validate_txn(request: &TxnRequest) -> Result<(), KvError> {
     for operation in request.success.iter().chain(&request.failure) {
         match &operation.request {
             None => return Err(InvalidRequest::EmptyOperation.into()),
-            Some(request_op::Request::RequestRange(range)) => {
-                validate_range(range)?;
-                if range.revision != 0 {
-                    return Err(Unsupported::RevisionInTransaction.into());
-                }
-            }
+            Some(request_op::Request::RequestRange(range)) => validate_range(range)?,
             Some(request_op::Request::RequestPut(put)) => validate_put(put)?,
             Some(request_op::Request::RequestDeleteRange(delete)) => validate_delete_range(delete)?,
             Some(request_op::Request::RequestTxn(nested)) => validate_txn(nested)?,

@@ -3,7 +3,7 @@
 
 use raft_proto::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raft_proto::etcd::etcdserverpb::{
-    request_op, response_op, Compare, PutRequest, RequestOp, TxnResponse,
+    request_op, response_op, Compare, PutRequest, RequestOp, TxnRequest, TxnResponse,
 };
 
 use super::support::{
@@ -414,21 +414,84 @@ fn an_unsupported_operation_in_either_branch_refuses_the_whole_transaction() {
     assert_eq!(replica.store.revision(), 1);
 }
 
-#[test]
-fn a_range_at_a_fixed_revision_inside_a_transaction_is_not_supported() {
-    let mut replica = Replica::new();
-    let mut range = range_request("a", "");
-    range.revision = 1;
-    let operation = RequestOp {
+/// A transaction whose success branch is `operations`.
+fn txn_of(operations: Vec<RequestOp>) -> TxnRequest {
+    txn_request(vec![], operations, vec![])
+}
+
+fn range_at(key: &str, revision: i64) -> RequestOp {
+    let mut range = range_request(key, "");
+    range.revision = revision;
+    RequestOp {
         request: Some(request_op::Request::RequestRange(range)),
-    };
-    let error = replica
-        .txn(txn_request(vec![], vec![operation], vec![]))
+    }
+}
+
+#[test]
+fn a_range_at_a_fixed_revision_inside_a_transaction_reads_as_of_then() {
+    let mut replica = Replica::new();
+    replica.put("a", "1");
+    replica.put("a", "2");
+    // Revision 2 held "1"; the read undoes this transaction's own write too.
+    let response = replica
+        .txn(txn_of(vec![
+            put_operation("a", "3"),
+            range_at("a", 2),
+            range_at("a", 3),
+        ]))
+        .unwrap();
+    let values: Vec<Vec<u8>> = response.responses[1..]
+        .iter()
+        .map(|operation| match &operation.response {
+            Some(response_op::Response::ResponseRange(read)) => read.kvs[0].value.clone(),
+            other => panic!("a range answers a range: {other:?}"),
+        })
+        .collect();
+    assert_eq!(values, vec![b"1".to_vec(), b"2".to_vec()]);
+    assert_eq!(replica.store.revision(), 4);
+}
+
+#[test]
+fn a_range_at_a_revision_the_store_cannot_give_fails_the_transaction_before_any_write() {
+    use raft_proto::etcd::etcdserverpb::CompactionRequest;
+
+    let mut replica = Replica::new();
+    replica.put("a", "1");
+    replica.put("a", "2");
+    let future = replica
+        .txn(txn_of(vec![put_operation("b", "x"), range_at("a", 9)]))
         .unwrap_err();
     assert_eq!(
-        error,
-        KvError::Unsupported(Unsupported::RevisionInTransaction)
+        future,
+        KvError::FutureRevision {
+            requested: 9,
+            current: 3
+        }
     );
+    replica
+        .apply(crate::kv::Command::Compact(CompactionRequest {
+            revision: 3,
+            physical: false,
+        }))
+        .unwrap();
+    let compacted = replica
+        .txn(txn_of(vec![put_operation("b", "x"), range_at("a", 2)]))
+        .unwrap_err();
+    assert!(matches!(
+        compacted,
+        KvError::Compacted {
+            requested: 2,
+            compacted: 3
+        }
+    ));
+    assert_eq!(replica.store.revision(), 3, "nothing was written");
+    // A read on the branch not taken is not checked (etcd's rule).
+    let untaken = txn_request(
+        vec![compare_value("a", CompareResult::Equal, "2")],
+        vec![put_operation("b", "y")],
+        vec![range_at("a", 99)],
+    );
+    assert!(replica.txn(untaken).unwrap().succeeded);
 }
 
 #[test]
