@@ -6,10 +6,12 @@ use std::time::Duration;
 use raft_client::connect::endpoints::channel;
 use raft_proto::etcd::etcdserverpb::lease_client::LeaseClient;
 use raft_proto::etcd::etcdserverpb::watch_client::WatchClient;
+use raft_proto::etcd::etcdserverpb::watch_request::RequestUnion;
 use raft_proto::etcd::etcdserverpb::{
     request_op, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest, WatchRequest,
+    RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::support::cluster::{Cluster, TOKEN};
@@ -157,13 +159,31 @@ async fn bad_requests_get_their_status_code_and_write_nothing() {
             Unimplemented,
             &what("LeaseGrant"),
         );
-        let watch = WatchClient::new(channel(&clients.endpoint))
-            .watch(tokio_stream::iter(Vec::<WatchRequest>::new()))
-            .await;
-        match watch {
-            Err(status) => assert_eq!(status.code(), Unimplemented, "Watch: {status}"),
-            Ok(_) => panic!("{} was accepted", what("Watch")),
-        }
+        // A watch of a backwards range is created and cancelled at once,
+        // with etcd's reason.
+        let backwards = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"b".to_vec(),
+                range_end: b"a".to_vec(),
+                ..WatchCreateRequest::default()
+            })),
+        };
+        let mut responses = WatchClient::new(channel(&clients.endpoint))
+            .watch(tokio_stream::iter(vec![backwards]).chain(tokio_stream::pending()))
+            .await
+            .expect("a watch stream")
+            .into_inner();
+        let refused = responses
+            .message()
+            .await
+            .expect("a healthy stream")
+            .expect("a response");
+        assert!(
+            refused.created && refused.canceled,
+            "{}: {refused:?}",
+            what("Watch")
+        );
+        assert_eq!(refused.cancel_reason, "mvcc: watcher range is empty");
     }
 
     // Nothing was written: same revision, no new key, and (unless an
