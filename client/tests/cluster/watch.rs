@@ -349,6 +349,21 @@ async fn a_watch_whose_member_is_killed_resumes_on_another_with_nothing_lost_or_
     assert_eq!(*seen.lock().unwrap(), written, "every write once, in order");
 }
 
+/// The key and revision of the next `count` events of `stream`.
+async fn keys_and_revisions(stream: &mut Stream, count: usize) -> Vec<(String, i64)> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        for event in stream.next().await.events {
+            let kv = event.kv.expect("a key");
+            seen.push((
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
+            ));
+        }
+    }
+    seen
+}
+
 /// Polls `path` until it holds `expected`.
 async fn until_printed(path: &Path, expected: &str) {
     eventually(&format!("{expected:?} in {}", path.display()), || async {
@@ -469,4 +484,43 @@ async fn etcdctl_watch_prints_live_and_past_events_with_prev_kv_and_interactivel
             .ok_or(printed)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_watcher_holds_up_neither_writes_nor_other_watchers_and_catches_up_after() {
+    const WRITES: usize = 2000;
+    let cluster = Cluster::start(1).await;
+    cluster.wait_for_leader().await;
+    let url = cluster.url(1);
+    // Two streams on the same keys; the first is never read while the
+    // writes go on, far past what HTTP/2 windows and the stream's queue
+    // hold (2,000 events of 1 KiB).
+    let mut stuck = Stream::open(&url).await;
+    stuck.create(prefix("s/")).await;
+    assert!(stuck.next().await.created);
+    let mut reader = Stream::open(&url).await;
+    reader.create(prefix("s/")).await;
+    assert!(reader.next().await.created);
+    let value = "v".repeat(1024);
+    let mut kv = cluster.clients(1).kv;
+    let mut written = Vec::new();
+    for index in 0..WRITES {
+        let key = format!("s/{index:05}");
+        written.push((
+            key.clone(),
+            revision_of(&put(&mut kv, &key, &value).await.header),
+        ));
+    }
+    assert_eq!(
+        keys_and_revisions(&mut reader, WRITES).await,
+        written,
+        "the other watcher"
+    );
+    // The stuck one, read at last, gets every event, in order, from the
+    // history.
+    assert_eq!(
+        keys_and_revisions(&mut stuck, WRITES).await,
+        written,
+        "the stuck watcher"
+    );
 }
