@@ -134,6 +134,11 @@ impl History {
         self.compacted
     }
 
+    /// The revision of the latest change kept (0 for none).
+    pub(crate) fn last_revision(&self) -> i64 {
+        self.changes.last().map_or(0, |change| change.revision)
+    }
+
     /// How many changes are kept.
     pub(crate) fn len(&self) -> usize {
         self.changes.len()
@@ -167,25 +172,29 @@ impl History {
     }
 }
 
+/// A put of `key` at `revision`, creating it with value `v` (for tests).
+#[cfg(test)]
+pub(crate) fn created_at(revision: i64, key: &str) -> Change {
+    Change {
+        revision,
+        key: StoredKey::from_slice(key.as_bytes()),
+        entry: Some(Entry {
+            value: bytes::Bytes::from_static(b"v"),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            lease: 0,
+        }),
+        prev: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn change(revision: i64, key: &str) -> Change {
-        Change {
-            revision,
-            key: StoredKey::from_slice(key.as_bytes()),
-            entry: Some(Entry {
-                value: Bytes::from_static(b"v"),
-                create_revision: revision,
-                mod_revision: revision,
-                version: 1,
-                lease: 0,
-            }),
-            prev: None,
-        }
+        created_at(revision, key)
     }
 
     #[test]

@@ -29,13 +29,7 @@ impl KvStore {
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
         validate_range(request)?;
         self.check_read_revision(request.revision)?;
-        if request.revision > 0 && request.revision < self.revision {
-            let range = KeyRange::new(&request.key, &request.range_end);
-            let then = self.entries_at(&range, request.revision);
-            let entries = || then.iter().map(|(key, entry)| (key, entry));
-            return Ok(answer(request, self.revision, entries));
-        }
-        Ok(self.read(request, self.revision))
+        Ok(self.read_at(request, self.revision))
     }
 
     /// Whether a read at `revision` (0: the latest) can be answered: not a
@@ -56,12 +50,13 @@ impl KvStore {
         Ok(())
     }
 
-    /// A range inside a transaction, its revision checked already: at a
-    /// fixed revision it reads as of then, undoing the transaction's own
-    /// writes so far too (they are in the history already); the header
-    /// carries `revision`, the one the transaction's writes so far give.
-    pub(super) fn read_in_txn(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
-        if request.revision > 0 {
+    /// A range whose revision was checked already, answering with
+    /// `revision` in the header: at a fixed revision that something changed
+    /// after, it reads as of then (inside a transaction, undoing its own
+    /// writes so far too: they are in the history already); otherwise it
+    /// reads the live keys.
+    pub(super) fn read_at(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
+        if request.revision > 0 && self.history.last_revision() > request.revision {
             let range = KeyRange::new(&request.key, &request.range_end);
             let then = self.entries_at(&range, request.revision);
             let entries = || then.iter().map(|(key, entry)| (key, entry));

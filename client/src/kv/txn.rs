@@ -100,7 +100,7 @@ impl KvStore {
                         self.revision
                     };
                     Some(response_op::Response::ResponseRange(
-                        self.read_in_txn(range, revision),
+                        self.read_at(range, revision),
                     ))
                 }
                 Some(request_op::Request::RequestPut(put)) => {

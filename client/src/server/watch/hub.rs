@@ -196,12 +196,10 @@ async fn follow(context: Arc<Context>, hub: Arc<WatchHub>) {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use futures_util::FutureExt;
 
     use super::*;
-    use crate::kv::entry::Entry;
-    use crate::kv::history::{Change, History};
+    use crate::kv::history::{created_at, History};
 
     fn hub() -> WatchHub {
         let empty = StoreView {
@@ -216,18 +214,7 @@ mod tests {
     }
 
     fn put(history: &mut History, revision: i64, key: &str) {
-        history.record(Change {
-            revision,
-            key: key.as_bytes().into(),
-            entry: Some(Entry {
-                value: Bytes::from_static(b"v"),
-                create_revision: revision,
-                mod_revision: revision,
-                version: 1,
-                lease: 0,
-            }),
-            prev: None,
-        });
+        history.record(created_at(revision, key));
     }
 
     fn woken(notify: &Notify) -> bool {
