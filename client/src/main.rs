@@ -230,6 +230,11 @@ struct BenchArguments {
     /// keys before any is written again.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     keys_per_client: u64,
+    /// Each client writes (or reads) each of its keys once, then stops: a
+    /// load of `--clients × --keys-per-client` distinct keys, bounded by
+    /// `--secs`.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -426,8 +431,12 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
                 read: arguments.read,
                 serializable: arguments.serializable,
                 keys_per_client: usize::try_from(arguments.keys_per_client).unwrap_or(usize::MAX),
+                once: arguments.once,
             })
             .await;
+            for line in report.error_lines() {
+                println!("{line}");
+            }
             println!("errors={}", report.errors);
             Ok(report.summary_line())
         }

@@ -7,6 +7,7 @@
 use raft::transport::tls::TlsConnect;
 
 use crate::connect::endpoints::Endpoints;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,10 @@ pub struct BenchOptions {
     pub serializable: bool,
     /// Distinct keys written per client.
     pub keys_per_client: usize,
+    /// Each client writes (or reads) each of its keys once and stops: a
+    /// load of `clients × keys_per_client` distinct keys. The run ends when
+    /// every client has, or at `duration`, whichever comes first.
+    pub once: bool,
 }
 
 /// What a run measured.
@@ -86,8 +91,10 @@ pub struct BenchOptions {
 pub struct BenchReport {
     /// Successful operations.
     pub operations: u64,
-    /// Failed operations (retried by the client's next request).
+    /// Failed operations (each retried by the client's next request).
     pub errors: u64,
+    /// The failures by kind ([`error_kind`]), most frequent first.
+    pub errors_by_kind: Vec<(String, u64)>,
     /// Measured time.
     pub elapsed: Duration,
     /// Latency of the successful operations, in microseconds.
@@ -107,7 +114,48 @@ impl BenchReport {
             self.latency.value_at_quantile(0.999),
         )
     }
+
+    /// One `error count=N kind=...` line per kind of failure.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.errors_by_kind
+            .iter()
+            .map(|(kind, count)| format!("error count={count} kind={kind}"))
+            .collect()
+    }
 }
+
+/// Longest error text kept as a kind.
+const ERROR_KIND_CHARS: usize = 120;
+
+/// What kind of failure `error` is: its text with every run of digits
+/// replaced by `N` (so that addresses, ids and terms do not split one kind
+/// into many), cut to [`ERROR_KIND_CHARS`].
+pub fn error_kind(error: &UnaryError) -> String {
+    let mut kind = String::new();
+    let mut in_digits = false;
+    for character in error.to_string().chars() {
+        if character.is_ascii_digit() {
+            if !in_digits {
+                kind.push('N');
+            }
+            in_digits = true;
+        } else {
+            kind.push(if character.is_control() {
+                ' '
+            } else {
+                character
+            });
+            in_digits = false;
+        }
+        if kind.chars().count() >= ERROR_KIND_CHARS {
+            break;
+        }
+    }
+    kind
+}
+
+/// The failures a client saw, by kind.
+type ErrorCounts = BTreeMap<String, u64>;
 
 /// Runs the load and returns the figures.
 pub async fn run(options: BenchOptions) -> BenchReport {
@@ -119,7 +167,7 @@ pub async fn run(options: BenchOptions) -> BenchReport {
         })
         .collect();
     let histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    let shared = Arc::new(Mutex::new((histogram, 0u64, 0u64)));
+    let shared = Arc::new(Mutex::new((histogram, 0u64, ErrorCounts::new())));
     let value = vec![b'v'; options.value_size];
     let start = Instant::now();
     let deadline = start + options.duration;
@@ -131,20 +179,17 @@ pub async fn run(options: BenchOptions) -> BenchReport {
         let options = options.clone();
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-            let (mut operations, mut errors) = (0u64, 0u64);
+            let mut operations = 0u64;
+            let mut errors = ErrorCounts::new();
+            let keys = options.keys_per_client.max(1);
             let mut sequence = 0usize;
             let mut channel: Option<(u64, UnaryChannel)> = None;
             let mut put = PutRequest {
                 value,
                 ..Default::default()
             };
-            while Instant::now() < deadline {
-                let key = format!(
-                    "bench/{client}/{}",
-                    sequence % options.keys_per_client.max(1)
-                )
-                .into_bytes();
-                sequence += 1;
+            while Instant::now() < deadline && !(options.once && sequence >= keys) {
+                let key = format!("bench/{client}/{}", sequence % keys).into_bytes();
                 let began = Instant::now();
                 let outcome: Result<(), UnaryError> = async {
                     let (generation, open) = match channel.take() {
@@ -175,12 +220,13 @@ pub async fn run(options: BenchOptions) -> BenchReport {
                 .await;
                 match outcome {
                     Ok(()) => {
+                        sequence += 1;
                         let micros = began.elapsed().as_micros() as u64;
                         let _ = local.record(micros.max(1));
                         operations += 1;
                     }
                     Err(error) => {
-                        errors += 1;
+                        *errors.entry(error_kind(&error)).or_default() += 1;
                         tracing::debug!(%error, "benchmark request failed");
                         // Do not spin on a cluster without a leader.
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -190,7 +236,9 @@ pub async fn run(options: BenchOptions) -> BenchReport {
             let mut totals = shared.lock().await;
             let _ = totals.0.add(&local);
             totals.1 += operations;
-            totals.2 += errors;
+            for (kind, count) in errors {
+                *totals.2.entry(kind).or_default() += count;
+            }
         }));
     }
     for task in tasks {
@@ -200,10 +248,37 @@ pub async fn run(options: BenchOptions) -> BenchReport {
     let totals = Arc::try_unwrap(shared)
         .map(Mutex::into_inner)
         .unwrap_or_else(|_| unreachable!("every client task has finished"));
+    let mut errors_by_kind: Vec<(String, u64)> = totals.2.into_iter().collect();
+    errors_by_kind.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     BenchReport {
         operations: totals.1,
-        errors: totals.2,
+        errors: errors_by_kind.iter().map(|(_, count)| count).sum(),
+        errors_by_kind,
         elapsed,
         latency: totals.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_kind_hides_numbers_and_is_bounded() {
+        let refused = UnaryError::Status {
+            code: 14,
+            message: "no leader (term 12, member 3)".to_string(),
+        };
+        assert_eq!(
+            error_kind(&refused),
+            "gRPC status N: no leader (term N, member N)"
+        );
+        let long = UnaryError::Status {
+            code: 2,
+            message: "x\n".repeat(200),
+        };
+        let kind = error_kind(&long);
+        assert_eq!(kind.chars().count(), ERROR_KIND_CHARS);
+        assert!(!kind.contains('\n'));
     }
 }

@@ -239,6 +239,7 @@ pub async fn run_idle(options: &WatchBenchOptions) -> Result<(u64, BenchReport),
         read: false,
         serializable: false,
         keys_per_client: 1000,
+        once: false,
     })
     .await;
     let Some(streams) = streams else {

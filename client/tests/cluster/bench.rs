@@ -16,8 +16,8 @@ async fn bench(cluster: &Cluster, extra: &[&str]) -> String {
     bench_at(&cluster.addresses(), extra).await
 }
 
-/// Runs `raft_client bench` against `endpoints` for one second with `extra`
-/// arguments and returns its standard output.
+/// Runs `raft_client bench` against `endpoints` for one second (unless
+/// `extra` says how long) with `extra` arguments and returns its standard output.
 async fn bench_at(endpoints: &str, extra: &[&str]) -> String {
     let mut arguments: Vec<String> = [
         "bench",
@@ -27,14 +27,15 @@ async fn bench_at(endpoints: &str, extra: &[&str]) -> String {
         "6",
         "--conns",
         "3",
-        "--secs",
-        "1",
         "--value-size",
         "100",
     ]
     .iter()
     .map(|argument| argument.to_string())
     .collect();
+    if !extra.contains(&"--secs") {
+        arguments.extend(["--secs".to_string(), "1".to_string()]);
+    }
     arguments.extend(extra.iter().map(|argument| argument.to_string()));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(BINARY)
@@ -167,6 +168,39 @@ async fn the_load_generator_counts_failures_when_no_member_answers() {
         .and_then(|count| count.parse::<u64>().ok())
         .expect("an errors= line");
     assert!(errors > 0, "{output}");
+    // Every failure is told by kind: here, all the same kind.
+    let kinds: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("error count="))
+        .collect();
+    assert_eq!(kinds.len(), 1, "{output}");
+    assert_eq!(field(kinds[0], "count"), errors, "{output}");
+    assert!(
+        kinds[0].contains("kind=cannot connect to http://"),
+        "{output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_writes_each_key_once_and_stops() {
+    let cluster = Cluster::start(3).await;
+    let output = bench(
+        &cluster,
+        &["--once", "--keys-per-client", "5", "--secs", "60"],
+    )
+    .await;
+    assert!(output.lines().any(|line| line == "errors=0"), "{output}");
+    let summary = output.lines().last().expect("a summary line");
+    assert_eq!(field(summary, "ops"), 30, "{output}");
+    let answer = cluster
+        .clients(cluster.ids()[0])
+        .kv
+        .range(prefix_request("bench/"))
+        .await
+        .expect("a linearizable range")
+        .into_inner();
+    assert_eq!(answer.kvs.len(), 30, "{output}");
+    assert!(answer.kvs.iter().all(|pair| pair.version == 1), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
