@@ -25,6 +25,9 @@
 # Then the table: one row per figure, one column per system, and the
 # RustyRaft/etcd ratio.
 #
+# The members' logs are kept in the directory SCALE_LOGS names, if set;
+# RUST_LOG sets RustyRaft's log level (default warn).
+#
 # --systems rusty runs RustyRaft alone (no etcd needed): for loads etcd takes
 # too long for, 5M keys say. Needs `etcd` (Debian package etcd-server)
 # otherwise. Builds raft_client in release mode. Data directories go under
@@ -74,6 +77,7 @@ declare -A pid_of   # member number -> pid
 declare -A figure   # "<system> <figure>" -> value
 cleanup() {
   for pid in "${pid_of[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  if [ -n "${SCALE_LOGS:-}" ]; then mkdir -p "$SCALE_LOGS" && cp "$work"/*.log "$SCALE_LOGS"/ 2>/dev/null; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -108,7 +112,7 @@ start_member() { # system member state(new|existing) [cluster]
     local members="1=127.0.0.1:$(port rusty 1 client),2=127.0.0.1:$(port rusty 2 client),3=127.0.0.1:$(port rusty 3 client)"
     local join=()
     if [ "$3" = existing ] && [ "$member" -gt 3 ]; then join=(--join); fi
-    RUST_LOG=warn "$client" run "$member" "127.0.0.1:$(port rusty "$member" client)" "$members" \
+    RUST_LOG=${RUST_LOG:-warn} "$client" run "$member" "127.0.0.1:$(port rusty "$member" client)" "$members" \
       --data-dir "$work/rusty-$member" "${join[@]}" >>"$work/rusty-$member.log" 2>&1 &
   fi
   pid_of[$member]=$!
@@ -195,7 +199,7 @@ rss_and_disk() { # system
   done
   figure["$1 rss MB"]=$((rss / 1024))
   local bytes
-  bytes=$(du -sb "$work/$1-1" "$work/$1-2" "$work/$1-3" | awk '{ sum += $1 } END { print sum }')
+  bytes=$(du -sb "$work/$1-1" "$work/$1-2" "$work/$1-3" | awk '{ sum += $1 } END { printf "%.0f\n", sum }')
   figure["$1 disk MB"]=$((bytes / 1024 / 1024))
 }
 

@@ -3,6 +3,8 @@
 
 use std::io::{self, Read, Write};
 
+use bytes::Bytes;
+
 use crate::core::snapshot::SnapshotMetadata;
 use crate::types::LogIndex;
 
@@ -140,6 +142,21 @@ pub trait StateMachine: Send + Sync + 'static {
     /// [`StateMachine::applied_index`]; afterwards the applied index is
     /// `index`.
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Result<Self::Response, Self::Error>;
+
+    /// [`StateMachine::apply`], given the command as the log holds it: a
+    /// state machine that keeps part of a command (a value, say) can keep a
+    /// [`Bytes::slice`] of it instead of a copy, so that the log and the
+    /// state share those bytes while both hold them. Each command the node
+    /// hands over is an allocation of its own (never a slice of a larger
+    /// message or file buffer), so a slice kept pins only that command.
+    /// The driver calls this one; by default it calls `apply`.
+    fn apply_shared(
+        &mut self,
+        index: LogIndex,
+        command: &Bytes,
+    ) -> Result<Self::Response, Self::Error> {
+        self.apply(index, command)
+    }
 
     /// The index of the last command applied, or of the snapshot restored
     /// since (0 for a new state machine).

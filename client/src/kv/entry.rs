@@ -1,10 +1,18 @@
 //! What the store keeps for one live key.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use raft_proto::etcd::mvccpb::KeyValue;
 
 /// A live key's value and history counters. Deleting a key removes its
 /// entry, so a key created again starts over at version 1.
+///
+/// The store holds entries behind an [`Arc`] (`SharedEntry`), never
+/// changed in place: a put makes a new one. So the live map and the
+/// history share one allocation for a key's latest entry, and the change
+/// after it shares it as its `prev`: a map slot and a change are a pointer
+/// each, not the whole entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// Shared, so that copying the map (for a snapshot) copies no values.
@@ -19,6 +27,9 @@ pub(crate) struct Entry {
     /// snapshotted and compared so that adding leases changes no format.
     pub(crate) lease: i64,
 }
+
+/// An entry as the store's map and history hold it.
+pub(crate) type SharedEntry = Arc<Entry>;
 
 impl Entry {
     /// The wire form of this entry under `key`, optionally without its value.

@@ -27,7 +27,7 @@
 use imbl::Vector;
 use raft_proto::etcd::mvccpb::{event::EventType, Event, KeyValue};
 
-use super::entry::Entry;
+use super::entry::SharedEntry;
 use super::stored_key::StoredKey;
 
 /// One key changed by one write command.
@@ -38,9 +38,9 @@ pub(crate) struct Change {
     /// The key.
     pub(crate) key: StoredKey,
     /// The key's entry after the change; `None` when it was deleted.
-    pub(crate) entry: Option<Entry>,
+    pub(crate) entry: Option<SharedEntry>,
     /// The key's entry before the change; `None` when it did not exist.
-    pub(crate) prev: Option<Entry>,
+    pub(crate) prev: Option<SharedEntry>,
 }
 
 impl Change {
@@ -178,13 +178,13 @@ pub(crate) fn created_at(revision: i64, key: &str) -> Change {
     Change {
         revision,
         key: StoredKey::from_slice(key.as_bytes()),
-        entry: Some(Entry {
+        entry: Some(std::sync::Arc::new(super::entry::Entry {
             value: bytes::Bytes::from_static(b"v"),
             create_revision: revision,
             mod_revision: revision,
             version: 1,
             lease: 0,
-        }),
+        })),
         prev: None,
     }
 }

@@ -49,6 +49,7 @@ mod history_records;
 mod key_range;
 pub mod members;
 mod range;
+mod shared_value;
 mod snapshot;
 mod store;
 mod stored_key;

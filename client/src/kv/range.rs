@@ -79,7 +79,7 @@ impl KvStore {
         let mut changed: BTreeMap<&StoredKey, Option<&Entry>> = BTreeMap::new();
         for change in self.history.after(revision) {
             if range.contains(&change.key) {
-                changed.entry(&change.key).or_insert(change.prev.as_ref());
+                changed.entry(&change.key).or_insert(change.prev.as_deref());
             }
         }
         let mut then: Vec<(StoredKey, Entry)> = self

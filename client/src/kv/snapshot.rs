@@ -12,13 +12,16 @@
 //!    encoding;
 //! 4. (from format version 3) the history since the compacted revision
 //!    (`history_records.rs`; from version 4 without the previous values
-//!    the history itself gives);
+//!    the history itself gives, from version 5 without the entries that
+//!    record 3 holds);
 //! 5. the trailer: the store's [`KvStore::digest`] (`u32`), checked against
 //!    the store read back.
 //!
 //! Versions 1 (written before members published anything), 2 (before
-//! the store kept history) and 3 are read too: version 3 is version 4 with
-//! every previous value in the history written out, version 2 is version 3
+//! the store kept history), 3 and 4 are read too: version 4 is version 5
+//! with each live key's latest put written out again in the history,
+//! version 3 is version 4 with every previous value in the history written
+//! out, version 2 is version 3
 //! without record 4, and a store read from it starts its history there; version 1
 //! also lacks record 2.
 //!
@@ -36,7 +39,7 @@ use raft::{LogIndex, NodeId};
 use raft_proto::etcd::mvccpb::KeyValue;
 
 use super::digest::digest_entry;
-use super::entry::Entry;
+use super::entry::{Entry, SharedEntry};
 use super::error::SnapshotError;
 use super::history::History;
 use super::history_records::{read_history, write_history};
@@ -45,7 +48,7 @@ use super::store::{KvStore, INITIAL_REVISION};
 use super::stored_key::StoredKey;
 
 const MAGIC: &[u8; 8] = b"RRKVSNAP";
-const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION: u32 = 5;
 /// The first version, which has no record of published members.
 const FIRST_FORMAT_VERSION: u32 = 1;
 /// The first version with the history.
@@ -87,7 +90,7 @@ impl KvStore {
                 .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
             write_record(&mut output, &payload)?;
         }
-        write_history(&mut output, &self.history, &mut payload)?;
+        write_history(&mut output, &self.history, &self.entries, &mut payload)?;
         write_record(&mut output, &digest.to_le_bytes())?;
         output.flush()?;
         Ok(())
@@ -134,26 +137,29 @@ impl KvStore {
         };
 
         let mut entries = OrdMap::new();
+        let mut previous_key: Option<StoredKey> = None;
         for _ in 0..key_count {
             let payload = records.next()?;
             let key_value = KeyValue::decode(payload.as_slice())
                 .map_err(|error| records.invalid(format!("not a key-value: {error}")))?;
-            check_key_value(&key_value, revision, &entries)
+            check_key_value(&key_value, revision, previous_key.as_deref())
                 .map_err(|reason| records.invalid(reason))?;
+            let key = StoredKey::from_vec(key_value.key);
+            previous_key = Some(key.clone());
             entries.insert(
-                StoredKey::from_vec(key_value.key),
-                Entry {
+                key,
+                SharedEntry::new(Entry {
                     value: Bytes::from(key_value.value),
                     create_revision: key_value.create_revision,
                     mod_revision: key_value.mod_revision,
                     version: key_value.version,
                     lease: key_value.lease,
-                },
+                }),
             );
         }
 
         let history = if version >= HISTORY_FORMAT_VERSION {
-            read_history(&mut records, revision)?
+            read_history(&mut records, revision, &entries, version)?
         } else {
             History::default()
         };
@@ -199,20 +205,18 @@ fn read_published(
     Ok(published)
 }
 
-/// The invariants of a live key in a store at `revision`, given the keys
-/// read so far (which must all sort before it).
+/// The invariants of a live key in a store at `revision`, given the key
+/// read before it (which must sort before it).
 fn check_key_value(
     key_value: &KeyValue,
     revision: i64,
-    entries_so_far: &OrdMap<StoredKey, Entry>,
+    previous_key: Option<&[u8]>,
 ) -> Result<(), String> {
     if key_value.key.is_empty() {
         return Err("empty key".to_string());
     }
-    if let Some((last, _)) = entries_so_far.get_max() {
-        if key_value.key.as_slice() <= last.as_slice() {
-            return Err("keys are not in increasing order".to_string());
-        }
+    if previous_key.is_some_and(|previous| key_value.key.as_slice() <= previous) {
+        return Err("keys are not in increasing order".to_string());
     }
     if key_value.version < 1 {
         return Err(format!("version {} of a live key", key_value.version));

@@ -12,11 +12,12 @@ use raft_proto::etcd::etcdserverpb::{
 };
 
 use super::command::{Command, CommandResponse};
-use super::entry::Entry;
+use super::entry::{Entry, SharedEntry};
 use super::error::KvError;
 use super::history::{Change, History};
 use super::key_range::KeyRange;
 use super::members::MemberAttributes;
+use super::shared_value::put_value_slice;
 use super::stored_key::StoredKey;
 use super::txn::set_write_revisions;
 
@@ -48,7 +49,7 @@ pub struct KvStore {
     /// A persistent (copy-on-write) ordered map: cloning the store for a
     /// snapshot is O(1), and writes after the clone copy only the nodes
     /// they touch.
-    pub(super) entries: OrdMap<StoredKey, Entry>,
+    pub(super) entries: OrdMap<StoredKey, SharedEntry>,
     /// Every change since the compacted revision.
     pub(super) history: History,
     pub(super) revision: i64,
@@ -139,6 +140,26 @@ impl KvStore {
     /// The response headers carry the store revision after the command; the
     /// node fills in the rest ([`CommandResponse::fill_headers`]).
     pub fn apply(&mut self, index: LogIndex, command: &[u8]) -> Result<CommandResponse, KvError> {
+        self.apply_command(index, command, None)
+    }
+
+    /// [`KvStore::apply`], given the command as the log holds it: a put's
+    /// value is kept as a slice of it, not a copy, so that the log and the
+    /// store share it while both hold it.
+    pub fn apply_shared(
+        &mut self,
+        index: LogIndex,
+        command: &Bytes,
+    ) -> Result<CommandResponse, KvError> {
+        self.apply_command(index, command, Some(command))
+    }
+
+    fn apply_command(
+        &mut self,
+        index: LogIndex,
+        bytes: &[u8],
+        shared: Option<&Bytes>,
+    ) -> Result<CommandResponse, KvError> {
         if index <= self.applied_index {
             return Err(KvError::AlreadyApplied {
                 index,
@@ -146,17 +167,28 @@ impl KvStore {
             });
         }
         self.applied_index = index;
-        self.execute(&Command::from_bytes(command)?)
+        let command = Command::from_bytes(bytes)?;
+        let value = match (&command, shared) {
+            (Command::Put(request), Some(shared)) => put_value_slice(shared, &request.value),
+            _ => None,
+        };
+        self.execute(&command, value)
     }
 
-    fn execute(&mut self, command: &Command) -> Result<CommandResponse, KvError> {
+    /// Carries out `command`; `value`, when given, is its put's value as a
+    /// slice of the log entry.
+    fn execute(
+        &mut self,
+        command: &Command,
+        value: Option<Bytes>,
+    ) -> Result<CommandResponse, KvError> {
         command.validate()?;
         let mut pending = PendingWrite {
             revision: self.revision + 1,
             changed: false,
         };
         let mut response = match command {
-            Command::Put(request) => CommandResponse::Put(self.put(request, &mut pending)),
+            Command::Put(request) => CommandResponse::Put(self.put(request, value, &mut pending)),
             Command::DeleteRange(request) => {
                 CommandResponse::DeleteRange(self.delete_range(request, &mut pending))
             }
@@ -183,27 +215,38 @@ impl KvStore {
         Ok(response)
     }
 
-    /// Puts one key. The response's header is left for the caller to set,
-    /// since a transaction's final revision is known only at its end.
-    pub(super) fn put(&mut self, request: &PutRequest, pending: &mut PendingWrite) -> PutResponse {
+    /// Puts one key, with `value` as its value when given (the request's,
+    /// shared with the log entry), else a copy of the request's. The
+    /// response's header is left for the caller to set, since a
+    /// transaction's final revision is known only at its end.
+    pub(super) fn put(
+        &mut self,
+        request: &PutRequest,
+        value: Option<Bytes>,
+        pending: &mut PendingWrite,
+    ) -> PutResponse {
         pending.changed = true;
-        let value = Bytes::copy_from_slice(&request.value);
+        let value = value.unwrap_or_else(|| Bytes::copy_from_slice(&request.value));
         // An existing key is updated in place: one descent of the map (which
         // copies the path only if a snapshot still shares it), not a lookup
         // followed by an insert.
-        if let Some(entry) = self.entries.get_mut(request.key.as_slice()) {
-            let prev = entry.clone();
+        if let Some(slot) = self.entries.get_mut(request.key.as_slice()) {
+            let prev = SharedEntry::clone(slot);
             let prev_kv = request
                 .prev_kv
                 .then(|| prev.to_key_value(&request.key, true));
-            entry.value = value;
-            entry.mod_revision = pending.revision;
-            entry.version += 1;
-            entry.lease = request.lease;
+            let entry = SharedEntry::new(Entry {
+                value,
+                create_revision: prev.create_revision,
+                mod_revision: pending.revision,
+                version: prev.version + 1,
+                lease: request.lease,
+            });
+            *slot = SharedEntry::clone(&entry);
             let change = Change {
                 revision: pending.revision,
                 key: StoredKey::from_slice(&request.key),
-                entry: Some(entry.clone()),
+                entry: Some(entry),
                 prev: Some(prev),
             };
             self.history.record(change);
@@ -212,18 +255,18 @@ impl KvStore {
                 prev_kv,
             };
         }
-        let entry = Entry {
+        let entry = SharedEntry::new(Entry {
             value,
             create_revision: pending.revision,
             mod_revision: pending.revision,
             version: 1,
             lease: request.lease,
-        };
+        });
         let key = StoredKey::from_slice(&request.key);
         self.history.record(Change {
             revision: pending.revision,
             key: key.clone(),
-            entry: Some(entry.clone()),
+            entry: Some(SharedEntry::clone(&entry)),
             prev: None,
         });
         self.entries.insert(key, entry);
@@ -315,7 +358,9 @@ impl KvStore {
         &'store self,
         range: &KeyRange,
     ) -> impl Iterator<Item = (&'store StoredKey, &'store Entry)> + 'store {
-        self.entries.range::<_, [u8]>(range.bounds())
+        self.entries
+            .range::<_, [u8]>(range.bounds())
+            .map(|(key, entry)| (key, &**entry))
     }
 }
 

@@ -103,9 +103,9 @@ impl KvStore {
                         self.read_at(range, revision),
                     ))
                 }
-                Some(request_op::Request::RequestPut(put)) => {
-                    Some(response_op::Response::ResponsePut(self.put(put, pending)))
-                }
+                Some(request_op::Request::RequestPut(put)) => Some(
+                    response_op::Response::ResponsePut(self.put(put, None, pending)),
+                ),
                 Some(request_op::Request::RequestDeleteRange(delete)) => Some(
                     response_op::Response::ResponseDeleteRange(self.delete_range(delete, pending)),
                 ),

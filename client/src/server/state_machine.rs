@@ -2,6 +2,8 @@
 
 use std::io;
 
+use bytes::Bytes;
+
 use raft::{LogIndex, SnapshotMetadata, StateMachine, StateMachineSnapshot};
 
 use crate::kv::{CommandResponse, ErrorClass, KvError, KvStore};
@@ -32,6 +34,17 @@ impl StateMachine for KvStateMachine {
 
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Result<Self::Response, KvError> {
         match self.store.apply(index, command) {
+            Err(error) if error.class() == ErrorClass::Internal => Err(error),
+            answer => Ok(answer),
+        }
+    }
+
+    fn apply_shared(
+        &mut self,
+        index: LogIndex,
+        command: &Bytes,
+    ) -> Result<Self::Response, KvError> {
+        match self.store.apply_shared(index, command) {
             Err(error) if error.class() == ErrorClass::Internal => Err(error),
             answer => Ok(answer),
         }

@@ -221,7 +221,7 @@ impl<M: StateMachine> Applier<M> {
                 let response = match &entry.payload {
                     EntryPayload::Command(command) => {
                         fault::panic_if_injected(FaultPoint::Applier);
-                        match state_machine.apply(entry.index, command) {
+                        match state_machine.apply_shared(entry.index, command) {
                             Ok(response) => {
                                 self.last_command = (entry.index, entry.term);
                                 self.applied_bytes += command.len() as u64;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use bytes::Bytes;
 use raft_proto::raft as wire;
 use thiserror::Error;
 
@@ -114,25 +115,30 @@ pub fn entry_to_wire(entry: &Entry) -> wire::Entry {
 
 /// Decodes a log entry.
 pub fn entry_from_wire(entry: wire::Entry) -> Result<Entry, WireError> {
-    let payload =
-        match wire::EntryKind::try_from(entry.kind) {
-            Ok(wire::EntryKind::Noop) => EntryPayload::Noop,
-            Ok(wire::EntryKind::Command) => EntryPayload::Command(entry.data),
-            Ok(wire::EntryKind::Configuration) => {
-                let configuration: wire::Configuration = prost::Message::decode(entry.data)
-                    .map_err(|error| WireError::BadConfiguration {
+    let payload = match wire::EntryKind::try_from(entry.kind) {
+        Ok(wire::EntryKind::Noop) => EntryPayload::Noop,
+        // A copy of its own: the message's entries are slices of one
+        // buffer, and a state machine may keep a slice of a command
+        // (StateMachine::apply_shared) long after the others are gone,
+        // which would pin the whole message.
+        Ok(wire::EntryKind::Command) => EntryPayload::Command(Bytes::copy_from_slice(&entry.data)),
+        Ok(wire::EntryKind::Configuration) => {
+            let configuration: wire::Configuration =
+                prost::Message::decode(entry.data).map_err(|error| {
+                    WireError::BadConfiguration {
                         index: entry.index,
                         reason: error.to_string(),
-                    })?;
-                EntryPayload::Configuration(membership_from_wire(configuration).into())
-            }
-            _ => {
-                return Err(WireError::UnknownEntryKind {
-                    index: entry.index,
-                    kind: entry.kind,
-                })
-            }
-        };
+                    }
+                })?;
+            EntryPayload::Configuration(membership_from_wire(configuration).into())
+        }
+        _ => {
+            return Err(WireError::UnknownEntryKind {
+                index: entry.index,
+                kind: entry.kind,
+            })
+        }
+    };
     Ok(Entry {
         index: LogIndex(entry.index),
         term: Term(entry.term),
@@ -402,5 +408,22 @@ mod configuration_tests {
             entry_from_wire(garbled),
             Err(WireError::BadConfiguration { index: 7, .. })
         ));
+    }
+
+    #[test]
+    fn a_command_from_the_wire_is_an_allocation_of_its_own() {
+        let message = Bytes::from(vec![7u8; 64]);
+        let wire_entry = wire::Entry {
+            index: 5,
+            term: 2,
+            kind: wire::EntryKind::Command as i32,
+            data: message.slice(10..20),
+        };
+        let entry = entry_from_wire(wire_entry).unwrap();
+        let EntryPayload::Command(command) = &entry.payload else {
+            panic!("a command");
+        };
+        assert_eq!(&command[..], &[7u8; 10]);
+        assert!(!message.as_ptr_range().contains(&command.as_ptr()));
     }
 }

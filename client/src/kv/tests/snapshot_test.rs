@@ -2,6 +2,7 @@
 
 use prost::Message;
 use raft::{LogIndex, NodeId};
+use raft_proto::etcd::mvccpb::{Event, KeyValue};
 
 use super::support::{delete_request, Replica};
 use crate::kv::history::History;
@@ -49,6 +50,24 @@ fn a_snapshot_restores_the_same_store() {
         restored.client_urls(NodeId(3)),
         Some(&["http://127.0.0.1:2379".to_string()][..])
     );
+}
+
+#[test]
+fn a_restored_store_shares_entries_as_the_one_that_wrote_it() {
+    let store = sample_store();
+    let restored = KvStore::read_snapshot(&mut snapshot_bytes(&store).as_slice()).unwrap();
+    let mut shared = 0;
+    for change in restored.history.iter() {
+        // A key's latest put is its live entry, one allocation for both.
+        if let (Some(entry), Some(live)) = (&change.entry, restored.entries.get(&change.key)) {
+            assert_eq!(
+                std::sync::Arc::ptr_eq(entry, live),
+                entry.mod_revision == live.mod_revision
+            );
+            shared += usize::from(std::sync::Arc::ptr_eq(entry, live));
+        }
+    }
+    assert_eq!(shared, 3, "a, b and c");
 }
 
 /// The records of a snapshot `bytes`, after the magic bytes and version.
@@ -145,6 +164,72 @@ fn a_version_3_history_with_every_previous_value_reads_the_same() {
     );
     let restored = KvStore::read_snapshot(&mut version_3.as_slice()).unwrap();
     assert_eq!(restored, store);
+}
+
+#[test]
+fn a_version_4_history_with_live_puts_written_out_reads_the_same() {
+    let store = sample_store();
+    let written_out: Vec<Vec<u8>> = store
+        .history
+        .iter()
+        .map(|change| change.to_event(false).encode_to_vec())
+        .collect();
+    let version_4 = with_history_events(&store, 4, &written_out);
+    let version_5 = snapshot_bytes(&store);
+    // "a", "b" and "c" have their latest puts in the history.
+    assert!(version_4.len() > version_5.len(), "version 5 is smaller");
+    let restored = KvStore::read_snapshot(&mut version_4.as_slice()).unwrap();
+    assert_eq!(restored, store);
+}
+
+/// A put of `key` at `revision` standing for the live entry (format 5).
+fn live_put(key: &str, revision: i64) -> Vec<u8> {
+    Event {
+        kv: Some(KeyValue {
+            key: key.as_bytes().to_vec(),
+            mod_revision: revision,
+            ..KeyValue::default()
+        }),
+        ..Event::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_put_standing_for_a_live_entry_must_match_one() {
+    let store = sample_store();
+    let events = |latest: Vec<u8>| {
+        let mut events: Vec<Vec<u8>> = store
+            .history
+            .iter()
+            .map(|change| change.to_event(false).encode_to_vec())
+            .collect();
+        // The last put of "c/\0binary" (revision 5) is the fourth change.
+        events[3] = latest;
+        events
+    };
+    let accepted = with_history_events(&store, 5, &events(live_put("c/\u{0}binary", 5)));
+    assert_eq!(
+        KvStore::read_snapshot(&mut accepted.as_slice()).unwrap(),
+        store
+    );
+    for (version, event, reason) in [
+        (
+            5,
+            live_put("c/\u{0}binary", 4),
+            "a live entry the key does not have",
+        ),
+        (5, live_put("zz", 5), "a live entry the key does not have"),
+        (
+            4,
+            live_put("c/\u{0}binary", 5),
+            "a key-value with version 0",
+        ),
+    ] {
+        let damaged = with_history_events(&store, version, &events(event));
+        let error = KvStore::read_snapshot(&mut damaged.as_slice()).unwrap_err();
+        assert!(error.to_string().contains(reason), "{error}");
+    }
 }
 
 #[test]
@@ -275,7 +360,7 @@ fn foreign_data_is_not_a_snapshot() {
         "{result:?}"
     );
 
-    for version in [0, 5] {
+    for version in [0, 6] {
         let mut other = snapshot_bytes(&KvStore::new());
         other[8] = version;
         let result = KvStore::read_snapshot(&mut other.as_slice());
@@ -284,7 +369,7 @@ fn foreign_data_is_not_a_snapshot() {
                 result,
                 Err(SnapshotError::UnsupportedVersion {
                     found,
-                    supported: 4
+                    supported: 5
                 }) if found == u32::from(version)
             ),
             "{result:?}"

@@ -301,3 +301,45 @@ fn an_invalid_publish_is_refused_and_records_nothing() {
     .unwrap();
     assert!(matches!(decoded, Command::Publish(_)), "{decoded:?}");
 }
+
+#[test]
+fn a_shared_apply_keeps_the_value_inside_the_log_entry_and_answers_alike() {
+    let (mut shared, mut copied) = (KvStore::new(), KvStore::new());
+    let commands = [
+        Command::Put(put_request("a", "first")),
+        Command::Put(put_request("a", "second")),
+        Command::Put(put_request("b", "x")),
+        Command::DeleteRange(delete_request("b", "")),
+    ];
+    let mut entries = Vec::new();
+    for (number, command) in commands.into_iter().enumerate() {
+        let entry = bytes::Bytes::from(command.into_bytes());
+        let index = LogIndex(number as u64 + 1);
+        let answer = shared.apply_shared(index, &entry).expect("applied");
+        assert_eq!(copied.apply(index, &entry).expect("applied"), answer);
+        entries.push(entry);
+    }
+    assert_eq!(shared, copied);
+    assert_eq!(shared.digest(), copied.digest());
+    // The live value is the log entry's own bytes, not a copy; the copying
+    // store's is elsewhere.
+    let inside = entries[1].as_ptr_range();
+    let live = |store: &KvStore| store.entries.get(b"a".as_slice()).expect("live").clone();
+    assert!(inside.contains(&live(&shared).value.as_ptr()));
+    assert!(!inside.contains(&live(&copied).value.as_ptr()));
+}
+
+#[test]
+fn the_live_map_and_the_history_share_one_entry_per_put() {
+    let mut replica = Replica::new();
+    replica.put("a", "1");
+    replica.put("a", "2");
+    let store = &replica.store;
+    let live = store.entries.get(b"a".as_slice()).expect("live");
+    let changes: Vec<_> = store.history.iter().collect();
+    let latest = changes[1].entry.as_ref().expect("a put");
+    assert!(std::sync::Arc::ptr_eq(live, latest));
+    let first = changes[0].entry.as_ref().expect("a put");
+    let prev = changes[1].prev.as_ref().expect("a previous entry");
+    assert!(std::sync::Arc::ptr_eq(first, prev));
+}

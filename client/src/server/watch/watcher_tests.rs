@@ -2,7 +2,7 @@ use bytes::Bytes;
 use raft_proto::etcd::mvccpb::event::EventType;
 
 use super::*;
-use crate::kv::entry::Entry;
+use crate::kv::entry::{Entry, SharedEntry};
 use crate::kv::history::Change;
 use crate::kv::prefix_end;
 
@@ -10,19 +10,19 @@ use crate::kv::prefix_end;
 /// deletion), each with the key's previous change as its `prev`.
 fn history(changes: &[(i64, &str, Option<&str>)]) -> History {
     let mut history = History::default();
-    let mut live: std::collections::BTreeMap<&str, Entry> = Default::default();
+    let mut live: std::collections::BTreeMap<&str, SharedEntry> = Default::default();
     for &(revision, key, value) in changes {
         let prev = live.get(key).cloned();
         let now = value.map(|value| {
             let version = prev.as_ref().map_or(1, |prev| prev.version + 1);
             let created = prev.as_ref().map_or(revision, |prev| prev.create_revision);
-            Entry {
+            SharedEntry::new(Entry {
                 value: Bytes::copy_from_slice(value.as_bytes()),
                 create_revision: created,
                 mod_revision: revision,
                 version,
                 lease: 0,
-            }
+            })
         });
         match &now {
             Some(now) => live.insert(key, now.clone()),
