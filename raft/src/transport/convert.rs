@@ -342,8 +342,15 @@ pub fn message_from_wire(
             )
         }
         Body::AppendEntriesResponse(response) => {
+            // A rejection with no index rejected carries no hint: the
+            // answer to an append of an earlier term, which tells its sender
+            // only the current term. (Every other rejection names the
+            // previous index it refused, which is never 0: every log holds
+            // index 0.) Read as "log too short at 0", it was refused as a
+            // malformed hint, and a deposed leader never learned the term.
             let conflict = match (response.success, response.conflict_term) {
                 (true, _) => None,
+                (false, 0) if response.rejected_index == 0 => None,
                 (false, 0) => Some(ConflictHint::LogTooShort {
                     last_index: LogIndex(response.conflict_index),
                 }),
@@ -425,5 +432,41 @@ mod configuration_tests {
         };
         assert_eq!(&command[..], &[7u8; 10]);
         assert!(!message.as_ptr_range().contains(&command.as_ptr()));
+    }
+
+    #[test]
+    fn the_answer_to_a_stale_append_crosses_the_wire_as_it_was_sent() {
+        use crate::core::message::{AppendEntriesResponse, Message, MessageBody};
+        let stale_answer = Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(7),
+            body: MessageBody::AppendEntriesResponse(AppendEntriesResponse {
+                success: false,
+                match_index: LogIndex(0),
+                rejected_index: LogIndex(0),
+                conflict: None,
+                last_log_index: LogIndex(40),
+                round: 0,
+            }),
+        };
+        struct Leader;
+        impl Admission for Leader {
+            fn node(&self) -> NodeId {
+                NodeId(1)
+            }
+            fn cluster(&self) -> ClusterId {
+                ClusterId(9)
+            }
+            fn admits(&self, _: NodeId) -> bool {
+                true
+            }
+        }
+        let wire = message_to_wire(ClusterId(9), &stale_answer).expect("encodable");
+        let decoded = message_from_wire(wire, &Leader).expect("decodes");
+        assert_eq!(decoded, stale_answer);
+        // And it passes the receiver's checks (it was refused as a bad
+        // conflict hint, so the deposed leader never learned the term).
+        assert_eq!(crate::core::validation::validate(&decoded), Ok(()));
     }
 }
