@@ -364,6 +364,7 @@ impl<M: StateMachine> Applier<M> {
         let spawned = std::thread::Builder::new()
             .name("raft-snapshot".to_string())
             .spawn(move || {
+                super::background::lower_this_thread_priority();
                 fault::panic_if_injected(FaultPoint::SnapshotWriter);
                 match store.save(&mut captured, term, membership) {
                     Ok(file) => {

@@ -129,6 +129,7 @@ use crate::types::ClusterId;
 use crate::types::{LogIndex, NodeId, Term};
 
 pub mod applier;
+mod background;
 mod bootstrap;
 pub mod error;
 pub mod event_loop;
