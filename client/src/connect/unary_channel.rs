@@ -40,7 +40,7 @@ pub enum UnaryError {
     Status {
         /// The `grpc-status` code.
         code: u32,
-        /// The `grpc-message`.
+        /// The `grpc-message`, decoded.
         message: String,
     },
     /// The answer is not one well-formed gRPC message.
@@ -159,11 +159,15 @@ fn check_status(headers: &HeaderMap) -> Result<(), UnaryError> {
     if code == 0 {
         return Ok(());
     }
+    // gRPC percent-encodes the message (spaces are "%20").
     let message = headers
         .get("grpc-message")
-        .and_then(|message| message.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+        .map(|message| {
+            percent_encoding::percent_decode(message.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
     Err(UnaryError::Status { code, message })
 }
 
@@ -235,10 +239,11 @@ mod tests {
         headers.insert("grpc-status", "0".parse().unwrap());
         assert!(check_status(&headers).is_ok());
         headers.insert("grpc-status", "14".parse().unwrap());
-        headers.insert("grpc-message", "no leader".parse().unwrap());
+        // As a server sends it: percent-encoded.
+        headers.insert("grpc-message", "etcdserver:%20no%20leader".parse().unwrap());
         match check_status(&headers) {
             Err(UnaryError::Status { code, message }) => {
-                assert_eq!((code, message.as_str()), (14, "no leader"))
+                assert_eq!((code, message.as_str()), (14, "etcdserver: no leader"))
             }
             other => panic!("{other:?}"),
         }

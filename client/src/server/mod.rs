@@ -52,6 +52,7 @@ pub mod kv_service;
 pub mod maintenance_service;
 pub mod member_list;
 pub mod metrics_http;
+pub mod process_metrics;
 pub mod proposer;
 pub mod publish;
 pub mod state_machine;
@@ -66,6 +67,7 @@ use self::context::Context;
 use self::forward::ForwardService;
 use self::kv_service::KvService;
 use self::maintenance_service::MaintenanceService;
+use self::process_metrics::ProcessMetrics;
 use self::proposer::Proposer;
 use self::state_machine::KvStateMachine;
 use self::store_metrics::StoreMetrics;
@@ -340,6 +342,7 @@ async fn serve_metrics(
     let mut registry = prometheus_client::registry::Registry::default();
     node.metrics().register(&mut registry);
     registry.register_collector(Box::new(StoreMetrics::new(node.clone())));
+    registry.register_collector(Box::new(ProcessMetrics));
     let task = metrics_http::serve_metrics(address, registry)
         .await
         .map_err(|source| ServerError::Metrics { address, source })?;

@@ -104,6 +104,11 @@ async fn the_metrics_endpoint_reports_role_commits_and_latencies() {
     assert_eq!(sample(&text, "kv_history_changes"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "kv_compacted_revision"), Some(0.0), "{text}");
     assert!(sample(&text, "kv_revision").is_some_and(|revision| revision >= 2.0));
+    // The process's memory, as Prometheus's own collectors name it.
+    assert!(
+        sample(&text, "process_resident_memory_bytes").is_some_and(|bytes| bytes > 1e6),
+        "{text}"
+    );
 
     // Forged peer messages are counted by why they were refused: one of
     // another cluster, one "from" a node that is no other member.
