@@ -55,17 +55,7 @@ fn live_bytes() -> i64 {
 
 fn rss_bytes() -> i64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse::<i64>()
-                .ok()
-        })
-        .map_or(0, |kilobytes| kilobytes * 1024)
+    raft_client::server::process_metrics::resident_bytes(&status).unwrap_or(0)
 }
 
 fn main() {

@@ -437,7 +437,7 @@ async fn main_async(arguments: Arguments) -> anyhow::Result<()> {
             for line in report.error_lines() {
                 println!("{line}");
             }
-            println!("errors={}", report.errors);
+            println!("errors={}", report.errors());
             Ok(report.summary_line())
         }
         Subcommands::WatchBench(arguments) => {

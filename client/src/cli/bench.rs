@@ -91,9 +91,7 @@ pub struct BenchOptions {
 pub struct BenchReport {
     /// Successful operations.
     pub operations: u64,
-    /// Failed operations (each retried by the client's next request).
-    pub errors: u64,
-    /// The failures by kind ([`error_kind`]), most frequent first.
+    /// The failures (each retried by the client's next request) by kind ([`error_kind`]), most frequent first.
     pub errors_by_kind: Vec<(String, u64)>,
     /// Measured time.
     pub elapsed: Duration,
@@ -113,6 +111,11 @@ impl BenchReport {
             self.latency.value_at_quantile(0.99),
             self.latency.value_at_quantile(0.999),
         )
+    }
+
+    /// Failed operations, of every kind.
+    pub fn errors(&self) -> u64 {
+        self.errors_by_kind.iter().map(|(_, count)| count).sum()
     }
 
     /// One `error count=N kind=...` line per kind of failure.
@@ -252,7 +255,6 @@ pub async fn run(options: BenchOptions) -> BenchReport {
     errors_by_kind.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     BenchReport {
         operations: totals.1,
-        errors: errors_by_kind.iter().map(|(_, count)| count).sum(),
         errors_by_kind,
         elapsed,
         latency: totals.0,

@@ -131,7 +131,7 @@ impl FanOutReport {
 pub fn idle_summary_line(watchers: usize, events: u64, report: &BenchReport) -> String {
     format!(
         "watchers={watchers} idle_events={events} put_errors={} {}",
-        report.errors,
+        report.errors(),
         report.summary_line()
     )
 }

@@ -89,11 +89,11 @@ pub(super) fn read_history(
     let mut last = compacted;
     // Each key's entry after its latest change read so far.
     let mut latest: HashMap<StoredKey, Option<SharedEntry>> = HashMap::new();
+    let live_puts = (version >= LIVE_PUT_FORMAT_VERSION).then_some(live);
     for _ in 0..count {
         let payload = records.next()?;
         let event = Event::decode(payload.as_slice())
             .map_err(|error| records.invalid(format!("not an event: {error}")))?;
-        let live_puts = (version >= LIVE_PUT_FORMAT_VERSION).then_some(live);
         let mut change =
             from_event(event, &latest, live_puts).map_err(|reason| records.invalid(reason))?;
         // A key's latest put is also its live entry: one allocation for

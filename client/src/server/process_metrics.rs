@@ -31,7 +31,7 @@ impl Collector for ProcessMetrics {
 }
 
 /// The `VmRSS` line of a `/proc/<pid>/status` text, in bytes.
-fn resident_bytes(status: &str) -> Option<i64> {
+pub fn resident_bytes(status: &str) -> Option<i64> {
     let kilobytes = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))?

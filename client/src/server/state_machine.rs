@@ -27,16 +27,24 @@ pub struct KvSnapshot {
     store: KvStore,
 }
 
+/// An internal error stops the node; any other outcome, a refusal
+/// included, is the client's answer.
+fn node_failure_or_answer(
+    outcome: Result<CommandResponse, KvError>,
+) -> Result<Result<CommandResponse, KvError>, KvError> {
+    match outcome {
+        Err(error) if error.class() == ErrorClass::Internal => Err(error),
+        answer => Ok(answer),
+    }
+}
+
 impl StateMachine for KvStateMachine {
     type Response = Result<CommandResponse, KvError>;
     type Error = KvError;
     type Snapshot = KvSnapshot;
 
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Result<Self::Response, KvError> {
-        match self.store.apply(index, command) {
-            Err(error) if error.class() == ErrorClass::Internal => Err(error),
-            answer => Ok(answer),
-        }
+        node_failure_or_answer(self.store.apply(index, command))
     }
 
     fn apply_shared(
@@ -44,10 +52,7 @@ impl StateMachine for KvStateMachine {
         index: LogIndex,
         command: &Bytes,
     ) -> Result<Self::Response, KvError> {
-        match self.store.apply_shared(index, command) {
-            Err(error) if error.class() == ErrorClass::Internal => Err(error),
-            answer => Ok(answer),
-        }
+        node_failure_or_answer(self.store.apply_shared(index, command))
     }
 
     fn applied_index(&self) -> LogIndex {
